@@ -1,0 +1,139 @@
+"""``alerts up``, ``alerts web``, ``alerts worker``, ``alerts clock``.
+
+The worker and clock run the ``workers`` package in their own processes, so
+``alerts/`` never imports Celery; ``up`` starts all three and stops them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from alerts.config import get_settings
+from alerts.db import get_database
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+# How long children get to finish their work after SIGTERM before SIGKILL.
+STOP_GRACE_SECONDS = 20
+CHILD_POLL_SECONDS = 0.5
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = subparsers.add_parser("up", help="run web app, worker and clock together")
+    _add_bind_arguments(up)
+    up.set_defaults(handler=run_up)
+
+    web = subparsers.add_parser("web", help="run the web app")
+    _add_bind_arguments(web)
+    web.set_defaults(handler=run_web)
+
+    worker = subparsers.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--concurrency", type=int, help="threads or processes")
+    worker.add_argument("--pool", choices=["prefork", "threads", "solo"])
+    worker.add_argument("--queues", help="comma-separated queues to consume")
+    worker.set_defaults(handler=run_worker)
+
+    clock = subparsers.add_parser("clock", help="run the scheduler (one per deployment)")
+    clock.set_defaults(handler=run_clock)
+
+
+def _add_bind_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+
+
+def run_web(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    get_database()  # migrate before the first request
+    uvicorn.run("alerts.web.app:create_app", factory=True, host=args.host, port=args.port)
+    return 0
+
+
+def worker_command(args: argparse.Namespace) -> list[str]:
+    settings = get_settings()
+    embedded = settings.resolved_broker_url.startswith("filesystem://")
+    # Threads suit the embedded broker and SQLite (one process, shared files);
+    # prefork is Celery's production default.
+    pool = args.pool or ("threads" if embedded else "prefork")
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "--app",
+        "workers.celery_app:app",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--pool",
+        pool,
+        "--concurrency",
+        str(args.concurrency or settings.worker_concurrency),
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if args.queues:
+        command += ["--queues", args.queues]
+    return command
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    get_database()
+    command = worker_command(args)
+    os.execv(command[0], command)  # noqa: S606 - replaces this process with the worker
+
+
+def run_clock(_args: argparse.Namespace) -> int:
+    get_database()
+    command = [sys.executable, "-m", "workers.clock"]
+    os.execv(command[0], command)  # noqa: S606
+
+
+def run_up(args: argparse.Namespace) -> int:
+    get_database()  # migrate once, before three processes race to do it
+    alerts = [sys.executable, "-m", "alerts"]
+    commands = {
+        "web": [*alerts, "web", "--host", args.host, "--port", str(args.port)],
+        "worker": [*alerts, "worker"],
+        "clock": [*alerts, "clock"],
+    }
+    children = {name: subprocess.Popen(command) for name, command in commands.items()}  # noqa: S603
+    stopping = False
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(
+        f"alerts up: web on http://{args.host}:{args.port}/, worker and clock running", flush=True
+    )
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"alerts up: {name} exited with {child.returncode}", file=sys.stderr)
+                exit_code, stopping = 1, True
+        time.sleep(CHILD_POLL_SECONDS)
+    _stop_children(list(children.values()))
+    return exit_code
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

@@ -1,0 +1,148 @@
+"""Settings: the one place that reads the environment.
+
+Every setting is an ``ALERTS_*`` environment variable (or a line in ``.env``).
+The defaults run the whole system on one machine with nothing installed:
+SQLite in the data dir, Celery over kombu's filesystem transport, and mail
+written as ``.eml`` files into an outbox folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+# Mail and page templates ship beside the package, in the repository's templates/.
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+SECRET_KEY_BYTES = 32
+
+
+class Settings(BaseSettings):
+    """Typed settings; each field documents its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ALERTS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(
+        default=Path("./var"),
+        description="Folder for the embedded database, broker, outbox and secret key.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Default: sqlite:///<data_dir>/alerts.db. "
+        "Production: postgresql+psycopg://user@host/db.",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker URL. Default: filesystem://, kept under <data_dir>/broker "
+        "(no server needed). Production: redis://host:6379/0.",
+    )
+    smtp_url: str | None = Field(
+        default=None,
+        description="smtp://user:pass@host:port (smtps:// for TLS, ?starttls=1 for STARTTLS). "
+        "Unset: each message is written as an .eml file into outbox_dir.",
+    )
+    outbox_dir: Path | None = Field(
+        default=None,
+        description="Where mail goes when smtp_url is unset. Default: <data_dir>/outbox.",
+    )
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Public URL of the web app, used in links inside mail.",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Signs links and sessions. Unset: generated once and kept in "
+        "<data_dir>/secret_key.",
+    )
+    mail_from: str = Field(
+        default="Alerts <alerts@localhost>", description="From header of every mail."
+    )
+    dkim_selector: str | None = Field(default=None, description="DKIM selector; unset: no DKIM.")
+    dkim_domain: str | None = Field(default=None, description="DKIM signing domain (d=).")
+    dkim_private_key_file: Path | None = Field(
+        default=None, description="PEM private key file used for DKIM signing."
+    )
+
+    # Ingest limits: over-limit input is rejected with a reason, never truncated.
+    ingest_max_source_bytes: int = Field(
+        default=20 * 1024 * 1024, description="Largest feed or page read, in bytes."
+    )
+    ingest_max_entries: int = Field(default=5000, description="Most entries taken from one source.")
+    ingest_max_title_chars: int = Field(default=1000, description="Longest title accepted.")
+    ingest_max_body_chars: int = Field(
+        default=200_000, description="Longest article text accepted."
+    )
+    ingest_fetch_timeout: float = Field(
+        default=20.0, description="Seconds before a fetch gives up."
+    )
+    source_default_poll_minutes: int = Field(
+        default=15, description="Poll interval for sources registered without one."
+    )
+
+    # Query language limits (see alerts.matching.query).
+    query_max_length: int = Field(default=500, description="Longest keyword query, in characters.")
+    query_max_terms: int = Field(default=32, description="Most terms in one keyword query.")
+
+    # The clock.
+    clock_tick_seconds: int = Field(
+        default=60, description="How often the clock looks for due sources and digests."
+    )
+    leader_lock_ttl_seconds: int = Field(
+        default=60,
+        description="A clock that has not renewed its leader lease for this long loses it.",
+    )
+
+    # Processes started by `alerts up`.
+    worker_concurrency: int = Field(default=2, description="Worker threads or processes.")
+    require_services: bool = Field(
+        default=False,
+        description="Tests: fail instead of skip when PostgreSQL, Redis or SMTP is missing.",
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'alerts.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_dir(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+    @property
+    def resolved_outbox_dir(self) -> Path:
+        return (self.outbox_dir or self.data_dir / "outbox").resolve()
+
+    @property
+    def resolved_secret_key(self) -> str:
+        """The configured key, or one generated once and kept in the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / SECRET_KEY_FILE
+        if not path.exists():
+            # Written aside then linked into place: web, worker and clock start at
+            # once, and exactly one of them may create the key.
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            draft = path.with_suffix(f".{os.getpid()}")
+            draft.write_text(secrets.token_urlsafe(SECRET_KEY_BYTES))
+            draft.chmod(0o600)
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+            draft.unlink()
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

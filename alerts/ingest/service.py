@@ -1,0 +1,110 @@
+"""Ingest entry points shared by the CLI, the clock and the workers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from alerts.config import Settings
+from alerts.ingest.fetch import fetch_url
+from alerts.ingest.formats import SourceError, parse_document
+from alerts.ingest.limits import IngestLimits
+from alerts.ingest.store import IngestReport, store_articles
+from alerts.jobs import enqueue_after_commit
+from alerts.models import Source
+
+MATCH_JOB = "match_articles"
+# Articles per match task: big enough to amortise loading the index, small
+# enough that one slow batch does not hold alerts back.
+MATCH_BATCH_SIZE = 200
+
+
+def limits_from(settings: Settings) -> IngestLimits:
+    return IngestLimits(
+        max_source_bytes=settings.ingest_max_source_bytes,
+        max_entries=settings.ingest_max_entries,
+        max_title_chars=settings.ingest_max_title_chars,
+        max_body_chars=settings.ingest_max_body_chars,
+        fetch_timeout=settings.ingest_fetch_timeout,
+    )
+
+
+def ingest_document(
+    session: Session,
+    data: bytes,
+    *,
+    location: str,
+    content_type: str | None,
+    limits: IngestLimits,
+    source: Source | None = None,
+) -> IngestReport:
+    """Parse and store one document, then queue matching for what is new.
+
+    Raises SourceError when the document cannot be read at all.
+    """
+    parsed = parse_document(data, location=location, content_type=content_type, limits=limits)
+    report = store_articles(session, parsed, source=source, location=location)
+    queue_matching(session, report.new_article_ids)
+    return report
+
+
+def queue_matching(session: Session, article_ids: list[int]) -> None:
+    for start in range(0, len(article_ids), MATCH_BATCH_SIZE):
+        batch = article_ids[start : start + MATCH_BATCH_SIZE]
+        enqueue_after_commit(session, MATCH_JOB, article_ids=batch)
+
+
+def claim_due_sources(session: Session, now: datetime) -> list[int]:
+    """Ids of active sources whose poll is due, each pushed to its next slot.
+
+    Moving ``next_poll_at`` in the same transaction that queues the poll means
+    the next tick does not queue it again while it is still running.
+    """
+    sources = session.scalars(
+        select(Source)
+        .where(Source.active.is_(True))
+        .where(or_(Source.next_poll_at.is_(None), Source.next_poll_at <= now))
+        .order_by(Source.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for source in sources:
+        source.next_poll_at = now + timedelta(minutes=source.poll_minutes)
+        enqueue_after_commit(session, "poll_source", source_id=source.id)
+    return [source.id for source in sources]
+
+
+def poll_source(
+    session: Session, source_id: int, now: datetime, limits: IngestLimits
+) -> IngestReport:
+    """Fetch one registered source (conditional GET) and store what is new.
+
+    A failure is recorded on the source, never raised: the next poll tries again.
+    """
+    source = session.get_one(Source, source_id)
+    source.last_polled_at = now
+    report = IngestReport()
+    try:
+        fetched = fetch_url(
+            source.url, etag=source.etag, last_modified=source.last_modified, limits=limits
+        )
+        if fetched.data is None:
+            source.last_status = "not_modified"
+        else:
+            report = ingest_document(
+                session,
+                fetched.data,
+                location=fetched.url,
+                content_type=fetched.content_type,
+                limits=limits,
+                source=source,
+            )
+            source.etag, source.last_modified = fetched.etag, fetched.last_modified
+            source.last_status = "ok"
+        source.last_error = None
+    except SourceError as error:
+        source.last_status = "error"
+        source.last_error = str(error)
+    source.last_counts = {key: value for key, value in report.as_json().items() if key != "errors"}
+    return report

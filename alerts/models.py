@@ -1,0 +1,366 @@
+"""The data model (SQLAlchemy 2.0 typed mappings).
+
+Every time is timezone-aware UTC in Python; ``UTCDateTime`` keeps it so on
+SQLite too, which stores no zone.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime, time
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    Time,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from alerts.db import utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+EMAIL_LENGTH = 320  # RFC 5321: 64 for the local part + @ + 255 for the domain
+Json = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in and out, stored as UTC on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: every time must carry a zone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _str_enum(enum_class: type[enum.StrEnum]) -> Enum:
+    """A portable enum column: a VARCHAR holding the member values."""
+    return Enum(
+        enum_class,
+        native_enum=False,
+        length=20,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: Json,
+        list[str]: Json,
+    }
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    SUSPENDED = "suspended"
+    BOUNCED = "bounced"
+
+
+class Frequency(enum.StrEnum):
+    IMMEDIATE = "immediate"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class DeliveryKind(enum.StrEnum):
+    CONFIRMATION = "confirmation"
+    ALERT = "alert"
+    DIGEST = "digest"
+    NEWSLETTER = "newsletter"
+    TEST = "test"
+
+
+class DeliveryState(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+
+
+class NewsletterStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    AWAITING_APPROVAL = "awaiting_approval"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    EDITOR = "editor"
+
+
+class SuppressionReason(enum.StrEnum):
+    HARD_BOUNCE = "hard_bounce"
+    COMPLAINT = "complaint"
+    MANUAL = "manual"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class Source(Base):
+    """A feed, page or file the clock polls for articles."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
+    poll_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    default_tags: Mapped[list[str]] = mapped_column(default=list)
+    # Conditional GET validators from the last successful fetch.
+    etag: Mapped[str | None] = mapped_column(String(500))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    last_polled_at: Mapped[datetime | None]
+    last_status: Mapped[str | None] = mapped_column(String(20))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Article(Base):
+    """One story as ingested. Exact duplicates are never stored twice; near
+    duplicates (same story, other wording or source) point at the first copy."""
+
+    __tablename__ = "articles"
+    __table_args__ = (Index("ix_articles_published_at", "published_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
+    source_name: Mapped[str | None] = mapped_column(String(200))
+    guid: Mapped[str | None] = mapped_column(String(2000))
+    url: Mapped[str | None] = mapped_column(String(2000))
+    # Dedup keys: a hash of the normalised URL, of (source, guid), and of the
+    # folded text. Each is unique, so a racing second ingest fails to insert.
+    url_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    guid_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    title_key: Mapped[str] = mapped_column(String(64), index=True)
+    duplicate_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("articles.id", ondelete="SET NULL"), index=True
+    )
+    title: Mapped[str] = mapped_column(Text)
+    lead: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    language: Mapped[str | None] = mapped_column(String(8))
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    author: Mapped[str | None] = mapped_column(String(300))
+    published_at: Mapped[datetime | None]
+    ingested_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    source: Mapped[Source | None] = relationship()
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Stored lower-cased, so uniqueness holds whatever case people type.
+    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[SubscriberStatus] = mapped_column(
+        _str_enum(SubscriberStatus), default=SubscriberStatus.PENDING, index=True
+    )
+    frequency: Mapped[Frequency] = mapped_column(_str_enum(Frequency), default=Frequency.DAILY)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    send_at: Mapped[time] = mapped_column(Time, default=time(7, 0))
+    weekly_day: Mapped[int] = mapped_column(Integer, default=0)  # Monday = 0
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_source: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+    last_digest_at: Mapped[datetime | None]
+
+    interests: Mapped[list[Interest]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Interest(Base):
+    """A keyword query, a set of regions, or both (then both must hold)."""
+
+    __tablename__ = "interests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    query: Mapped[str | None] = mapped_column(String(1000))
+    regions: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="interests")
+
+
+class Match(Base):
+    """An article matched one interest; the digest reads these."""
+
+    __tablename__ = "matches"
+    __table_args__ = (
+        UniqueConstraint("article_id", "interest_id"),
+        # Digest building reads one subscriber's matches since a time.
+        Index("ix_matches_subscriber_matched_at", "subscriber_id", "matched_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    interest_id: Mapped[int] = mapped_column(ForeignKey("interests.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(default=0.0)
+    explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    matched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Newsletter(Base):
+    """A curated issue, or the template of a recurring one."""
+
+    __tablename__ = "newsletters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(300))
+    preheader: Mapped[str] = mapped_column(String(300), default="")
+    intro_markdown: Mapped[str] = mapped_column(Text, default="")
+    sections: Mapped[list[str]] = mapped_column(default=list)
+    audience: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[NewsletterStatus] = mapped_column(
+        _str_enum(NewsletterStatus), default=NewsletterStatus.DRAFT, index=True
+    )
+    scheduled_at: Mapped[datetime | None] = mapped_column(index=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    recurrence: Mapped[str | None] = mapped_column(String(100))
+    auto_query: Mapped[str | None] = mapped_column(String(1000))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class Delivery(Base):
+    """The delivery ledger: one row per thing promised to one recipient.
+
+    ``dedup_key`` names the promise (``alert:<subscriber>:<article>:email``,
+    ``digest:<subscriber>:<window>``, ``newsletter:<newsletter>:<subscriber>``);
+    its unique index makes a redelivered task a no-op, and the row's
+    Message-ID is reused by every retry of the same promise.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        # The sweeper looks for rows stuck in a state for too long.
+        Index("ix_deliveries_state_updated_at", "state", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[DeliveryKind] = mapped_column(_str_enum(DeliveryKind))
+    state: Mapped[DeliveryState] = mapped_column(
+        _str_enum(DeliveryState), default=DeliveryState.QUEUED
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id", ondelete="SET NULL"))
+    newsletter_id: Mapped[int | None] = mapped_column(
+        ForeignKey("newsletters.id", ondelete="CASCADE"), index=True
+    )
+    recipient: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
+    message_id: Mapped[str] = mapped_column(String(300))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class User(Base):
+    """An editor or admin who signs in to the web app."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[Role] = mapped_column(_str_enum(Role))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Sessions issued before this moment are dead.
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Suppression(Base):
+    """Addresses that are never mailed, whatever their subscriber row says."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH), unique=True)
+    reason: Mapped[SuppressionReason] = mapped_column(_str_enum(SuppressionReason))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
+    action: Mapped[str] = mapped_column(String(100))
+    target_type: Mapped[str | None] = mapped_column(String(50))
+    target_id: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class LeaderLease(Base):
+    """Who may act as the single clock; a lease that lapses passes to another."""
+
+    __tablename__ = "leader_leases"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]

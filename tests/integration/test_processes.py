@@ -1,0 +1,114 @@
+"""`alerts up` runs web, worker and clock; a registered source gets polled end to end.
+
+Run once on the embedded default (SQLite, filesystem broker) and once on the
+production stack (PostgreSQL, Redis, a prefork worker).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import REPO_ROOT, FeedServer, free_port
+
+STARTUP_SECONDS = 90
+POLL_SECONDS = 0.5
+REDIS_TEST_DB = 7  # a database of its own, so the test's queue is private
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(POLL_SECONDS)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(params=["embedded", "production"])
+def stack_env(request: pytest.FixtureRequest, isolated_settings: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTS_")}
+    env.update(
+        ALERTS_DATA_DIR=str(isolated_settings),
+        ALERTS_CLOCK_TICK_SECONDS="1",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    if request.param == "production":
+        base_redis = request.getfixturevalue("redis_url").rsplit("/", 1)[0]
+        broker = f"{base_redis}/{REDIS_TEST_DB}"
+        redis.Redis.from_url(broker).flushdb()
+        env.update(
+            ALERTS_DATABASE_URL=request.getfixturevalue("postgres_url"),
+            ALERTS_BROKER_URL=broker,
+        )
+    return env
+
+
+def alerts(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alerts", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.slow
+def test_up_serves_status_and_polls_sources(
+    stack_env: dict[str, str], feed_server: FeedServer, tmp_path: Path
+) -> None:
+    feed_url = feed_server.serve("/briefs.xml", (REPO_ROOT / "sample" / "feed.xml").read_bytes())
+    alerts(stack_env, "db", "upgrade")
+    added = alerts(stack_env, "sources", "add", feed_url, "--name", "Briefs", "--every", "1")
+    assert "source 1" in added.stdout
+
+    port = free_port()
+    log = (tmp_path / "up.log").open("w")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "alerts", "up", "--port", str(port)],
+        env=stack_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _get(base + "/healthz") == "ok", STARTUP_SECONDS, "the web app")
+        wait_until(
+            lambda: "Batumi port reports record grain shipments" in _get(base + "/"),
+            STARTUP_SECONDS,
+            "the clock and worker to poll the source",
+        )
+        page = _get(base + "/")
+        assert "Briefs" in page
+        assert "ok" in page  # the source's last poll status
+        listed = alerts(stack_env, "sources", "list", "--json").stdout
+        assert '"last_status": "ok"' in listed
+    finally:
+        up.send_signal(signal.SIGTERM)
+        try:
+            up.wait(timeout=40)
+        finally:
+            if up.poll() is None:
+                os.killpg(up.pid, signal.SIGKILL)
+            log.close()
+    assert up.returncode == 0, (tmp_path / "up.log").read_text()[-3000:]
+
+
+def _get(url: str) -> str:
+    try:
+        response = httpx.get(url, timeout=2)
+    except httpx.HTTPError:
+        return ""
+    return response.text if response.status_code == 200 else ""
