@@ -91,6 +91,34 @@ class Settings(BaseSettings):
     query_max_length: int = Field(default=500, description="Longest keyword query, in characters.")
     query_max_terms: int = Field(default=32, description="Most terms in one keyword query.")
 
+    # Delivery.
+    alert_max_per_hour: int = Field(
+        default=6, description="Immediate alerts per subscriber per hour; the rest join the digest."
+    )
+    digest_max_articles: int = Field(default=30, description="Most articles in one digest.")
+    digest_group_by: str = Field(
+        default="region", description="Digest sections: 'region' or 'interest'."
+    )
+    send_batch_size: int = Field(
+        default=200, description="Deliveries per send task (never fewer than 100 when there are)."
+    )
+    smtp_pool_size: int = Field(default=4, description="SMTP connections kept open per worker.")
+    smtp_rate_per_second: float | None = Field(
+        default=None,
+        description="Most messages per second to the relay, per worker; unset: no cap.",
+    )
+    delivery_stuck_after_seconds: int = Field(
+        default=600,
+        description="A delivery 'sending' this long belonged to a dead worker and is re-queued.",
+    )
+    delivery_requeue_after_seconds: int = Field(
+        default=300,
+        description="A queued delivery untouched this long lost its task and is queued again.",
+    )
+    confirmation_valid_hours: int = Field(
+        default=48, description="How long a double opt-in confirmation link works."
+    )
+
     # The clock.
     clock_tick_seconds: int = Field(
         default=60, description="How often the clock looks for due sources and digests."

@@ -114,6 +114,7 @@ class DeliveryState(enum.StrEnum):
     FAILED = "failed"
     BOUNCED = "bounced"
     SUPPRESSED = "suppressed"
+    SKIPPED = "skipped"  # a digest window that had nothing to say: no empty mail
 
 
 class NewsletterStatus(enum.StrEnum):
@@ -208,10 +209,14 @@ class Subscriber(Base):
     weekly_day: Mapped[int] = mapped_column(Integer, default=0)  # Monday = 0
     language: Mapped[str] = mapped_column(String(8), default="en")
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Immediate alerts wait while the local clock is inside [quiet_start, quiet_end).
+    quiet_start: Mapped[time | None] = mapped_column(Time)
+    quiet_end: Mapped[time | None] = mapped_column(Time)
     consent_source: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
+    # End of the last digest window planned: the next digest starts here.
     last_digest_at: Mapped[datetime | None]
 
     interests: Mapped[list[Interest]] = relationship(
@@ -291,6 +296,8 @@ class Delivery(Base):
     __table_args__ = (
         # The sweeper looks for rows stuck in a state for too long.
         Index("ix_deliveries_state_updated_at", "state", "updated_at"),
+        # Throttling counts one subscriber's recent alerts.
+        Index("ix_deliveries_subscriber_kind_created_at", "subscriber_id", "kind", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -309,6 +316,8 @@ class Delivery(Base):
     recipient: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
     message_id: Mapped[str] = mapped_column(String(300))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Not to be sent before this (quiet hours, retry backoff).
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
     reason: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

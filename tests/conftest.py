@@ -11,8 +11,9 @@ import http.server
 import os
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("ALERTS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+WAIT_POLL_SECONDS = 0.25
 
 
 def services_required() -> bool:
@@ -107,17 +109,34 @@ def redis_url() -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+def database(request: pytest.FixtureRequest) -> Database:
     """The migrated database of each backend, emptied after the test."""
     if request.param == "postgresql":
-        monkeypatch.setenv("ALERTS_DATABASE_URL", request.getfixturevalue("postgres_url"))
-        get_settings.cache_clear()
+        postgres: Database = request.getfixturevalue("postgres_database")
+        return postgres
+    return get_database()
+
+
+@pytest.fixture
+def postgres_database(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    """The session's PostgreSQL database, migrated, and emptied after the test."""
+    monkeypatch.setenv("ALERTS_DATABASE_URL", postgres_url)
+    get_settings.cache_clear()
     database = get_database()
     yield database
-    if request.param == "postgresql":
-        tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-        with database.engine.begin() as connection:
-            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with database.engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(WAIT_POLL_SECONDS)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 def free_port() -> int:

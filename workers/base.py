@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from alerts.db import get_database
 
 
-class DatabaseTask(Task):  # type: ignore[misc]
+class DatabaseTask(Task):
     """Give the task body a session; commit when it returns, roll back when it raises."""
 
     abstract = True

@@ -1,7 +1,7 @@
 """The clock: the only scheduler. One APScheduler job ticks; the database decides.
 
 Each tick takes or renews the leader lease and, when it leads, queues what is
-due. Due-ness lives in the database (a source's ``next_poll_at``), so a missed
+due (alerts.tick). Due-ness lives in the database, so a missed
 or repeated tick loses nothing and doubles nothing, and a second clock started
 by mistake only waits for the lease.
 """
@@ -19,8 +19,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
-from alerts.ingest.service import claim_due_sources
 from alerts.leader import release, try_lead
+from alerts.tick import run_tick
 
 log = logging.getLogger("alerts.clock")
 
@@ -43,9 +43,14 @@ def tick(holder: str) -> bool:
             session, LEASE_NAME, holder, now, timedelta(seconds=settings.leader_lock_ttl_seconds)
         ):
             return False
-        sources = claim_due_sources(session, now)
-    if sources:
-        log.info("queued polls for %d sources", len(sources))
+        report = run_tick(session, settings, now)
+    if report.sources or report.digests or report.recovered:
+        log.info(
+            "queued %d source polls, %d digests, %d recovered deliveries",
+            len(report.sources),
+            len(report.digests),
+            len(report.recovered),
+        )
     return True
 
 

@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
+import threading
+from functools import lru_cache
+
+from alerts.alerting import process_new_articles
 from alerts.config import get_settings
-from alerts.db import utcnow
+from alerts.db import get_database, utcnow
+from alerts.delivery.outbound import Mailer, send_deliveries
 from alerts.ingest.service import limits_from, poll_source
+from alerts.mailer import default_mailer
+from alerts.matching.service import IndexCache
+from alerts.subscribers import gazetteer
 from workers.base import DatabaseTask
 from workers.celery_app import app
+
+# One compiled interest index per worker process; thread-pool workers share it.
+_index_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def index_cache() -> IndexCache:
+    return IndexCache(gazetteer(), get_settings())
+
+
+@lru_cache(maxsize=1)
+def mailer() -> Mailer:
+    return default_mailer(get_settings())
 
 
 @app.task(name="alerts.poll_source", base=DatabaseTask, bind=True)
 def poll_source_task(self: DatabaseTask, source_id: int) -> None:
     with self.session() as session:
         poll_source(session, source_id, utcnow(), limits_from(get_settings()))
+
+
+@app.task(name="alerts.match_articles", base=DatabaseTask, bind=True)
+def match_articles_task(self: DatabaseTask, article_ids: list[int]) -> None:
+    with _index_lock, self.session() as session:
+        process_new_articles(session, article_ids, index_cache(), get_settings(), utcnow())
+
+
+@app.task(name="alerts.send_deliveries")
+def send_deliveries_task(delivery_ids: list[int]) -> None:
+    # Sending owns its transactions (see alerts.delivery.outbound).
+    send_deliveries(get_database(), delivery_ids, mailer(), utcnow)

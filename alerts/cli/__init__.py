@@ -12,6 +12,8 @@ COMMAND_MODULES = (
     "alerts.cli.database",
     "alerts.cli.ingest",
     "alerts.cli.processes",
+    "alerts.cli.match",
+    "alerts.cli.subscribers",
 )
 
 

@@ -13,8 +13,11 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 
 from alerts.config import TEMPLATES_DIR, get_settings
-from alerts.db import get_database
+from alerts.db import get_database, utcnow
+from alerts.delivery.outbound import UNSUBSCRIBE_PURPOSE
 from alerts.models import Article, Source, Subscriber
+from alerts.subscribers import unsubscribe
+from alerts.tokens import InvalidToken, verify_token
 
 RECENT_ARTICLES = 20
 OUTBOX_PAGE_SIZE = 100
@@ -47,6 +50,24 @@ def create_app() -> FastAPI:
             }
         return templates.TemplateResponse(request, "status.html", context)
 
+    @app.get("/unsubscribe/{token}", response_class=HTMLResponse)
+    def unsubscribe_page(request: Request, token: str) -> Any:
+        """A page with a button: link scanners that fetch URLs change nothing."""
+        subscriber_id = _subscriber_from(token, UNSUBSCRIBE_PURPOSE)
+        return templates.TemplateResponse(
+            request, "unsubscribe.html", {"token": token, "done": False, "known": subscriber_id}
+        )
+
+    @app.post("/unsubscribe/{token}", response_class=HTMLResponse)
+    def unsubscribe_now(request: Request, token: str) -> Any:
+        """RFC 8058 one-click: mail clients POST ``List-Unsubscribe=One-Click`` here."""
+        subscriber_id = _subscriber_from(token, UNSUBSCRIBE_PURPOSE)
+        with get_database().session_scope() as session:
+            unsubscribe(session, subscriber_id, utcnow())
+        return templates.TemplateResponse(
+            request, "unsubscribe.html", {"token": token, "done": True, "known": subscriber_id}
+        )
+
     @app.get("/outbox", response_class=HTMLResponse)
     def outbox(request: Request) -> Any:
         folder = get_settings().resolved_outbox_dir
@@ -65,6 +86,14 @@ def create_app() -> FastAPI:
         return path.read_text(encoding="utf-8", errors="replace")
 
     return app
+
+
+def _subscriber_from(token: str, purpose: str) -> int:
+    try:
+        subject = verify_token(get_settings().resolved_secret_key, purpose, token, now=utcnow())
+    except InvalidToken as error:
+        raise HTTPException(status_code=400, detail=f"This link is not valid: {error}.") from error
+    return int(subject)
 
 
 def _summary(path: Path) -> dict[str, str]:

@@ -10,28 +10,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from tests.conftest import REPO_ROOT, FeedServer, free_port
+from tests.conftest import REPO_ROOT, FeedServer, free_port, wait_until
 
 STARTUP_SECONDS = 90
-POLL_SECONDS = 0.5
 REDIS_TEST_DB = 7  # a database of its own, so the test's queue is private
-
-
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(POLL_SECONDS)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(params=["embedded", "production"])

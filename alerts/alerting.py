@@ -1,0 +1,155 @@
+"""Immediate alerts: promised right after matching, throttled, held in quiet hours.
+
+A subscriber gets at most ``alert_max_per_hour`` alerts in any hour; further
+matches are not alerted and roll into their next digest (the digest builder
+takes every match that no alert carried). Alerts that fall into the
+subscriber's quiet hours are promised with a due time at the end of them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from alerts.compose import entry
+from alerts.config import Settings
+from alerts.delivery.ledger import Promise, alert_key, promise
+from alerts.delivery.outbound import message_id_for, queue_sending, subscriber_links
+from alerts.matching.service import IndexCache, NewMatch, match_articles
+from alerts.models import (
+    Article,
+    Delivery,
+    DeliveryKind,
+    Frequency,
+    Match,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
+from alerts.schedule import in_quiet_hours, quiet_hours_end
+from alerts.subscribers import gazetteer
+
+THROTTLE_WINDOW = timedelta(hours=1)
+
+
+def plan_alerts(
+    session: Session, matches: Sequence[NewMatch], settings: Settings, now: datetime
+) -> list[int]:
+    """Promise one alert per (subscriber, article) for immediate subscribers.
+
+    Returns the ids of new ledger rows that are due now (held ones are picked
+    up by the sweeper when their quiet hours end).
+    """
+    wanted = sorted({(m.subscriber_id, m.article_id) for m in matches})
+    if not wanted:
+        return []
+    subscriber_ids = {subscriber_id for subscriber_id, _ in wanted}
+    subscribers = {
+        s.id: s
+        for s in session.scalars(
+            select(Subscriber)
+            .where(
+                Subscriber.id.in_(subscriber_ids),
+                Subscriber.status == SubscriberStatus.CONFIRMED,
+                Subscriber.frequency == Frequency.IMMEDIATE,
+                Subscriber.paused.is_(False),
+            )
+            .where(~select(Suppression.id).where(Suppression.email == Subscriber.email).exists())
+        )
+    }
+    if not subscribers:
+        return []
+    recent = session.execute(
+        select(Delivery.subscriber_id, func.count(Delivery.id))
+        .where(
+            Delivery.subscriber_id.in_(subscribers),
+            Delivery.kind == DeliveryKind.ALERT,
+            Delivery.created_at > now - THROTTLE_WINDOW,
+        )
+        .group_by(Delivery.subscriber_id)
+    )
+    sent_recently: Counter[int] = Counter({row[0]: row[1] for row in recent if row[0]})
+    promises: list[Promise] = []
+    for subscriber_id, article_id in wanted:
+        subscriber = subscribers.get(subscriber_id)
+        if subscriber is None or sent_recently[subscriber_id] >= settings.alert_max_per_hour:
+            continue  # not an alert reader, or throttled: the next digest carries it
+        sent_recently[subscriber_id] += 1
+        key = alert_key(subscriber_id, article_id)
+        due = now
+        if in_quiet_hours(now, subscriber.timezone, subscriber.quiet_start, subscriber.quiet_end):
+            assert subscriber.quiet_end is not None
+            due = quiet_hours_end(now, subscriber.timezone, subscriber.quiet_end)
+        promises.append(
+            Promise(
+                dedup_key=key,
+                kind=DeliveryKind.ALERT,
+                recipient=subscriber.email,
+                message_id=message_id_for(settings, key),
+                due_at=due,
+                subscriber_id=subscriber_id,
+                article_id=article_id,
+            )
+        )
+    new_ids = promise(session, promises, now)
+    due_now = {p.dedup_key for p in promises if p.due_at <= now}
+    if len(due_now) == len(promises):
+        return new_ids
+    return list(
+        session.scalars(
+            select(Delivery.id).where(Delivery.id.in_(new_ids), Delivery.dedup_key.in_(due_now))
+        )
+    )
+
+
+def compose_alerts(
+    session: Session, deliveries: Sequence[Delivery], settings: Settings, now: datetime
+) -> dict[int, tuple[str, dict[str, Any]]]:
+    """Template contexts of alert deliveries: the article and why it matched."""
+    article_ids = {d.article_id for d in deliveries}
+    subscriber_ids = {d.subscriber_id for d in deliveries}
+    articles = {
+        a.id: a for a in session.scalars(select(Article).where(Article.id.in_(article_ids)))
+    }
+    explanations: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    for subscriber_id, article_id, explanation in session.execute(
+        select(Match.subscriber_id, Match.article_id, Match.explanation).where(
+            Match.article_id.in_(article_ids), Match.subscriber_id.in_(subscriber_ids)
+        )
+    ):
+        explanations[(subscriber_id, article_id)].append(explanation)
+    contexts: dict[int, tuple[str, dict[str, Any]]] = {}
+    for delivery in deliveries:
+        article = articles.get(delivery.article_id or -1)
+        if article is None or delivery.subscriber_id is None:
+            continue  # the article was deleted since: nothing to say
+        contexts[delivery.id] = (
+            "alert",
+            {
+                "subscriber": {"email": delivery.recipient},
+                "article": entry(
+                    article, explanations[(delivery.subscriber_id, article.id)], gazetteer()
+                ),
+                "links": subscriber_links(settings, delivery.subscriber_id),
+            },
+        )
+    return contexts
+
+
+def process_new_articles(
+    session: Session,
+    article_ids: Sequence[int],
+    cache: IndexCache,
+    settings: Settings,
+    now: datetime,
+) -> list[int]:
+    """Match new articles, promise the immediate alerts, queue their sending."""
+    new_matches = match_articles(session, article_ids, cache, now)
+    alert_ids = plan_alerts(session, new_matches, settings, now)
+    queue_sending(session, alert_ids, settings)
+    return alert_ids

@@ -1,0 +1,153 @@
+"""``alerts match``: match JSONL articles against JSONL interests, offline.
+
+Interests are validated up front: one that cannot be parsed or names an
+unknown region stops the command (exit 2) before any article is read, with
+each bad interest's line, id and problem on stderr. Output is one JSON line
+per article: ``{"article": id, "interests": [ids]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from alerts.matching import (
+    Interest,
+    InterestIndex,
+    PreparedInterest,
+    QueryError,
+    RegionNotFoundError,
+    analyze,
+    load_gazetteer,
+    prepare_interest,
+)
+from alerts.regions import Gazetteer
+
+EXIT_OK = 0
+EXIT_BAD_ARTICLE = 1
+EXIT_BAD_INTEREST = 2
+
+
+class InputError(ValueError):
+    """A malformed line in one of the JSONL inputs."""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``match`` subcommand; its handler is stored as ``handler``."""
+    parser = subparsers.add_parser(
+        "match", help="match articles against interests (JSONL in, JSONL out)"
+    )
+    parser.add_argument("--interests", required=True, type=Path, help="interests JSONL file")
+    parser.add_argument("--articles", required=True, type=Path, help="articles JSONL file")
+    parser.set_defaults(handler=run_match_command)
+
+
+def run_match_command(args: argparse.Namespace) -> int:
+    """argparse entry point: returns the process exit code."""
+    return run_match(args.interests, args.articles, out=sys.stdout, err=sys.stderr)
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{number}: invalid JSON: {exc.msg}") from exc
+
+
+def _interest(raw: Any) -> Interest:
+    if not isinstance(raw, dict) or "id" not in raw:
+        raise InputError("an interest must be an object with an 'id'")
+    query = raw.get("query")
+    regions = raw.get("regions") or []
+    if query is not None and not isinstance(query, str):
+        raise InputError(f"interest {raw['id']!r}: 'query' must be a string")
+    if not isinstance(regions, list) or not all(isinstance(r, str) for r in regions):
+        raise InputError(f"interest {raw['id']!r}: 'regions' must be a list of strings")
+    return Interest(id=str(raw["id"]), query=query, regions=tuple(regions))
+
+
+def load_interests(path: Path, gazetteer: Gazetteer,
+                   err: TextIO) -> list[tuple[str, PreparedInterest]] | None:
+    """Parse every interest, reporting each bad one; ``None`` if any was bad."""
+    prepared: list[tuple[str, PreparedInterest]] = []
+    failed = False
+    for number, raw in _jsonl(path):
+        try:
+            interest = _interest(raw)
+        except InputError as exc:
+            print(f"{path}:{number}: {exc}", file=err)
+            failed = True
+            continue
+        try:
+            prepared.append((interest.id, prepare_interest(interest, gazetteer)))
+        except QueryError as exc:
+            print(f"{path}:{number}: interest {interest.id!r}: bad query: {exc.message} "
+                  f"at position {exc.position}\n{exc.caret()}", file=err)
+            failed = True
+        except RegionNotFoundError as exc:
+            print(f"{path}:{number}: interest {interest.id!r}: unknown region "
+                  f"{exc.region!r}", file=err)
+            failed = True
+    return None if failed else prepared
+
+
+def _article_fields(number: int, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict) or "id" not in raw:
+        raise InputError(f"line {number}: an article must be an object with an 'id'")
+    tags = raw.get("tags") or []
+    if not isinstance(tags, list):
+        raise InputError(f"line {number}: article {raw['id']!r}: 'tags' must be a list")
+    return {
+        "title": str(raw.get("title") or ""),
+        "body": str(raw.get("body") or ""),
+        "tags": [str(tag) for tag in tags],
+        "source": str(raw.get("source") or ""),
+        "language": str(raw.get("language") or ""),
+    }
+
+
+def run_match(interests_path: Path, articles_path: Path, *, out: TextIO, err: TextIO,
+              gazetteer: Gazetteer | None = None) -> int:
+    """Match every article and write one JSON line per article to ``out``."""
+    gz = gazetteer or load_gazetteer()
+    try:
+        prepared = load_interests(interests_path, gz, err)
+    except (InputError, OSError) as exc:
+        print(f"{interests_path}: {exc}", file=err)
+        return EXIT_BAD_INTEREST
+    if prepared is None:
+        return EXIT_BAD_INTEREST
+    index = InterestIndex(gazetteer=gz)
+    for interest_id, item in prepared:
+        index.add_prepared(interest_id, item)
+    try:
+        for number, raw in _jsonl(articles_path):
+            doc = analyze(str(raw.get("id")) if isinstance(raw, dict) else "",
+                          gazetteer=gz, **_article_fields(number, raw))
+            line = {"article": raw["id"], "interests": index.match_ids(doc)}
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    except (InputError, OSError) as exc:
+        print(f"{articles_path}: {exc}", file=err)
+        return EXIT_BAD_ARTICLE
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``match`` on its own: ``python -m alerts.cli.match --interests ... --articles ...``."""
+    parser = argparse.ArgumentParser(prog="alerts")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["match", *(sys.argv[1:] if argv is None else argv)])
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""``alerts subscribers``, ``alerts digests``, ``alerts schedule``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from alerts.config import get_settings
+from alerts.db import get_database, utcnow
+from alerts.delivery.outbound import send_deliveries
+from alerts.digest import plan_due_digests
+from alerts.mailer import default_mailer
+from alerts.models import Frequency, Source, Subscriber
+from alerts.schedule import latest_slot, period_length
+from alerts.subscribers import NewSubscriber, SubscriberError, add_subscriber, import_csv
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    subscribers = subparsers.add_parser("subscribers", help="manage subscribers")
+    actions = subscribers.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", help="add one subscriber")
+    add.add_argument("email")
+    add.add_argument("--query", help="keyword query of the subscriber's interest")
+    add.add_argument("--region", action="append", default=[], metavar="NAME")
+    add.add_argument("--frequency", choices=[f.value for f in Frequency], default="daily")
+    add.add_argument("--timezone", default="UTC", metavar="TZ", help="IANA name, e.g. Asia/Tbilisi")
+    add.add_argument("--send-at", default="07:00", metavar="HH:MM", help="local digest time")
+    add.add_argument("--language", default="en")
+    add.add_argument("--confirmed", action="store_true", help="skip double opt-in (consent given)")
+    add.set_defaults(handler=run_add)
+
+    importing = actions.add_parser("import", help="add subscribers from a CSV file")
+    importing.add_argument("file", type=Path)
+    importing.set_defaults(handler=run_import)
+
+    listing = actions.add_parser("list", help="every subscriber with their status")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=run_list)
+
+    digests = subparsers.add_parser("digests", help="digest runs")
+    digest_actions = digests.add_subparsers(dest="action", required=True, metavar="ACTION")
+    send = digest_actions.add_parser("send", help="plan and send due digests now, in this process")
+    send.add_argument(
+        "--now", action="store_true", help="every daily and weekly subscriber, whatever the hour"
+    )
+    send.set_defaults(handler=run_digests_send)
+
+    schedule = subparsers.add_parser("schedule", help="what the clock does and when")
+    schedule_actions = schedule.add_subparsers(dest="action", required=True, metavar="ACTION")
+    schedule_actions.add_parser("list", help="print the schedule").set_defaults(
+        handler=run_schedule_list
+    )
+
+
+def run_add(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    data = NewSubscriber(
+        email=args.email,
+        query=args.query,
+        regions=args.region,
+        frequency=args.frequency,
+        timezone=args.timezone,
+        send_at=args.send_at,
+        language=args.language,
+        confirmed=args.confirmed,
+        consent_source="command line",
+    )
+    try:
+        with get_database(settings).session_scope() as session:
+            subscriber = add_subscriber(session, data, settings, utcnow())
+            print(f"subscriber {subscriber.id}: {subscriber.email} ({subscriber.status.value})")
+    except SubscriberError as error:
+        print(f"alerts subscribers add: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    try:
+        text = args.file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"alerts subscribers import: cannot read {args.file}: {error}", file=sys.stderr)
+        return 2
+    with get_database(settings).session_scope() as session:
+        report = import_csv(session, text, settings, utcnow())
+    for line, reason in report.errors:
+        print(f"{args.file}:{line}: {reason}", file=sys.stderr)
+    print(f"{report.added} added, {len(report.errors)} rejected")
+    return 1 if report.errors else 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with get_database().session_scope() as session:
+        rows = [
+            {
+                "id": s.id,
+                "email": s.email,
+                "status": s.status.value,
+                "frequency": s.frequency.value,
+                "timezone": s.timezone,
+                "send_at": s.send_at.strftime("%H:%M"),
+            }
+            for s in session.scalars(select(Subscriber).order_by(Subscriber.id))
+        ]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            print(f"{row['id']:>6}  {row['email']}  {row['status']}  {row['frequency']}")
+    return 0
+
+
+def run_digests_send(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    database = get_database(settings)
+    with database.session_scope() as session:
+        planned = plan_due_digests(session, settings, utcnow(), force=args.now)
+    report = send_deliveries(database, planned, default_mailer(settings), utcnow)
+    print(
+        f"{len(planned)} digests planned: {report.sent} sent, {report.skipped} empty, "
+        f"{report.deferred} deferred, {report.bounced} bounced, {report.failed} failed, "
+        f"{report.suppressed} suppressed"
+    )
+    return 0
+
+
+def run_schedule_list(_args: argparse.Namespace) -> int:
+    settings = get_settings()
+    now = utcnow()
+    print(f"clock tick every {settings.clock_tick_seconds} s: source polls, due digests, sweeper")
+    with get_database(settings).session_scope() as session:
+        schedules = Counter(
+            session.execute(
+                select(
+                    Subscriber.frequency,
+                    Subscriber.timezone,
+                    Subscriber.send_at,
+                    Subscriber.weekly_day,
+                ).where(Subscriber.status == "confirmed")
+            ).all()
+        )
+        sources = session.execute(
+            select(Source.name, Source.poll_minutes, Source.next_poll_at, Source.active).order_by(
+                func.coalesce(Source.next_poll_at, now)
+            )
+        ).all()
+    print("digests:")
+    for (frequency, timezone, send_at, weekly_day), count in sorted(
+        schedules.items(), key=lambda item: str(item[0])
+    ):
+        last = latest_slot(now, frequency, timezone, send_at, weekly_day)
+        upcoming = latest_slot(
+            last.at + period_length(frequency) + timedelta(minutes=1),
+            frequency,
+            timezone,
+            send_at,
+            weekly_day,
+        )
+        print(
+            f"  {frequency.value:<9} {send_at:%H:%M} {timezone:<20} {count:>6} subscribers, "
+            f"next {upcoming.at:%Y-%m-%d %H:%M} UTC"
+        )
+    print("sources:")
+    for name, minutes, next_poll, active in sources:
+        when = f"{next_poll:%Y-%m-%d %H:%M} UTC" if next_poll else "at the next tick"
+        print(f"  {name}: every {minutes} min, next {when}{'' if active else ' (paused)'}")
+    return 0

@@ -1,0 +1,131 @@
+"""Turning a matched article into a mail entry: snippet, highlights, "why".
+
+The match explanation says which query terms and region names hit; here they
+become character spans in the title and snippet (the templates escape the
+text and wrap the spans), and a plain sentence saying why the reader got it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from alerts.matching import fold, stem
+from alerts.models import Article
+from alerts.regions.gazetteer import Gazetteer
+
+SNIPPET_CHARS = 280
+WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+FIELD_PREFIX = re.compile(r"^(title|tag|source|lang|region):")
+
+
+@dataclass(frozen=True)
+class Highlighter:
+    """What to mark: word stems, prefixes and exact folded words (region names)."""
+
+    stems: frozenset[str]
+    prefixes: tuple[str, ...]
+    words: frozenset[str]
+    language: str
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        found = []
+        for match in WORD.finditer(text):
+            folded = fold(match.group()).replace("’", "'")
+            if folded.endswith("'s"):
+                folded = folded[:-2]
+            if (
+                folded in self.words
+                or stem(folded, self.language) in self.stems
+                or folded.startswith(self.prefixes or ("\0",))
+            ):
+                found.append((match.start(), match.end()))
+        return found
+
+
+def highlighter(explanations: Iterable[Mapping[str, Any]], language: str) -> Highlighter:
+    """Collect the terms of stored match explanations (``{"terms": [...], "regions": [...]}``)."""
+    stems: set[str] = set()
+    prefixes: list[str] = []
+    words: set[str] = set()
+    for explanation in explanations:
+        for hit in explanation.get("terms", []):
+            term = FIELD_PREFIX.sub("", hit["term"]).strip('"')
+            if term.endswith("*"):
+                prefixes.append(fold(term[:-1]))
+                continue
+            stems.update(stem(fold(word), language) for word in WORD.findall(term))
+        for region in explanation.get("regions", []):
+            for name in region.get("names", []):
+                words.update(fold(word) for word in WORD.findall(name))
+    return Highlighter(frozenset(stems), tuple(prefixes), frozenset(words), language)
+
+
+def snippet(article: Article, limit: int = SNIPPET_CHARS) -> str:
+    """The lead (or the start of the body), cut at a word boundary."""
+    text = " ".join((article.lead or article.body or "").split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > 0 else limit].rstrip(",;:") + " …"
+
+
+def why(explanations: Sequence[Mapping[str, Any]], gazetteer: Gazetteer) -> str:
+    """One sentence naming what matched and where."""
+    parts: list[str] = []
+    for explanation in explanations:
+        for hit in explanation.get("terms", []):
+            zones = " and ".join(_zone_names(hit.get("zones", [])))
+            parts.append(f"“{hit['term']}” in the {zones}" if zones else f"“{hit['term']}”")
+        for region in explanation.get("regions", []):
+            parts.append(f"the region {_region_name(gazetteer, region['region_id'])}")
+    unique = list(dict.fromkeys(parts))
+    if not unique:
+        return "It matched one of your interests."
+    return (
+        "Matched "
+        + ", ".join(unique[:-1])
+        + (" and " if len(unique) > 1 else "")
+        + unique[-1]
+        + "."
+    )
+
+
+def _zone_names(zones: Iterable[str]) -> list[str]:
+    names = {"title": "title", "lead": "first paragraph", "body": "text", "tag": "tags"}
+    return [names.get(zone, zone) for zone in zones]
+
+
+def _region_name(gazetteer: Gazetteer, region_id: str) -> str:
+    try:
+        return gazetteer.resolve(region_id).name
+    except (KeyError, ValueError):
+        return region_id
+
+
+def entry(
+    article: Article,
+    explanations: Sequence[Mapping[str, Any]],
+    gazetteer: Gazetteer,
+    *,
+    also_reported_by: Sequence[str] = (),
+    published_format: str = "%d %b %Y %H:%M UTC",
+) -> dict[str, Any]:
+    """The template context of one article (the ENTRY shape of every mail)."""
+    marker = highlighter(explanations, article.language or "en")
+    text = snippet(article)
+    published: datetime | None = article.published_at or article.ingested_at
+    return {
+        "title": article.title,
+        "url": article.url or "",
+        "source": article.source_name or "",
+        "published": published.strftime(published_format) if published else "",
+        "snippet": text,
+        "highlights": marker.spans(text),
+        "title_highlights": marker.spans(article.title),
+        "also_reported_by": list(also_reported_by),
+        "why": why(explanations, gazetteer),
+    }

@@ -1,0 +1,158 @@
+"""Matching stored articles against stored interests, and recording the matches.
+
+A worker keeps one compiled :class:`InterestIndex` in memory and brings it up
+to date before each batch: interests changed since the last look are
+re-filed, deleted ones dropped; nothing is rebuilt from scratch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Insert, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from alerts.config import Settings
+from alerts.matching.document import analyze
+from alerts.matching.index import Explanation, InterestIndex
+from alerts.matching.index import Interest as IndexedInterest
+from alerts.matching.query import QueryError
+from alerts.models import Article, Interest, Match
+from alerts.regions.gazetteer import Gazetteer
+
+# Ranking weights: a hit in the title says more than one in the body.
+ZONE_WEIGHTS = {"title": 3.0, "tag": 2.0, "lead": 2.0, "body": 1.0}
+# Rows fetched per query while loading interests into the index.
+LOAD_CHUNK = 10_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class IndexCache:
+    """The in-memory index of one worker process and what it has seen."""
+
+    gazetteer: Gazetteer
+    settings: Settings
+    index: InterestIndex = field(init=False)
+    subscriber_of: dict[int, int] = field(default_factory=dict)
+    seen_until: datetime = EPOCH
+    broken: dict[int, str] = field(default_factory=dict)  # interest id -> why it was skipped
+
+    def __post_init__(self) -> None:
+        self.index = InterestIndex(
+            self.gazetteer,
+            max_length=self.settings.query_max_length,
+            max_terms=self.settings.query_max_terms,
+        )
+
+    def refresh(self, session: Session) -> InterestIndex:
+        """File interests changed since the last refresh and drop deleted ones."""
+        latest, count = session.execute(
+            select(func.max(Interest.updated_at), func.count(Interest.id))
+        ).one()
+        if latest is not None and latest > self.seen_until:
+            changed = session.execute(
+                select(Interest.id, Interest.subscriber_id, Interest.query, Interest.regions)
+                .where(Interest.updated_at >= self.seen_until)
+                .execution_options(yield_per=LOAD_CHUNK)
+            )
+            for interest_id, subscriber_id, query, regions in changed:
+                self._file(interest_id, subscriber_id, query, regions)
+            self.seen_until = latest
+        if count != len(self.subscriber_of):
+            self._drop_deleted(session)
+        return self.index
+
+    def _file(self, interest_id: int, subscriber_id: int, query: str | None, regions: Any) -> None:
+        try:
+            self.index.add(IndexedInterest(str(interest_id), query, tuple(regions or ())))
+        except (QueryError, ValueError) as error:
+            # Validated on the way in; one that no longer parses (a limit was
+            # lowered, a region renamed) is skipped and reported, never fatal.
+            self.broken[interest_id] = str(error)
+            if str(interest_id) in self.index:
+                self.index.remove(str(interest_id))
+            self.subscriber_of.pop(interest_id, None)
+            return
+        self.broken.pop(interest_id, None)
+        self.subscriber_of[interest_id] = subscriber_id
+
+    def _drop_deleted(self, session: Session) -> None:
+        existing = set(session.scalars(select(Interest.id)))
+        for interest_id in [i for i in self.subscriber_of if i not in existing]:
+            self.index.remove(str(interest_id))
+            del self.subscriber_of[interest_id]
+
+
+def score(explanation: Explanation) -> float:
+    """Rank weight of one match: where its terms and regions were found."""
+    zone_sets = [hit.zones for hit in explanation.terms] + [
+        hit.zones for hit in explanation.regions
+    ]
+    return sum(
+        max((ZONE_WEIGHTS.get(zone, 1.0) for zone in zones), default=1.0) for zones in zone_sets
+    )
+
+
+def _insert_ignoring_duplicates(session: Session) -> Insert:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(Match).on_conflict_do_nothing(
+            index_elements=["article_id", "interest_id"]
+        )
+    return sqlite.insert(Match).on_conflict_do_nothing(index_elements=["article_id", "interest_id"])
+
+
+@dataclass(frozen=True)
+class NewMatch:
+    article_id: int
+    subscriber_id: int
+    interest_id: int
+
+
+def match_articles(
+    session: Session, article_ids: Sequence[int], cache: IndexCache, now: datetime
+) -> list[NewMatch]:
+    """Match the articles against every interest and store the new matches.
+
+    A redelivered task matches again and stores nothing twice (the unique
+    (article, interest) key); it returns only the matches that are new.
+    """
+    index = cache.refresh(session)
+    articles = session.scalars(select(Article).where(Article.id.in_(article_ids))).all()
+    rows: list[dict[str, Any]] = []
+    for article in articles:
+        document = analyze(
+            str(article.id),
+            title=article.title,
+            body=article.body,
+            tags=article.tags,
+            source=article.source_name or "",
+            language=article.language,
+            gazetteer=cache.gazetteer,
+        )
+        for match in index.match(document):
+            interest_id = int(match.interest_id)
+            rows.append(
+                {
+                    "article_id": article.id,
+                    "interest_id": interest_id,
+                    "subscriber_id": cache.subscriber_of[interest_id],
+                    "score": score(match.explanation),
+                    "explanation": dataclasses.asdict(match.explanation),
+                    "matched_at": now,
+                }
+            )
+    if not rows:
+        return []
+    inserted = session.execute(
+        _insert_ignoring_duplicates(session).returning(
+            Match.article_id, Match.subscriber_id, Match.interest_id
+        ),
+        rows,
+    ).all()
+    return [NewMatch(*row) for row in inserted]

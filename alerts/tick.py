@@ -1,0 +1,42 @@
+"""What the clock does on each tick, when it leads: queue whatever is due.
+
+Everything here is decided by the database (``next_poll_at``, digest windows,
+ledger states), so a missed tick is made up by the next and a repeated one
+finds nothing new to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from alerts.config import Settings
+from alerts.delivery.ledger import sweep, touch
+from alerts.delivery.outbound import queue_sending
+from alerts.digest import plan_due_digests
+from alerts.ingest.service import claim_due_sources
+
+
+@dataclass
+class TickReport:
+    sources: list[int] = field(default_factory=list)
+    digests: list[int] = field(default_factory=list)
+    recovered: list[int] = field(default_factory=list)
+
+
+def run_tick(session: Session, settings: Settings, now: datetime) -> TickReport:
+    report = TickReport()
+    report.sources = claim_due_sources(session, now)
+    report.digests = plan_due_digests(session, settings, now)
+    queue_sending(session, report.digests, settings)
+    report.recovered = sweep(
+        session,
+        now,
+        stuck_after=timedelta(seconds=settings.delivery_stuck_after_seconds),
+        requeue_after=timedelta(seconds=settings.delivery_requeue_after_seconds),
+    )
+    touch(session, report.recovered, now)
+    queue_sending(session, report.recovered, settings)
+    return report
