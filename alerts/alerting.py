@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts.compose import entry
+from alerts.compose import EntryCache
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, alert_key, promise
 from alerts.delivery.outbound import message_id_for, queue_sending, subscriber_links
@@ -123,6 +123,7 @@ def compose_alerts(
         )
     ):
         explanations[(subscriber_id, article_id)].append(explanation)
+    entries = EntryCache(gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
         article = articles.get(delivery.article_id or -1)
@@ -132,8 +133,8 @@ def compose_alerts(
             "alert",
             {
                 "subscriber": {"email": delivery.recipient},
-                "article": entry(
-                    article, explanations[(delivery.subscriber_id, article.id)], gazetteer()
+                "article": entries.get(
+                    article, explanations[(delivery.subscriber_id, article.id)]
                 ),
                 "links": subscriber_links(settings, delivery.subscriber_id),
             },

@@ -7,6 +7,8 @@ text and wrap the spans), and a plain sentence saying why the reader got it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -129,3 +131,37 @@ def entry(
         "also_reported_by": list(also_reported_by),
         "why": why(explanations, gazetteer),
     }
+
+
+class EntryCache:
+    """Entries of one batch, built once per distinct (article, why, sources).
+
+    Many readers of a batch share a story and the terms that matched it; the
+    entry and its ``key`` (which lets the renderer reuse the rendered
+    fragment) are computed once for all of them.
+    """
+
+    def __init__(self, gazetteer: Gazetteer) -> None:
+        self.gazetteer = gazetteer
+        self._entries: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def get(
+        self,
+        article: Article,
+        explanations: Sequence[Mapping[str, Any]],
+        also_reported_by: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        # Within a batch identical explanations are one object (digest.gather
+        # decodes each distinct one once), so ids find the entry cheaply.
+        batch_key = (article.id, tuple(sorted(map(id, explanations))), tuple(also_reported_by))
+        cached = self._entries.get(batch_key)
+        if cached is None:
+            cached = entry(article, explanations, self.gazetteer, also_reported_by=also_reported_by)
+            # The renderer's fragment cache outlives the batch: its key is the content.
+            content = json.dumps(
+                [article.id, sorted(json.dumps(e, sort_keys=True) for e in explanations),
+                 list(also_reported_by)]
+            )
+            cached["key"] = hashlib.sha1(content.encode(), usedforsecurity=False).hexdigest()
+            self._entries[batch_key] = cached
+        return cached

@@ -96,6 +96,13 @@ def get_database(settings: Settings | None = None) -> Database:
     return database
 
 
+def forget_connections_after_fork() -> None:
+    """In a forked child: drop the parent's pooled connections without closing them
+    (they still belong to the parent), so the child opens its own."""
+    for database in _databases.values():
+        database.engine.dispose(close=False)
+
+
 def after_commit(session: Session, callback: AfterCommit) -> None:
     """Run ``callback`` once the session's transaction commits (never on rollback).
 

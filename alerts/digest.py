@@ -10,16 +10,17 @@ nothing in it is skipped: no empty digests.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, select, update
 from sqlalchemy.orm import Session
 
-from alerts.compose import entry
+from alerts.compose import EntryCache
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, digest_key, promise
 from alerts.delivery.outbound import message_id_for, subscriber_links
@@ -160,7 +161,8 @@ def gather(session: Session, deliveries: Sequence[Delivery]) -> dict[int, list[C
             Match.article_id,
             Match.interest_id,
             Match.score,
-            Match.explanation,
+            # As text: readers share explanations, so each distinct one is decoded once.
+            cast(Match.explanation, Text).label("explanation"),
             Match.matched_at,
         ).where(
             Match.subscriber_id.in_(subscriber_ids),
@@ -183,19 +185,23 @@ def gather(session: Session, deliveries: Sequence[Delivery]) -> dict[int, list[C
         if article_ids
         else {}
     )
+    by_subscriber: dict[int, list[Any]] = defaultdict(list)
+    for m in matches:
+        if (m.subscriber_id, m.article_id) not in alerted:
+            by_subscriber[m.subscriber_id].append(m)
+    decoded: dict[str, dict[str, Any]] = {}
     by_delivery: dict[int, list[Candidate]] = {}
     for delivery in deliveries:
         since, until = windows[delivery.id]
         candidates: dict[int, Candidate] = {}
-        for m in matches:
-            if (
-                m.subscriber_id != delivery.subscriber_id
-                or not since <= m.matched_at < until
-                or (m.subscriber_id, m.article_id) in alerted
-            ):
+        for m in by_subscriber[delivery.subscriber_id or 0]:
+            if not since <= m.matched_at < until:
                 continue
             candidate = candidates.setdefault(m.article_id, Candidate(articles[m.article_id]))
-            candidate.explanations.append(m.explanation)
+            explanation = decoded.get(m.explanation)
+            if explanation is None:
+                explanation = decoded[m.explanation] = json.loads(m.explanation)
+            candidate.explanations.append(explanation)
             candidate.interest_ids.add(m.interest_id)
             candidate.score = max(candidate.score, m.score)
         by_delivery[delivery.id] = list(candidates.values())
@@ -263,6 +269,7 @@ def compose_digests(
     gathered = gather(session, deliveries)
     interest_ids = {i for cs in gathered.values() for c in cs for i in c.interest_ids}
     labels = _interest_labels(session, interest_ids)
+    entries = EntryCache(gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
         stories = collapse(rank(gathered[delivery.id], now))
@@ -281,12 +288,7 @@ def compose_digests(
                     {
                         "title": title,
                         "entries": [
-                            entry(
-                                c.article,
-                                c.explanations,
-                                gazetteer(),
-                                also_reported_by=c.also_reported_by,
-                            )
+                            entries.get(c.article, c.explanations, c.also_reported_by)
                             for c in section
                         ],
                     }

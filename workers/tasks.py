@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 from functools import lru_cache
+from typing import Any
+
+from celery.signals import worker_init, worker_process_init
 
 from alerts.alerting import process_new_articles
 from alerts.config import get_settings
-from alerts.db import get_database, utcnow
+from alerts.db import forget_connections_after_fork, get_database, utcnow
 from alerts.delivery.outbound import Mailer, send_deliveries
 from alerts.ingest.service import limits_from, poll_source
 from alerts.mailer import default_mailer
@@ -28,6 +31,20 @@ def index_cache() -> IndexCache:
 @lru_cache(maxsize=1)
 def mailer() -> Mailer:
     return default_mailer(get_settings())
+
+
+@worker_init.connect
+def warm_index(**_: Any) -> None:
+    """Compile the interest index before the first article arrives, in the parent
+    process, so prefork children inherit it instead of each building their own."""
+    with _index_lock, get_database().session_scope() as session:
+        index_cache().refresh(session)
+
+
+@worker_process_init.connect
+def forget_inherited_connections(**_: Any) -> None:
+    """A forked child must not share the parent's database connections."""
+    forget_connections_after_fork()
 
 
 @app.task(name="alerts.poll_source", base=DatabaseTask, bind=True)

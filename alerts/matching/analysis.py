@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from collections.abc import Iterator
 from functools import cache
 
 import Stemmer
@@ -102,12 +101,6 @@ def tokenize_with_case(text: str) -> list[Token]:
 def _capitalised(first: str) -> bool:
     """Upper case, or a script without case (Georgian, digits)."""
     return first.isupper() or not first.islower()
-
-
-def iter_tokens(text: str) -> Iterator[str]:
-    """Yield folded tokens lazily (used for large inputs in benchmarks)."""
-    for match in _TOKEN_RE.finditer(fold(text)):
-        yield _clean(match.group())
 
 
 def normalise_language(language: str | None) -> str:

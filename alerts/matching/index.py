@@ -7,14 +7,15 @@ k-index of "Indexing Boolean Expressions" (Whang et al., VLDB 2009):
 * every query is reduced to *required clauses*: sets of keys of which at
   least one must occur in any matching article (a word's stems in every
   stemmed language, a tag, a language, a region id, a 3-5 letter prefix);
-* the interest is filed under the keys of its cheapest (rarest) clause and,
-  one level down, under the keys of its second cheapest clause;
-* for an article only entries filed under one of its keys *and* whose second
-  key it also has are candidates; candidates are then verified exactly.
+* the interest is filed under the keys of its cheapest (rarest) clause and
+  remembers the keys of its second cheapest clause;
+* for an article, only entries filed under one of its keys *and* whose
+  second clause it also satisfies are candidates; candidates are then
+  verified exactly against the analysed article.
 
-The first level turns a million interests into the few filed under words the
-article contains; the second level (a set intersection done in C) drops most
-of the long tail before any Python code runs for a candidate.
+Filing turns a million interests into the few filed under words the article
+contains; the second clause (one C-level set test) drops most of the long
+tail, "common word AND rare word", before a candidate is evaluated.
 
 Interests with the same normalised query and regions share one entry.
 """
@@ -436,9 +437,22 @@ class InterestIndex:
         """
         was_enabled = gc.isenabled()
         gc.disable()
+        # Many subscribers type the very same query: each text is parsed once
+        # and later copies join its entry. Keyed by the caller's own query
+        # string, so the map costs one slot per distinct text while loading.
+        by_text: dict[str, _Entry] = {}
         try:
             for interest in interests:
-                self.add(interest)
+                text = interest.query
+                if text is None or interest.regions or interest.id in self._by_id:
+                    self.add(interest)
+                    continue
+                entry = by_text.get(text)
+                if entry is not None and entry.ids:
+                    self._attach(interest.id, entry)
+                else:
+                    self.add(interest)
+                    by_text[text] = self._by_id[interest.id]
         finally:
             if was_enabled:
                 if freeze:
@@ -457,6 +471,9 @@ class InterestIndex:
             self._entries[key] = entry
             for key in entry.primary:
                 self._postings.setdefault(key, []).append(entry)
+        self._attach(interest_id, entry)
+
+    def _attach(self, interest_id: str, entry: _Entry) -> None:
         if isinstance(entry.ids, str):
             entry.ids = [entry.ids, interest_id]
         elif entry.ids:
@@ -473,6 +490,7 @@ class InterestIndex:
             if len(entry.ids) == 1:
                 entry.ids = entry.ids[0]
             return
+        entry.ids = []  # dead: a bulk load holding on to it must not reuse it
         del self._entries[_dedup_key(entry.query, entry.region_ids)]
         for key in entry.primary:
             bucket = self._postings[key]

@@ -417,11 +417,6 @@ def parse_query(
     return node
 
 
-def fold_value(value: str) -> str:
-    """Fold a tag/source/region value the way ``FieldValue`` stores it."""
-    return " ".join(tokenize(value))
-
-
 __all__ = [
     "And",
     "FieldValue",
@@ -434,7 +429,6 @@ __all__ = [
     "QueryError",
     "Word",
     "fold",
-    "fold_value",
     "leaves",
     "map_field_values",
     "parse_query",

@@ -189,3 +189,22 @@ def test_lead_can_be_given_explicitly(gz: Gazetteer) -> None:
 def test_no_gazetteer_means_no_regions() -> None:
     doc = analyze("x", title="Tbilisi", body="Tbilisi Tbilisi", language="en")
     assert doc.region_ids == frozenset()
+
+
+def test_bulk_load_shares_entries_and_handles_replacement(docs: dict[str, Document],
+                                                         gz: Gazetteer) -> None:
+    index = InterestIndex(gazetteer=gz)
+    index.add_all([
+        Interest(id="a", query="storms"),
+        Interest(id="a", query="mosque"),  # replaces; the storms entry dies
+        Interest(id="b", query="storms"),  # must not join the dead entry
+        Interest(id="c", query="storms"),
+        Interest(id="d", query="storms", regions=("us-ga",)),
+    ])
+    assert len(index) == 4
+    assert index.entry_count == 3
+    assert index.match_ids(docs["atlanta"]) == ["b", "c", "d"]
+    assert index.match_ids(docs["chechnya"]) == ["a"]
+    index.remove("b")
+    index.remove("c")
+    assert index.match_ids(docs["atlanta"]) == ["d"]
