@@ -9,12 +9,16 @@ per article: ``{"article": id, "interests": [ids]}``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from alerts.config import get_settings
+from alerts.db import get_database, utcnow
 from alerts.matching import (
     Interest,
     InterestIndex,
@@ -25,6 +29,7 @@ from alerts.matching import (
     load_gazetteer,
     prepare_interest,
 )
+from alerts.matching.service import preview_interest
 from alerts.regions import Gazetteer
 
 EXIT_OK = 0
@@ -44,6 +49,51 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--interests", required=True, type=Path, help="interests JSONL file")
     parser.add_argument("--articles", required=True, type=Path, help="articles JSONL file")
     parser.set_defaults(handler=run_match_command)
+
+    interests = subparsers.add_parser("interests", help="try interests against stored articles")
+    actions = interests.add_subparsers(dest="action", required=True, metavar="ACTION")
+    preview = actions.add_parser(
+        "preview", help="list the stored articles an interest would have matched"
+    )
+    preview.add_argument("query", nargs="?", help="keyword query (may be empty with --region)")
+    preview.add_argument("--region", action="append", default=[], metavar="R")
+    preview.add_argument("--days", type=int, default=7, help="how far back to look")
+    preview.add_argument("--limit", type=int, default=50, help="most articles listed")
+    preview.add_argument("--json", action="store_true", help="one JSON line per article")
+    preview.set_defaults(handler=run_preview_command)
+
+
+def run_preview_command(args: argparse.Namespace) -> int:
+    """``alerts interests preview``: exit 2 with the problem when the interest is bad."""
+    settings = get_settings()
+    try:
+        with get_database(settings).session_scope() as session:
+            hits = preview_interest(
+                session,
+                args.query,
+                args.region,
+                since=utcnow() - timedelta(days=args.days),
+                gazetteer=load_gazetteer(),
+                settings=settings,
+                limit=args.limit,
+            )
+    except RegionNotFoundError as error:
+        print(f"alerts interests preview: unknown region {error.region!r}", file=sys.stderr)
+        return EXIT_BAD_INTEREST
+    except QueryError as error:
+        print(f"alerts interests preview: {error}", file=sys.stderr)
+        return EXIT_BAD_INTEREST
+    for hit in hits:
+        why = dataclasses.asdict(hit.explanation)
+        if args.json:
+            print(json.dumps({"article": hit.article_id, "title": hit.title, "why": why}))
+        else:
+            when = f"{hit.published:%Y-%m-%d}" if hit.published else "undated"
+            found = [t["term"] for t in why["terms"]] + [r["region_id"] for r in why["regions"]]
+            print(f"{hit.article_id:>6}  {when}  {hit.title}  [{', '.join(found)}]")
+    if not args.json:
+        print(f"{len(hits)} articles in the last {args.days} days")
+    return EXIT_OK
 
 
 def run_match_command(args: argparse.Namespace) -> int:
@@ -74,8 +124,9 @@ def _interest(raw: Any) -> Interest:
     return Interest(id=str(raw["id"]), query=query, regions=tuple(regions))
 
 
-def load_interests(path: Path, gazetteer: Gazetteer,
-                   err: TextIO) -> list[tuple[str, PreparedInterest]] | None:
+def load_interests(
+    path: Path, gazetteer: Gazetteer, err: TextIO
+) -> list[tuple[str, PreparedInterest]] | None:
     """Parse every interest, reporting each bad one; ``None`` if any was bad."""
     prepared: list[tuple[str, PreparedInterest]] = []
     failed = False
@@ -89,12 +140,17 @@ def load_interests(path: Path, gazetteer: Gazetteer,
         try:
             prepared.append((interest.id, prepare_interest(interest, gazetteer)))
         except QueryError as exc:
-            print(f"{path}:{number}: interest {interest.id!r}: bad query: {exc.message} "
-                  f"at position {exc.position}\n{exc.caret()}", file=err)
+            print(
+                f"{path}:{number}: interest {interest.id!r}: bad query: {exc.message} "
+                f"at position {exc.position}\n{exc.caret()}",
+                file=err,
+            )
             failed = True
         except RegionNotFoundError as exc:
-            print(f"{path}:{number}: interest {interest.id!r}: unknown region "
-                  f"{exc.region!r}", file=err)
+            print(
+                f"{path}:{number}: interest {interest.id!r}: unknown region {exc.region!r}",
+                file=err,
+            )
             failed = True
     return None if failed else prepared
 
@@ -114,8 +170,14 @@ def _article_fields(number: int, raw: Any) -> dict[str, Any]:
     }
 
 
-def run_match(interests_path: Path, articles_path: Path, *, out: TextIO, err: TextIO,
-              gazetteer: Gazetteer | None = None) -> int:
+def run_match(
+    interests_path: Path,
+    articles_path: Path,
+    *,
+    out: TextIO,
+    err: TextIO,
+    gazetteer: Gazetteer | None = None,
+) -> int:
     """Match every article and write one JSON line per article to ``out``."""
     gz = gazetteer or load_gazetteer()
     try:
@@ -130,8 +192,11 @@ def run_match(interests_path: Path, articles_path: Path, *, out: TextIO, err: Te
         index.add_prepared(interest_id, item)
     try:
         for number, raw in _jsonl(articles_path):
-            doc = analyze(str(raw.get("id")) if isinstance(raw, dict) else "",
-                          gazetteer=gz, **_article_fields(number, raw))
+            doc = analyze(
+                str(raw.get("id")) if isinstance(raw, dict) else "",
+                gazetteer=gz,
+                **_article_fields(number, raw),
+            )
             line = {"article": raw["id"], "interests": index.match_ids(doc)}
             out.write(json.dumps(line, ensure_ascii=False) + "\n")
     except (InputError, OSError) as exc:

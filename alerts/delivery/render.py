@@ -287,7 +287,7 @@ class FragmentCache:
     def render(self, macro: Any, item: Mapping[str, Any]) -> str:
         key = item.get("key")
         if key is None:
-            return macro(item)  # type: ignore[no-any-return]
+            return macro(item)
         # A macro object is made per render call; its code object lives as long
         # as the compiled template, so it tells the HTML and text macros apart.
         slot = (id(macro._func.__code__), key)

@@ -156,3 +156,57 @@ def match_articles(
         rows,
     ).all()
     return [NewMatch(*row) for row in inserted]
+
+
+# Articles examined per query when previewing an interest.
+PREVIEW_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class PreviewHit:
+    article_id: int
+    title: str
+    published: datetime | None
+    explanation: Explanation
+
+
+def preview_interest(
+    session: Session,
+    query: str | None,
+    regions: Sequence[str],
+    *,
+    since: datetime,
+    gazetteer: Gazetteer,
+    settings: Settings,
+    limit: int = 50,
+) -> list[PreviewHit]:
+    """The stored articles since ``since`` that this interest would have matched,
+    newest first. Raises QueryError or RegionNotFoundError for a bad interest."""
+    index = InterestIndex(
+        gazetteer, max_length=settings.query_max_length, max_terms=settings.query_max_terms
+    )
+    index.add(IndexedInterest("preview", query, tuple(regions)))
+    hits: list[PreviewHit] = []
+    articles = session.scalars(
+        select(Article)
+        .where(Article.ingested_at >= since)
+        .order_by(Article.ingested_at.desc(), Article.id.desc())
+        .execution_options(yield_per=PREVIEW_CHUNK)
+    )
+    for article in articles:
+        document = analyze(
+            str(article.id),
+            title=article.title,
+            body=article.body,
+            tags=article.tags,
+            source=article.source_name or "",
+            language=article.language,
+            gazetteer=gazetteer,
+        )
+        for match in index.match(document):
+            hits.append(
+                PreviewHit(article.id, article.title, article.published_at, match.explanation)
+            )
+        if len(hits) >= limit:
+            break
+    return hits

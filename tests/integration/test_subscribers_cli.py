@@ -102,7 +102,8 @@ def test_digests_send_now_and_schedule_list(
     main(["subscribers", "add", "daily@example.org", "--query", "flood", "--confirmed"])
     main(["subscribers", "add", "alerts@example.org", "--query", "flood", "--frequency",
           "immediate", "--confirmed"])
-    assert main(["ingest", "--json", str(Path(__file__).parents[2] / "sample" / "desk-export.txt")]) == 0
+    export = Path(__file__).parents[2] / "sample" / "desk-export.txt"
+    assert main(["ingest", "--json", str(export)]) == 0
     capsys.readouterr()
     # The digest window starts when the reader joined; nothing matched yet (no worker ran).
     assert main(["digests", "send", "--now"]) == 0
@@ -137,3 +138,30 @@ def test_one_click_unsubscribe_posts_and_never_gets(
 
     forged = client.post(path[:-3] + "abc")
     assert forged.status_code == 400
+
+
+def test_interest_preview_lists_stored_matches_and_refuses_bad_queries(
+    database: Database, recorded_jobs: RecordedJobs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = Path(__file__).parents[2] / "sample"
+    assert main(["ingest", str(sample / "articles.jsonl"), str(sample / "feed.xml")]) == 0
+    capsys.readouterr()
+
+    assert main(["interests", "preview", "referendum", "--json"]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [hit["title"] for hit in hits] == ["Baku and Yerevan exchange border maps"]
+    assert hits[0]["why"]["terms"][0]["term"] == "referendum"
+
+    assert main(["interests", "preview", "--region", "South Ossetia", "--json"]) == 0
+    titles = [json.loads(line)["title"] for line in capsys.readouterr().out.splitlines()]
+    assert titles == ["Wahlbeobachter melden Unregelmäßigkeiten in Südossetien"]
+
+    assert main(["interests", "preview", "crossing", "--region", "Abkhazia"]) == 0
+    assert "Sukhumi hosts talks" in capsys.readouterr().out
+
+    assert main(["interests", "preview", "(tram"]) == 2
+    error = capsys.readouterr().err
+    assert "position" in error
+    assert "^" in error
+    assert main(["interests", "preview", "tram", "--region", "Atlantis"]) == 2
+    assert "Atlantis" in capsys.readouterr().err
