@@ -74,11 +74,11 @@ def test_up_serves_status_and_polls_sources(
     try:
         wait_until(lambda: _get(base + "/healthz") == "ok", STARTUP_SECONDS, "the web app")
         wait_until(
-            lambda: "Batumi port reports record grain shipments" in _get(base + "/"),
+            lambda: "Batumi port reports record grain shipments" in _get(base + "/status"),
             STARTUP_SECONDS,
             "the clock and worker to poll the source",
         )
-        page = _get(base + "/")
+        page = _get(base + "/status")
         assert "Briefs" in page
         assert "ok" in page  # the source's last poll status
         listed = alerts(stack_env, "sources", "list", "--json").stdout
