@@ -25,7 +25,14 @@ run: $(VENV)/.installed
 	$(BIN)/alerts ingest sample/articles.jsonl sample/feed.xml sample/desk-export.txt
 	$(BIN)/alerts up --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev
+# Browser tests drive Debian's Chromium (Playwright's own download needs the
+# internet); installed once, as root, when it is missing.
+/usr/bin/chromium:
+	@if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium); \
+	else echo "browser tests need /usr/bin/chromium: sudo apt-get install chromium"; fi
+
+test: $(VENV)/.installed-dev /usr/bin/chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
