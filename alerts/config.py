@@ -128,12 +128,37 @@ class Settings(BaseSettings):
         description="A clock that has not renewed its leader lease for this long loses it.",
     )
 
+    # Queues: each kind of work has its own, so a flood of mail never delays
+    # matching. Give two the same name to merge them.
+    queue_ingest: str = Field(default="ingest", description="Queue of source polls.")
+    queue_match: str = Field(default="match", description="Queue of matching new articles.")
+    queue_send: str = Field(default="send", description="Queue of mail sending.")
+    queue_webhooks: str = Field(default="webhooks", description="Queue of outgoing webhooks.")
+
+    # Logs.
+    log_format: str = Field(
+        default="auto", description="'json', 'text', or 'auto' (JSON unless on a terminal)."
+    )
+    log_level: str = Field(
+        default="INFO", description="Lowest level logged by long-running processes."
+    )
+
     # Processes started by `alerts up`.
     worker_concurrency: int = Field(default=2, description="Worker threads or processes.")
     require_services: bool = Field(
         default=False,
         description="Tests: fail instead of skip when PostgreSQL, Redis or SMTP is missing.",
     )
+
+    @property
+    def job_queues(self) -> dict[str, str]:
+        """Which queue each job goes to (job name -> queue name)."""
+        return {
+            "poll_source": self.queue_ingest,
+            "match_articles": self.queue_match,
+            "send_deliveries": self.queue_send,
+            "deliver_webhooks": self.queue_webhooks,
+        }
 
     @property
     def resolved_database_url(self) -> str:

@@ -10,6 +10,7 @@ from alerts.delivery.render import MailRenderer
 from alerts.delivery.senders import sender_from_settings
 from alerts.digest import compose_digests
 from alerts.models import DeliveryKind
+from alerts.newsletters import compose_newsletters
 
 
 def default_mailer(settings: Settings) -> Mailer:
@@ -17,6 +18,11 @@ def default_mailer(settings: Settings) -> Mailer:
         settings=settings,
         sender=sender_from_settings(settings),
         renderer=MailRenderer(),
-        composers={DeliveryKind.ALERT: compose_alerts, DeliveryKind.DIGEST: compose_digests},
+        composers={
+            DeliveryKind.ALERT: compose_alerts,
+            DeliveryKind.DIGEST: compose_digests,
+            DeliveryKind.NEWSLETTER: compose_newsletters,
+            DeliveryKind.TEST: compose_newsletters,
+        },
         signer=DkimSigner.from_settings(settings),
     )

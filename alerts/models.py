@@ -261,22 +261,39 @@ class Match(Base):
 
 
 class Newsletter(Base):
-    """A curated issue, or the template of a recurring one."""
+    """A curated issue, or the template of a recurring one.
+
+    ``sections`` holds ``{"title", "article_ids"}`` (picked by an editor) or
+    ``{"title", "query", "regions", "days", "limit"}`` (filled from stored
+    articles); when sending starts, every section is frozen to article ids so
+    each recipient gets the same issue. A recurring template (``recurrence``
+    set, no parent) spawns one child issue per occurrence.
+    """
 
     __tablename__ = "newsletters"
+    __table_args__ = (
+        # Two clocks planning the same occurrence create one issue.
+        UniqueConstraint("parent_id", "occurrence"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     subject: Mapped[str] = mapped_column(String(300))
     preheader: Mapped[str] = mapped_column(String(300), default="")
     intro_markdown: Mapped[str] = mapped_column(Text, default="")
-    sections: Mapped[list[str]] = mapped_column(default=list)
+    sections: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
     audience: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[NewsletterStatus] = mapped_column(
         _str_enum(NewsletterStatus), default=NewsletterStatus.DRAFT, index=True
     )
     scheduled_at: Mapped[datetime | None] = mapped_column(index=True)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
-    recurrence: Mapped[str | None] = mapped_column(String(100))
+    recurrence: Mapped[str | None] = mapped_column(String(100))  # crontab, in ``timezone``
+    recurrence_next_at: Mapped[datetime | None] = mapped_column(index=True)
+    approval_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("newsletters.id", ondelete="SET NULL"), index=True
+    )
+    occurrence: Mapped[datetime | None]
     auto_query: Mapped[str | None] = mapped_column(String(1000))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -366,6 +383,47 @@ class RateEvent(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     key: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A URL that receives signed POSTs for the events it subscribed to."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(default=list)
+    secret: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The webhook ledger: one event for one endpoint, retried until it lands."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index("ix_webhook_deliveries_state_due_at", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    event_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[DeliveryState] = mapped_column(
+        _str_enum(DeliveryState), default=DeliveryState.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    delivered_at: Mapped[datetime | None]
 
 
 class Suppression(Base):

@@ -29,6 +29,7 @@ from alerts.matching import (
 from alerts.matching import Interest as InterestSpec
 from alerts.models import Frequency, Interest, Subscriber, SubscriberStatus
 from alerts.schedule import UnknownTimezoneError, zone
+from alerts.webhooks import emit
 
 DEFAULT_SEND_AT = time(7, 0)
 CSV_COLUMNS = ("email", "query", "regions", "frequency", "timezone", "confirmed")
@@ -188,4 +189,5 @@ def unsubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscrib
     if subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
         subscriber.unsubscribed_at = now
+        emit(session, "subscriber.unsubscribed", {"subscriber_id": subscriber_id}, now)
     return subscriber

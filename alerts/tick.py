@@ -17,6 +17,11 @@ from alerts.delivery.ledger import sweep, touch
 from alerts.delivery.outbound import queue_sending
 from alerts.digest import plan_due_digests
 from alerts.ingest.service import claim_due_sources
+from alerts.jobs import enqueue_after_commit
+from alerts.metrics import DIGEST_RUN_SECONDS
+from alerts.newsletters import finish_sent_issues, plan_recurring, start_due_issues
+from alerts.webhooks import JOB as WEBHOOK_JOB
+from alerts.webhooks import due_retries
 
 
 @dataclass
@@ -24,13 +29,21 @@ class TickReport:
     sources: list[int] = field(default_factory=list)
     digests: list[int] = field(default_factory=list)
     recovered: list[int] = field(default_factory=list)
+    issues: list[int] = field(default_factory=list)
+    newsletter_deliveries: list[int] = field(default_factory=list)
+    webhooks: list[int] = field(default_factory=list)
 
 
 def run_tick(session: Session, settings: Settings, now: datetime) -> TickReport:
     report = TickReport()
     report.sources = claim_due_sources(session, now)
-    report.digests = plan_due_digests(session, settings, now)
+    with DIGEST_RUN_SECONDS.time():
+        report.digests = plan_due_digests(session, settings, now)
     queue_sending(session, report.digests, settings)
+    report.issues = plan_recurring(session, now)
+    report.newsletter_deliveries = start_due_issues(session, settings, now)
+    queue_sending(session, report.newsletter_deliveries, settings)
+    finish_sent_issues(session, now)
     report.recovered = sweep(
         session,
         now,
@@ -39,4 +52,7 @@ def run_tick(session: Session, settings: Settings, now: datetime) -> TickReport:
     )
     touch(session, report.recovered, now)
     queue_sending(session, report.recovered, settings)
+    report.webhooks = due_retries(session, now)
+    if report.webhooks:
+        enqueue_after_commit(session, WEBHOOK_JOB, delivery_ids=report.webhooks)
     return report

@@ -60,6 +60,9 @@ def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("alerts", broker=settings.resolved_broker_url, include=["workers.tasks"])
     app.conf.update(TASK_DEFAULTS)
     app.conf.update(broker_options(settings))
+    app.conf.task_routes = {
+        f"alerts.{job}": {"queue": queue} for job, queue in settings.job_queues.items()
+    }
     return app
 
 

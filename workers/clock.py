@@ -20,6 +20,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.leader import release, try_lead
+from alerts.logs import configure_logging
+from alerts.metrics import LEADER
 from alerts.tick import run_tick
 
 log = logging.getLogger("alerts.clock")
@@ -39,9 +41,11 @@ def tick(holder: str) -> bool:
     settings = get_settings()
     with get_database().session_scope() as session:
         now = utcnow()
-        if not try_lead(
+        leads = try_lead(
             session, LEASE_NAME, holder, now, timedelta(seconds=settings.leader_lock_ttl_seconds)
-        ):
+        )
+        LEADER.set(1 if leads else 0)
+        if not leads:
             return False
         report = run_tick(session, settings, now)
     if report.sources or report.digests or report.recovered:
@@ -55,8 +59,8 @@ def tick(holder: str) -> bool:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = get_settings()
+    configure_logging(settings, "clock")
     holder = holder_name()
     scheduler = BlockingScheduler(
         timezone="UTC",

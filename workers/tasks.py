@@ -6,16 +6,25 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init
+import httpx
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+)
 
 from alerts.alerting import process_new_articles
 from alerts.config import get_settings
 from alerts.db import forget_connections_after_fork, get_database, utcnow
 from alerts.delivery.outbound import Mailer, send_deliveries
 from alerts.ingest.service import limits_from, poll_source
+from alerts.logs import configure_logging, current_task_id
 from alerts.mailer import default_mailer
 from alerts.matching.service import IndexCache
 from alerts.subscribers import gazetteer
+from alerts.webhooks import deliver
 from workers.base import DatabaseTask
 from workers.celery_app import app
 
@@ -31,6 +40,22 @@ def index_cache() -> IndexCache:
 @lru_cache(maxsize=1)
 def mailer() -> Mailer:
     return default_mailer(get_settings())
+
+
+@setup_logging.connect
+def use_our_logging(**_: Any) -> None:
+    """Celery's own log set-up is replaced by the project's structured one."""
+    configure_logging(get_settings(), "worker")
+
+
+@task_prerun.connect
+def name_the_task(task_id: str, **_: Any) -> None:
+    current_task_id.set(task_id)
+
+
+@task_postrun.connect
+def forget_the_task(**_: Any) -> None:
+    current_task_id.set(None)
 
 
 @worker_init.connect
@@ -57,6 +82,17 @@ def poll_source_task(self: DatabaseTask, source_id: int) -> None:
 def match_articles_task(self: DatabaseTask, article_ids: list[int]) -> None:
     with _index_lock, self.session() as session:
         process_new_articles(session, article_ids, index_cache(), get_settings(), utcnow())
+
+
+@lru_cache(maxsize=1)
+def webhook_client() -> httpx.Client:
+    return httpx.Client(follow_redirects=False)
+
+
+@app.task(name="alerts.deliver_webhooks")
+def deliver_webhooks_task(delivery_ids: list[int]) -> None:
+    # Like sending, posting owns its transactions (see alerts.webhooks).
+    deliver(get_database(), delivery_ids, webhook_client(), utcnow)
 
 
 @app.task(name="alerts.send_deliveries")

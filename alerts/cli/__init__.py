@@ -14,6 +14,8 @@ COMMAND_MODULES = (
     "alerts.cli.processes",
     "alerts.cli.match",
     "alerts.cli.subscribers",
+    "alerts.cli.newsletters",
+    "alerts.cli.webhooks",
 )
 
 

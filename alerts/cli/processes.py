@@ -16,6 +16,9 @@ from types import FrameType
 
 from alerts.config import get_settings
 from alerts.db import get_database
+from alerts.health import all_checks
+from alerts.logs import configure_logging
+from alerts.metrics import reset as reset_metrics
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -36,11 +39,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     worker = subparsers.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--concurrency", type=int, help="threads or processes")
     worker.add_argument("--pool", choices=["prefork", "threads", "solo"])
-    worker.add_argument("--queues", help="comma-separated queues to consume")
+    worker.add_argument(
+        "--metrics-port", type=int, help="serve this machine's metrics (for workers on other hosts)"
+    )
+    worker.add_argument("--queues", help="comma-separated queues to consume (default: all of them)")
     worker.set_defaults(handler=run_worker)
 
     clock = subparsers.add_parser("clock", help="run the scheduler (one per deployment)")
     clock.set_defaults(handler=run_clock)
+
+    doctor = subparsers.add_parser("doctor", help="check settings, services, DKIM and mail")
+    doctor.set_defaults(handler=run_doctor)
+
+
+def run_doctor(_args: argparse.Namespace) -> int:
+    """Say what is wrong in plain words; exit 1 when anything is."""
+    checks = all_checks(get_settings())
+    for check in checks:
+        print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+    failed = [check.name for check in checks if not check.ok]
+    print("all good" if not failed else f"{len(failed)} problem(s): {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def _add_bind_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +70,15 @@ def _add_bind_arguments(parser: argparse.ArgumentParser) -> None:
 def run_web(args: argparse.Namespace) -> int:
     import uvicorn
 
+    configure_logging(get_settings(), "web")
     get_database()  # migrate before the first request
-    uvicorn.run("alerts.web.app:create_app", factory=True, host=args.host, port=args.port)
+    uvicorn.run(
+        "alerts.web.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_config=None,  # uvicorn's loggers go through the project's handler
+    )
     return 0
 
 
@@ -78,13 +104,15 @@ def worker_command(args: argparse.Namespace) -> list[str]:
         "--without-gossip",
         "--without-mingle",
     ]
-    if args.queues:
-        command += ["--queues", args.queues]
-    return command
+    queues = args.queues or ",".join(sorted(set(settings.job_queues.values())))
+    return [*command, "--queues", queues]
 
 
 def run_worker(args: argparse.Namespace) -> int:
     get_database()
+    if args.metrics_port:
+        metrics_server = [sys.executable, "-m", "alerts.metrics", str(args.metrics_port)]
+        subprocess.Popen(metrics_server)  # noqa: S603 - our own module; dies with the host
     command = worker_command(args)
     os.execv(command[0], command)  # noqa: S606 - replaces this process with the worker
 
@@ -97,6 +125,7 @@ def run_clock(_args: argparse.Namespace) -> int:
 
 def run_up(args: argparse.Namespace) -> int:
     get_database()  # migrate once, before three processes race to do it
+    reset_metrics()
     alerts = [sys.executable, "-m", "alerts"]
     commands = {
         "web": [*alerts, "web", "--host", args.host, "--port", str(args.port)],

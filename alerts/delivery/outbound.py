@@ -28,6 +28,7 @@ from alerts.delivery.message import build_message, make_message_id, split_mailbo
 from alerts.delivery.render import MailRenderer, RenderedMail
 from alerts.delivery.senders import PermanentFailure, Sender, TemporaryFailure
 from alerts.jobs import enqueue_after_commit
+from alerts.metrics import DELIVERIES, SMTP_RESPONSES, smtp_class
 from alerts.models import (
     Delivery,
     DeliveryKind,
@@ -38,6 +39,7 @@ from alerts.models import (
     SuppressionReason,
 )
 from alerts.tokens import sign_token
+from alerts.webhooks import emit
 
 log = logging.getLogger("alerts.delivery")
 
@@ -173,6 +175,9 @@ def send_deliveries(
             ids = [i for i, why in blocked.items() if why == reason]
             settle(session, ids, DeliveryState.SUPPRESSED, now, reason)
         report.suppressed = len(blocked)
+        for delivery in claimed:
+            if delivery.id in blocked:
+                _count_and_log(delivery, DeliveryState.SUPPRESSED.value, blocked[delivery.id])
         open_ = [d for d in claimed if d.id not in blocked]
         composed: dict[int, tuple[str, dict[str, Any]]] = {}
         for kind in {d.kind for d in open_}:
@@ -181,6 +186,9 @@ def send_deliveries(
         empty = [d.id for d in open_ if d.id not in composed]
         settle(session, empty, DeliveryState.SKIPPED, now, "nothing to send")
         report.skipped = len(empty)
+        for delivery in open_:
+            if delivery.id not in composed:
+                _count_and_log(delivery, DeliveryState.SKIPPED.value)
 
     outcomes: list[tuple[Delivery, DeliveryState | Exception]] = []
     for delivery in (d for d in open_ if d.id in composed):
@@ -189,8 +197,10 @@ def send_deliveries(
         try:
             mailer.sender.send(_envelope_from(mailer.settings), delivery.recipient, message)
         except (TemporaryFailure, PermanentFailure) as failure:
+            SMTP_RESPONSES.labels(smtp_class(failure.code)).inc()
             outcomes.append((delivery, failure))
         else:
+            SMTP_RESPONSES.labels("2xx").inc()
             outcomes.append((delivery, DeliveryState.SENT))
         if len(outcomes) >= SETTLE_EVERY:
             _record(database, outcomes, clock(), report)
@@ -209,43 +219,78 @@ def _record(
     now: datetime,
     report: SendReport,
 ) -> None:
+    """Settle a group of sent (or refused) deliveries in one transaction."""
     if not outcomes:
         return
     with database.session_scope() as session:
         sent = [d.id for d, outcome in outcomes if outcome is DeliveryState.SENT]
         settle(session, sent, DeliveryState.SENT, now)
-        report.sent += len(sent)
         for delivery, outcome in outcomes:
-            if isinstance(outcome, TemporaryFailure):
-                due = defer(session, delivery, now, f"{outcome.code} {outcome.reason}")
-                if due is None:
-                    report.failed += 1
-                else:
-                    report.deferred += 1
-                    report.retry_at.append(due)
-            elif isinstance(outcome, PermanentFailure) and outcome.stage in RECIPIENT_STAGES:
-                bounce(session, delivery, now, f"{outcome.code} {outcome.reason}")
-                report.bounced += 1
-            elif isinstance(outcome, PermanentFailure):
-                # Refused for reasons that say nothing about the reader (our sender
-                # address, a malformed envelope): failed, never retried, not suppressed.
-                reason = f"{outcome.stage}: {outcome.code} {outcome.reason}"
-                settle(session, [delivery.id], DeliveryState.FAILED, now, reason)
-                report.failed += 1
-        for delivery, outcome in outcomes:
-            log.info(
-                "delivery %s %s kind=%s subscriber=%s",
-                delivery.id,
-                "sent" if outcome is DeliveryState.SENT else f"not sent: {outcome}",
-                delivery.kind.value,
-                delivery.subscriber_id,
-            )
+            state = _settle_failure(session, delivery, outcome, now, report)
+            _count_and_log(delivery, state, outcome)
+    report.sent += len(sent)
+
+
+def _settle_failure(
+    session: Session,
+    delivery: Delivery,
+    outcome: DeliveryState | Exception,
+    now: datetime,
+    report: SendReport,
+) -> str:
+    """Record a refusal; returns the state name the delivery ends in."""
+    if isinstance(outcome, TemporaryFailure):
+        due = defer(session, delivery, now, f"{outcome.code} {outcome.reason}")
+        if due is None:
+            report.failed += 1
+            return DeliveryState.FAILED.value
+        report.deferred += 1
+        report.retry_at.append(due)
+        return "deferred"
+    if isinstance(outcome, PermanentFailure) and outcome.stage in RECIPIENT_STAGES:
+        bounce(session, delivery, now, f"{outcome.code} {outcome.reason}")
+        report.bounced += 1
+        return DeliveryState.BOUNCED.value
+    if isinstance(outcome, PermanentFailure):
+        # Refused for reasons that say nothing about the reader (our sender
+        # address, a malformed envelope): failed, never retried, not suppressed.
+        reason = f"{outcome.stage}: {outcome.code} {outcome.reason}"
+        settle(session, [delivery.id], DeliveryState.FAILED, now, reason)
+        report.failed += 1
+        return DeliveryState.FAILED.value
+    return DeliveryState.SENT.value
+
+
+def _count_and_log(delivery: Delivery, state: str, outcome: object = None) -> None:
+    """One metric tick and one log line per delivery outcome (ids, never the address)."""
+    DELIVERIES.labels(delivery.kind.value, state).inc()
+    log.info(
+        "delivery %s %s%s",
+        delivery.id,
+        state,
+        "" if outcome is None or outcome is DeliveryState.SENT else f": {outcome}",
+        extra={
+            "delivery_id": delivery.id,
+            "subscriber_id": delivery.subscriber_id,
+            "article_id": delivery.article_id,
+            "newsletter_id": delivery.newsletter_id,
+            "kind": delivery.kind.value,
+            "outcome": state,
+            "smtp_code": getattr(outcome, "code", None),
+        },
+    )
 
 
 def bounce(session: Session, delivery: Delivery, now: datetime, reason: str) -> None:
     """A permanent refusal: never retried; the address goes on the suppression list."""
     settle(session, [delivery.id], DeliveryState.BOUNCED, now, reason)
     suppress(session, delivery.recipient, SuppressionReason.HARD_BOUNCE, reason, now)
+    emit(
+        session,
+        "delivery.bounced",
+        {"delivery_id": delivery.id, "subscriber_id": delivery.subscriber_id, "reason": reason},
+        now,
+    )
     if delivery.subscriber_id is not None:
         session.execute(
             update(Subscriber)

@@ -13,9 +13,13 @@ from alerts.ingest.formats import SourceError, parse_document
 from alerts.ingest.limits import IngestLimits
 from alerts.ingest.store import IngestReport, store_articles
 from alerts.jobs import enqueue_after_commit
+from alerts.metrics import INGEST_ENTRIES, INGEST_FAILURES
 from alerts.models import Source
+from alerts.webhooks import emit
 
 MATCH_JOB = "match_articles"
+# The metrics label of documents read by `alerts ingest` rather than a source.
+COMMAND_LINE_SOURCE = "command line"
 # Articles per match task: big enough to amortise loading the index, small
 # enough that one slow batch does not hold alerts back.
 MATCH_BATCH_SIZE = 200
@@ -46,6 +50,9 @@ def ingest_document(
     """
     parsed = parse_document(data, location=location, content_type=content_type, limits=limits)
     report = store_articles(session, parsed, source=source, location=location)
+    label = source.name if source else COMMAND_LINE_SOURCE
+    for outcome in ("new", "duplicate", "rejected"):
+        INGEST_ENTRIES.labels(label, outcome).inc(getattr(report, outcome))
     queue_matching(session, report.new_article_ids)
     return report
 
@@ -104,6 +111,9 @@ def poll_source(
             source.last_status = "ok"
         source.last_error = None
     except SourceError as error:
+        INGEST_FAILURES.labels(source.name).inc()
+        if source.last_status != "error":  # once when it starts failing, not every poll
+            emit(session, "source.failing", {"source_id": source.id, "error": str(error)}, now)
         source.last_status = "error"
         source.last_error = str(error)
     source.last_counts = {key: value for key, value in report.as_json().items() if key != "errors"}

@@ -8,6 +8,7 @@ re-filed, deleted ones dropped; nothing is rebuilt from scratch.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from alerts.matching.document import analyze
 from alerts.matching.index import Explanation, InterestIndex
 from alerts.matching.index import Interest as IndexedInterest
 from alerts.matching.query import QueryError
+from alerts.metrics import MATCH_SECONDS, MATCHES_PER_ARTICLE
 from alerts.models import Article, Interest, Match
 from alerts.regions.gazetteer import Gazetteer
 
@@ -126,6 +128,7 @@ def match_articles(
     articles = session.scalars(select(Article).where(Article.id.in_(article_ids))).all()
     rows: list[dict[str, Any]] = []
     for article in articles:
+        started = time.perf_counter()
         document = analyze(
             str(article.id),
             title=article.title,
@@ -135,7 +138,10 @@ def match_articles(
             language=article.language,
             gazetteer=cache.gazetteer,
         )
-        for match in index.match(document):
+        found = index.match(document)
+        MATCH_SECONDS.observe(time.perf_counter() - started)
+        MATCHES_PER_ARTICLE.observe(len(found))
+        for match in found:
             interest_id = int(match.interest_id)
             rows.append(
                 {

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select
 
 from alerts.config import get_settings
 from alerts.db import get_database
+from alerts.health import queue_depths, service_checks
+from alerts.metrics import QUEUE_DEPTH, render_all
 from alerts.models import Article, Source, Subscriber
 from alerts.web.templating import templates
 
@@ -24,7 +27,24 @@ router = APIRouter()
 
 @router.get("/healthz", response_class=PlainTextResponse)
 def healthz() -> str:
+    """The process is up (a liveness probe: no dependency is asked)."""
     return "ok"
+
+
+@router.get("/readyz")
+def readyz() -> JSONResponse:
+    """Database, broker and mail relay all answer (a readiness probe)."""
+    checks = service_checks(get_settings())
+    body = {check.name: {"ok": check.ok, "detail": check.detail} for check in checks}
+    return JSONResponse(body, status_code=200 if all(c.ok for c in checks) else 503)
+
+
+@router.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format: every process on this machine, plus queue depths."""
+    for queue, depth in queue_depths(get_settings()).items():
+        QUEUE_DEPTH.labels(queue).set(depth)
+    return Response(render_all(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/status", response_class=HTMLResponse)
@@ -34,9 +54,7 @@ def status(request: Request) -> Any:
             "article_count": session.scalar(select(func.count(Article.id))),
             "subscribers": dict(
                 session.execute(
-                    select(Subscriber.status, func.count(Subscriber.id)).group_by(
-                        Subscriber.status
-                    )
+                    select(Subscriber.status, func.count(Subscriber.id)).group_by(Subscriber.status)
                 ).all()
             ),
             "sources": session.scalars(select(Source).order_by(Source.name)).all(),

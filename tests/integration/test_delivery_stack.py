@@ -42,6 +42,7 @@ from alerts.models import (
     Subscriber,
     SubscriberStatus,
 )
+from alerts.newsletters import create_newsletter, progress, send_now, start_due_issues
 from tests.conftest import REPO_ROOT, wait_until
 from tests.integration.smtp_server import SmtpTestServer
 from workers.celery_app import create_app
@@ -418,3 +419,42 @@ def test_smtp_temporary_refusals_retry_and_permanent_ones_bounce(
     assert alerts_main(["subscribers", "list", "--json"]) == 0
     assert '"status": "bounced"' in capsys.readouterr().out
     mailer.sender.close()
+
+
+@pytest.mark.slow
+def test_newsletter_to_ten_thousand_reaches_each_once_despite_a_killed_worker(
+    stack: Stack,
+) -> None:
+    emails = seed_due_digests(stack.database, 10_000)
+    settings = get_settings()
+    with stack.database.session_scope() as session:
+        article_ids = list(session.scalars(select(Article.id)))
+        issue = create_newsletter(
+            session,
+            subject="Caucasus Weekly",
+            intro_markdown="This week on the desk.",
+            sections=[{"title": "Floods", "article_ids": article_ids}],
+            settings=settings,
+            now=utcnow(),
+        )
+        send_now(session, issue.id, utcnow())
+    with stack.database.session_scope() as session:
+        planned = start_due_issues(session, settings, utcnow())
+        queue_sending(session, planned, settings)
+    assert len(planned) == 10_000
+
+    first = stack.worker()
+    wait_until(lambda: len(stack.smtp.messages) >= 2000, RUN_SECONDS, "the issue to be going out")
+    stack.kill(first)
+    assert len(stack.smtp.messages) < 10_000, "the issue finished before the kill"
+    time.sleep(STUCK_AFTER.total_seconds() + 0.5)
+    stack.worker()
+    finish(stack, 10_000)
+
+    received = message_ids_by_recipient(stack.smtp)
+    assert set(received) == set(emails)
+    duplicates = {email: ids for email, ids in received.items() if len(ids) > 1}
+    assert sum(len(ids) - 1 for ids in duplicates.values()) <= SETTLE_EVERY * WORKER_CONCURRENCY
+    assert all(len(set(ids)) == 1 for ids in duplicates.values())
+    with stack.database.session_scope() as session:
+        assert progress(session, issue.id)["sent"] == 10_000

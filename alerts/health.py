@@ -1,0 +1,243 @@
+"""Checks of the services the system needs, in words an operator can act on.
+
+``/readyz`` runs the service checks; ``alerts doctor`` runs them all,
+including settings, migrations, the DKIM key and a built test message.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import message_from_bytes
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from alerts.config import Settings
+from alerts.db import make_engine, schema_is_current
+from alerts.delivery.dkim import DkimConfigurationError, DkimSigner
+from alerts.delivery.message import build_message, make_message_id, split_mailbox
+from alerts.delivery.senders import SmtpUrl
+
+CHECK_TIMEOUT_SECONDS = 3
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
+REQUIRED_HEADERS = (
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _run(name: str, probe: Callable[[], str]) -> Check:
+    """Run one probe; a failure becomes a sentence, never a traceback."""
+    try:
+        return Check(name, True, probe())
+    except Exception as error:  # noqa: BLE001 - every failure is reported, none is fatal here
+        return Check(name, False, f"{type(error).__name__}: {error}")
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def check_database(settings: Settings) -> Check:
+    url = settings.resolved_database_url
+
+    def probe() -> str:
+        engine = make_engine(url)
+        if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+            # The embedded database is created on first use; its folder may not be yet.
+            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as error:
+            raise ConnectionError(
+                f"cannot reach the database at {_redacted(url)}: {error.__cause__ or error}"
+            ) from error
+        finally:
+            engine.dispose()
+        return f"reachable at {_redacted(url)}"
+
+    return _run("database", probe)
+
+
+def check_migrations(settings: Settings) -> Check:
+    def probe() -> str:
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            if not schema_is_current(engine):
+                raise RuntimeError("the schema is behind the code: run `alerts db upgrade`")
+        finally:
+            engine.dispose()
+        return "the schema is current"
+
+    return _run("migrations", probe)
+
+
+def check_broker(settings: Settings) -> Check:
+    url = settings.resolved_broker_url
+
+    def probe() -> str:
+        if url.startswith("filesystem://"):
+            folder = settings.broker_dir / "queue"
+            folder.mkdir(parents=True, exist_ok=True)
+            marker = folder / ".doctor"
+            marker.write_text("ok")
+            marker.unlink()
+            return f"embedded broker folder {folder} is writable"
+        if url.startswith(REDIS_SCHEMES):
+            client = redis.Redis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
+            try:
+                client.ping()
+            except redis.RedisError as error:
+                raise ConnectionError(
+                    f"Redis at {_redacted(url)} does not answer: {error}"
+                ) from error
+            finally:
+                client.close()
+            return f"Redis answers at {_redacted(url)}"
+        return f"{url.split(':', 1)[0]} broker: not checked"
+
+    return _run("broker", probe)
+
+
+def check_smtp(settings: Settings) -> Check:
+    def probe() -> str:
+        if not settings.smtp_url:
+            folder = settings.resolved_outbox_dir
+            folder.mkdir(parents=True, exist_ok=True)
+            return f"no SMTP relay set: mail goes to the outbox folder {folder}"
+        relay = SmtpUrl.parse(settings.smtp_url)
+        try:
+            with smtplib.SMTP(relay.host, relay.port, timeout=CHECK_TIMEOUT_SECONDS) as smtp:
+                code, _ = smtp.noop()
+        except (OSError, smtplib.SMTPException) as error:
+            raise ConnectionError(
+                f"the SMTP relay at {relay.host}:{relay.port} does not answer: {error}"
+            ) from error
+        if code != 250:
+            raise ConnectionError(f"the SMTP relay answered NOOP with {code}")
+        return f"the SMTP relay at {relay.host}:{relay.port} answers"
+
+    return _run("smtp", probe)
+
+
+def check_settings(settings: Settings) -> Check:
+    def probe() -> str:
+        problems = []
+        if not settings.base_url.startswith(("http://", "https://")):
+            problems.append(f"ALERTS_BASE_URL {settings.base_url!r} is not an http(s) URL")
+        try:
+            split_mailbox(settings.mail_from)
+        except ValueError as error:
+            problems.append(f"ALERTS_MAIL_FROM: {error}")
+        if settings.secret_key is not None and len(settings.secret_key) < 16:
+            problems.append("ALERTS_SECRET_KEY is shorter than 16 characters")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return "settings are consistent"
+
+    return _run("settings", probe)
+
+
+def check_dkim(settings: Settings) -> Check:
+    def probe() -> str:
+        try:
+            signer = DkimSigner.from_settings(settings)
+        except DkimConfigurationError as error:
+            raise ValueError(str(error)) from error
+        if signer is None:
+            return "no DKIM key set: mail goes out unsigned"
+        return f"DKIM key loads (selector {settings.dkim_selector}, domain {settings.dkim_domain})"
+
+    return _run("dkim", probe)
+
+
+def check_mail_headers(settings: Settings) -> Check:
+    """Build one message the way every mail is built and read its headers back."""
+
+    def probe() -> str:
+        _, sender = split_mailbox(settings.mail_from)
+        domain = sender.rpartition("@")[2] or "localhost"
+        raw = build_message(
+            sender=settings.mail_from,
+            to="doctor@example.org",
+            subject="alerts doctor",
+            text="test",
+            html="<p>test</p>",
+            message_id=make_message_id(domain, "doctor"),
+            date=datetime.now(UTC),
+            list_id=f"doctor.{domain}",
+            unsubscribe_url=f"{settings.base_url.rstrip('/')}/unsubscribe/doctor",
+            unsubscribe_mailto=f"unsubscribe@{domain}",
+        )
+        signer = DkimSigner.from_settings(settings)
+        if signer:
+            raw = signer.sign(raw)
+        message = message_from_bytes(raw)
+        missing = [name for name in REQUIRED_HEADERS if not message[name]]
+        if missing:
+            raise ValueError(f"built mail lacks {', '.join(missing)}")
+        return "a built mail has every required header" + (
+            " and a DKIM signature" if signer else ""
+        )
+
+    return _run("mail headers", probe)
+
+
+def service_checks(settings: Settings) -> list[Check]:
+    return [check_database(settings), check_broker(settings), check_smtp(settings)]
+
+
+def all_checks(settings: Settings) -> list[Check]:
+    checks = [check_settings(settings), check_database(settings)]
+    if checks[-1].ok:
+        checks.append(check_migrations(settings))
+    checks += [check_broker(settings), check_smtp(settings), check_dkim(settings)]
+    checks.append(check_mail_headers(settings))
+    return checks
+
+
+def queue_depths(settings: Settings) -> dict[str, int]:
+    """Tasks waiting in each queue; empty when the broker cannot say."""
+    queues = sorted(set(settings.job_queues.values()))
+    url = settings.resolved_broker_url
+    if url.startswith("filesystem://"):
+        folder: Path = settings.broker_dir / "queue"
+        counts = dict.fromkeys(queues, 0)
+        for path in folder.glob("*.msg") if folder.exists() else []:
+            # kombu names each message file <time>_<id>.<queue>.msg
+            queue = path.name.rsplit(".", 2)[-2]
+            if queue in counts:
+                counts[queue] += 1
+        return counts
+    if url.startswith(REDIS_SCHEMES):
+        client = redis.Redis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
+        try:
+            return {queue: int(client.llen(queue)) for queue in queues}
+        except (TimeoutError, redis.RedisError):
+            return {}
+        finally:
+            client.close()
+    return {}

@@ -1,0 +1,589 @@
+"""Editors' newsletters: compose, schedule, send once to a segment, recur.
+
+An issue goes draft -> scheduled (or awaiting_approval) -> sending -> sent,
+or is cancelled before sending starts. Sending starts with one guarded
+UPDATE (scheduled -> sending), so a second clock, or a cancel racing the
+start, cannot both win; then one ledger row per recipient is promised
+(``newsletter.<issue>.<subscriber>``), which gives the crash guarantees of
+every other mail. Editors write Markdown with a few ``{placeholders}``,
+never templates: their text is data, rendered and sanitised, not code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import nh3
+from apscheduler.triggers.cron import CronTrigger
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from alerts.compose import EntryCache
+from alerts.config import Settings
+from alerts.delivery.ledger import Promise, newsletter_key, promise
+from alerts.delivery.message import InvalidAddressError, validate_address
+from alerts.delivery.outbound import message_id_for, subscriber_links
+from alerts.delivery.render import MailRenderer, RenderedMail
+from alerts.matching import QueryError, RegionNotFoundError
+from alerts.matching.service import preview_interest
+from alerts.models import (
+    Article,
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
+    Frequency,
+    Interest,
+    Newsletter,
+    NewsletterStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+from alerts.schedule import UnknownTimezoneError, zone
+from alerts.subscribers import gazetteer, validated_interest
+from alerts.webhooks import emit
+
+PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+PLACEHOLDERS = frozenset({"email", "date", "preferences_url", "unsubscribe_url"})
+# What editors' Markdown may turn into: text formatting and links, nothing active.
+ALLOWED_TAGS = frozenset(
+    {"p", "br", "strong", "em", "a", "ul", "ol", "li", "blockquote", "h2", "h3", "code", "hr"}
+)
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}}
+ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
+DEFAULT_SECTION_DAYS = 7
+DEFAULT_SECTION_LIMIT = 10
+MAX_SUBJECT = 300
+EDITORS_CHOICE = "Chosen by the editors."
+# Statuses from which an issue may still be changed or cancelled.
+NOT_STARTED = (
+    NewsletterStatus.DRAFT,
+    NewsletterStatus.SCHEDULED,
+    NewsletterStatus.AWAITING_APPROVAL,
+)
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False})
+
+
+class NewsletterError(ValueError):
+    """An editor's input that cannot become (or change) an issue; says why."""
+
+
+# --- editors' text ------------------------------------------------------------
+
+
+def check_placeholders(text: str) -> None:
+    unknown = sorted(set(PLACEHOLDER.findall(text)) - PLACEHOLDERS)
+    if unknown:
+        allowed = ", ".join(f"{{{name}}}" for name in sorted(PLACEHOLDERS))
+        raise NewsletterError(f"unknown placeholder {{{unknown[0]}}}; use one of {allowed}")
+
+
+def fill_placeholders(text: str, values: dict[str, str]) -> str:
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def intro_html(markdown_text: str, values: dict[str, str]) -> Markup:
+    """Markdown to HTML with raw HTML disabled, then sanitised to an allow-list."""
+    rendered = _markdown.render(fill_placeholders(markdown_text, values))
+    clean = nh3.clean(
+        rendered,
+        tags=set(ALLOWED_TAGS),
+        attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+        url_schemes=set(ALLOWED_URL_SCHEMES),
+        link_rel="noopener noreferrer",
+    )
+    return Markup(clean)  # noqa: S704 - sanitised by nh3 to the allow-list above
+
+
+# --- composing an issue -------------------------------------------------------------
+
+
+def validate_sections(
+    session: Session, sections: Sequence[dict[str, Any]], settings: Settings
+) -> list[dict[str, Any]]:
+    """Sections as stored: picked article ids that exist, or a valid query."""
+    cleaned: list[dict[str, Any]] = []
+    for number, section in enumerate(sections, start=1):
+        title = str(section.get("title") or "").strip()
+        if not title:
+            raise NewsletterError(f"section {number} needs a title")
+        if "article_ids" in section:
+            ids = [int(i) for i in section["article_ids"]]
+            found = set(session.scalars(select(Article.id).where(Article.id.in_(ids))))
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise NewsletterError(f"section {number}: no article {missing[0]}")
+            cleaned.append({"title": title, "article_ids": ids})
+            continue
+        try:
+            query, regions = validated_interest(
+                section.get("query"), section.get("regions") or [], settings
+            )
+        except ValueError as error:
+            raise NewsletterError(f"section {number}: {error}") from error
+        cleaned.append(
+            {
+                "title": title,
+                "query": query,
+                "regions": regions,
+                "days": int(section.get("days") or DEFAULT_SECTION_DAYS),
+                "limit": int(section.get("limit") or DEFAULT_SECTION_LIMIT),
+            }
+        )
+    return cleaned
+
+
+def validate_audience(audience: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """``{}`` is every confirmed subscriber; keys narrow it: regions (any of),
+    words (an interest query mentions any), languages, frequencies."""
+    cleaned: dict[str, Any] = {}
+    if audience.get("regions"):
+        try:
+            _, cleaned["regions"] = validated_interest(None, audience["regions"], settings)
+        except ValueError as error:
+            raise NewsletterError(f"audience: {error}") from error
+    if audience.get("words"):
+        cleaned["words"] = sorted(
+            {str(w).strip().lower() for w in audience["words"] if str(w).strip()}
+        )
+    if audience.get("languages"):
+        cleaned["languages"] = sorted({str(lang).strip().lower() for lang in audience["languages"]})
+    if audience.get("frequencies"):
+        try:
+            cleaned["frequencies"] = sorted({Frequency(f).value for f in audience["frequencies"]})
+        except ValueError as error:
+            raise NewsletterError(f"audience: {error}") from error
+    return cleaned
+
+
+def create_newsletter(
+    session: Session,
+    *,
+    subject: str,
+    intro_markdown: str = "",
+    preheader: str = "",
+    sections: Sequence[dict[str, Any]] = (),
+    audience: dict[str, Any] | None = None,
+    settings: Settings,
+    now: datetime,
+    created_by_id: int | None = None,
+) -> Newsletter:
+    subject = " ".join(subject.split())
+    if not subject or len(subject) > MAX_SUBJECT:
+        raise NewsletterError(f"a subject of 1 to {MAX_SUBJECT} characters is needed")
+    check_placeholders(subject + preheader + intro_markdown)
+    newsletter = Newsletter(
+        subject=subject,
+        preheader=" ".join(preheader.split()),
+        intro_markdown=intro_markdown,
+        sections=validate_sections(session, sections, settings),
+        audience=validate_audience(audience or {}, settings),
+        created_by_id=created_by_id,
+        created_at=now,
+    )
+    session.add(newsletter)
+    session.flush()
+    return newsletter
+
+
+def local_moment(when: str, timezone: str) -> datetime:
+    """``YYYY-MM-DD HH:MM`` read in ``timezone``, as aware UTC."""
+    try:
+        tz = zone(timezone)
+        naive = datetime.fromisoformat(when.strip())
+    except UnknownTimezoneError as error:
+        raise NewsletterError(str(error)) from error
+    except ValueError as error:
+        raise NewsletterError(f"{when!r} is not a date and time (YYYY-MM-DD HH:MM)") from error
+    if naive.tzinfo is not None:
+        raise NewsletterError("give a local time without an offset, and the time zone apart")
+    return naive.replace(tzinfo=tz).astimezone(zone("UTC"))
+
+
+def schedule(
+    session: Session, newsletter_id: int, at: datetime, timezone: str, now: datetime
+) -> Newsletter:
+    """Schedule or reschedule an issue that has not started sending."""
+    if at <= now:
+        raise NewsletterError("that time has passed; pick a later one or send now")
+    zone(timezone)
+    changed = session.execute(
+        update(Newsletter)
+        .where(Newsletter.id == newsletter_id, Newsletter.status.in_(NOT_STARTED))
+        .values(status=NewsletterStatus.SCHEDULED, scheduled_at=at, timezone=timezone)
+    ).rowcount  # type: ignore[attr-defined]
+    newsletter = session.get_one(Newsletter, newsletter_id)
+    session.refresh(newsletter)
+    if not changed:
+        raise NewsletterError(
+            f"issue {newsletter_id} is {newsletter.status.value}; too late to change"
+        )
+    return newsletter
+
+
+def send_now(session: Session, newsletter_id: int, now: datetime) -> Newsletter:
+    """Schedule for this moment: the next clock tick (or the caller) starts it."""
+    return schedule(session, newsletter_id, now + timedelta(microseconds=1), "UTC", now)
+
+
+def cancel(session: Session, newsletter_id: int) -> bool:
+    """Cancel an issue that has not started sending; False when it is too late."""
+    return bool(
+        session.execute(
+            update(Newsletter)
+            .where(Newsletter.id == newsletter_id, Newsletter.status.in_(NOT_STARTED))
+            .values(status=NewsletterStatus.CANCELLED)
+        ).rowcount  # type: ignore[attr-defined]
+    )
+
+
+def approve(session: Session, newsletter_id: int) -> bool:
+    """Let a held recurring issue go at its time (or at once if that has passed)."""
+    return bool(
+        session.execute(
+            update(Newsletter)
+            .where(
+                Newsletter.id == newsletter_id,
+                Newsletter.status == NewsletterStatus.AWAITING_APPROVAL,
+            )
+            .values(status=NewsletterStatus.SCHEDULED)
+        ).rowcount  # type: ignore[attr-defined]
+    )
+
+
+# --- audience and sending -----------------------------------------------------------
+
+
+def audience_members(session: Session, audience: dict[str, Any]) -> list[tuple[int, str]]:
+    """(id, email) of the confirmed subscribers in the segment."""
+    query = select(Subscriber.id, Subscriber.email).where(
+        Subscriber.status == SubscriberStatus.CONFIRMED
+    )
+    if audience.get("languages"):
+        query = query.where(Subscriber.language.in_(audience["languages"]))
+    if audience.get("frequencies"):
+        query = query.where(Subscriber.frequency.in_(audience["frequencies"]))
+    members = session.execute(query.order_by(Subscriber.id)).all()
+    if not audience.get("regions") and not audience.get("words"):
+        return [(m.id, m.email) for m in members]
+    wanted_regions = set(audience.get("regions", []))
+    words = audience.get("words", [])
+    region_ids = _with_descendants(wanted_regions)
+    matching: set[int] = set()
+    for subscriber_id, query_text, regions in session.execute(
+        select(Interest.subscriber_id, Interest.query, Interest.regions)
+    ):
+        if region_ids & set(regions or []) or (
+            query_text and any(word in query_text.lower() for word in words)
+        ):
+            matching.add(subscriber_id)
+    return [(m.id, m.email) for m in members if m.id in matching]
+
+
+def _with_descendants(region_ids: set[str]) -> set[str]:
+    """A segment for a region includes readers of places inside it."""
+    if not region_ids:
+        return set()
+    gz = gazetteer()
+    return {r for r in gz.regions if gz.ancestors(r) & region_ids} | region_ids
+
+
+def freeze_sections(
+    session: Session, newsletter: Newsletter, settings: Settings, now: datetime
+) -> list[dict[str, Any]]:
+    """Turn query sections into article ids, once, so every recipient gets the same."""
+    frozen: list[dict[str, Any]] = []
+    for section in newsletter.sections:
+        if "article_ids" in section:
+            frozen.append(section)
+            continue
+        try:
+            hits = preview_interest(
+                session,
+                section.get("query"),
+                section.get("regions", []),
+                since=now - timedelta(days=section.get("days", DEFAULT_SECTION_DAYS)),
+                gazetteer=gazetteer(),
+                settings=settings,
+                limit=section.get("limit", DEFAULT_SECTION_LIMIT),
+            )
+        except (QueryError, RegionNotFoundError):
+            hits = []  # validated when saved; a section that no longer parses is left empty
+        frozen.append({"title": section["title"], "article_ids": [hit.article_id for hit in hits]})
+    return frozen
+
+
+def start_due_issues(session: Session, settings: Settings, now: datetime) -> list[int]:
+    """Start every scheduled issue whose time has come; returns new ledger ids."""
+    due = session.scalars(
+        select(Newsletter.id).where(
+            Newsletter.status == NewsletterStatus.SCHEDULED, Newsletter.scheduled_at <= now
+        )
+    ).all()
+    delivery_ids: list[int] = []
+    for newsletter_id in due:
+        started = session.execute(
+            update(Newsletter)
+            .where(Newsletter.id == newsletter_id, Newsletter.status == NewsletterStatus.SCHEDULED)
+            .values(status=NewsletterStatus.SENDING)
+        ).rowcount  # type: ignore[attr-defined]
+        if not started:
+            continue  # another clock, or a cancel, got there first
+        newsletter = session.get_one(Newsletter, newsletter_id)
+        session.refresh(newsletter)
+        newsletter.sections = freeze_sections(session, newsletter, settings, now)
+        promises = [
+            Promise(
+                dedup_key=newsletter_key(newsletter_id, subscriber_id),
+                kind=DeliveryKind.NEWSLETTER,
+                recipient=email,
+                message_id=message_id_for(settings, newsletter_key(newsletter_id, subscriber_id)),
+                due_at=now,
+                subscriber_id=subscriber_id,
+                newsletter_id=newsletter_id,
+            )
+            for subscriber_id, email in audience_members(session, newsletter.audience)
+        ]
+        delivery_ids.extend(promise(session, promises, now))
+    return delivery_ids
+
+
+def progress(session: Session, newsletter_id: int) -> dict[str, int]:
+    """Recipients by ledger state: what editors watch while an issue goes out."""
+    counts = {state.value: 0 for state in DeliveryState}
+    for state, count in session.execute(
+        select(Delivery.state, func.count(Delivery.id))
+        .where(Delivery.newsletter_id == newsletter_id, Delivery.kind == DeliveryKind.NEWSLETTER)
+        .group_by(Delivery.state)
+    ):
+        counts[state.value] = count
+    return counts
+
+
+def finish_sent_issues(session: Session, now: datetime) -> None:
+    """An issue whose every recipient is settled is sent."""
+    for newsletter in session.scalars(
+        select(Newsletter).where(Newsletter.status == NewsletterStatus.SENDING)
+    ):
+        counts = progress(session, newsletter.id)
+        if counts["queued"] == 0 and counts["sending"] == 0:
+            newsletter.status = NewsletterStatus.SENT
+            newsletter.sent_at = now
+            emit(session, "newsletter.sent", {"newsletter_id": newsletter.id, **counts}, now)
+
+
+# --- recurring ----------------------------------------------------------------------
+
+
+def next_occurrence(recurrence: str, timezone: str, after: datetime) -> datetime:
+    """The next time the crontab fires after ``after``, in the zone, DST included."""
+    try:
+        trigger = CronTrigger.from_crontab(recurrence, timezone=zone(timezone))
+    except ValueError as error:
+        raise NewsletterError(f"schedule {recurrence!r}: {error}") from error
+    fire = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
+    if fire is None:
+        raise NewsletterError(f"schedule {recurrence!r} never fires")
+    return fire.astimezone(zone("UTC"))
+
+
+def make_recurring(
+    session: Session,
+    newsletter_id: int,
+    recurrence: str,
+    timezone: str,
+    *,
+    approval_required: bool,
+    now: datetime,
+) -> Newsletter:
+    newsletter = session.get_one(Newsletter, newsletter_id)
+    newsletter.recurrence = recurrence
+    newsletter.timezone = timezone
+    newsletter.approval_required = approval_required
+    newsletter.recurrence_next_at = next_occurrence(recurrence, timezone, now)
+    return newsletter
+
+
+def plan_recurring(session: Session, now: datetime) -> list[int]:
+    """Spawn the issue of every recurring template whose occurrence has come."""
+    created: list[int] = []
+    templates = session.scalars(
+        select(Newsletter).where(
+            Newsletter.recurrence.is_not(None),
+            Newsletter.parent_id.is_(None),
+            Newsletter.status != NewsletterStatus.CANCELLED,
+            Newsletter.recurrence_next_at <= now,
+        )
+    ).all()
+    for template in templates:
+        occurrence, recurrence = template.recurrence_next_at, template.recurrence
+        if occurrence is None or recurrence is None:
+            continue  # excluded by the query; narrows the types
+        issue = Newsletter(
+            subject=template.subject,
+            preheader=template.preheader,
+            intro_markdown=template.intro_markdown,
+            sections=template.sections,
+            audience=template.audience,
+            timezone=template.timezone,
+            created_by_id=template.created_by_id,
+            created_at=now,
+            parent_id=template.id,
+            occurrence=occurrence,
+            scheduled_at=occurrence,
+            status=(
+                NewsletterStatus.AWAITING_APPROVAL
+                if template.approval_required
+                else NewsletterStatus.SCHEDULED
+            ),
+        )
+        try:
+            with session.begin_nested():
+                session.add(issue)
+        except IntegrityError:
+            continue  # another clock planned this occurrence
+        created.append(issue.id)
+        template.recurrence_next_at = next_occurrence(recurrence, template.timezone, now)
+    return created
+
+
+# --- what readers get -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who an issue is rendered for: a subscriber, or a test address."""
+
+    subscriber_id: int
+    email: str
+
+
+def issue_context(
+    session: Session,
+    newsletter: Newsletter,
+    reader: Reader,
+    settings: Settings,
+    now: datetime,
+    entries: EntryCache | None = None,
+    articles: dict[int, Article] | None = None,
+) -> dict[str, Any]:
+    """The template context of one issue for one reader; preview and send share it."""
+    entries = entries or EntryCache(gazetteer())
+    sections = newsletter.sections
+    if articles is None:
+        ids = {i for s in sections for i in s.get("article_ids", [])}
+        articles = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids)))}
+    links = subscriber_links(settings, reader.subscriber_id)
+    values = {
+        "email": reader.email,
+        "date": now.astimezone(zone(newsletter.timezone)).strftime("%d %B %Y"),
+        "preferences_url": links["preferences"],
+        "unsubscribe_url": links["unsubscribe"],
+    }
+    groups = []
+    for section in sections:
+        found = [articles[i] for i in section.get("article_ids", []) if i in articles]
+        shown = [_editors_entry(entries.get(article, [])) for article in found]
+        if shown:
+            groups.append({"title": section["title"], "entries": shown})
+    return {
+        "subscriber": {"email": reader.email},
+        "subject": fill_placeholders(newsletter.subject, values),
+        "preheader": fill_placeholders(newsletter.preheader, values),
+        "intro_html": intro_html(newsletter.intro_markdown, values),
+        "intro_text": fill_placeholders(newsletter.intro_markdown, values),
+        "groups": groups,
+        "links": links,
+    }
+
+
+def _editors_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry picked by editors: no highlights, and a why of its own (hence its own key)."""
+    return dict(entry, why=EDITORS_CHOICE, key=f"{entry['key']}:editors")
+
+
+def compose_newsletters(
+    session: Session, deliveries: Sequence[Delivery], settings: Settings, now: datetime
+) -> dict[int, tuple[str, dict[str, Any]]]:
+    """Contexts of newsletter and test deliveries, the issue loaded once per batch."""
+    issue_ids = {d.newsletter_id for d in deliveries if d.newsletter_id is not None}
+    issues = {
+        n.id: n for n in session.scalars(select(Newsletter).where(Newsletter.id.in_(issue_ids)))
+    }
+    ids = {i for n in issues.values() for s in n.sections for i in s.get("article_ids", [])}
+    articles = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids)))}
+    entries = EntryCache(gazetteer())
+    contexts: dict[int, tuple[str, dict[str, Any]]] = {}
+    for delivery in deliveries:
+        issue = issues.get(delivery.newsletter_id or -1)
+        if issue is None:
+            continue
+        reader = Reader(delivery.subscriber_id or 0, delivery.recipient)
+        contexts[delivery.id] = (
+            "newsletter",
+            issue_context(session, issue, reader, settings, now, entries, articles),
+        )
+    return contexts
+
+
+def send_test(
+    session: Session,
+    newsletter_id: int,
+    addresses: Sequence[str],
+    settings: Settings,
+    now: datetime,
+) -> list[int]:
+    """Promise one test mail per address (each call a new test); returns ledger ids."""
+    promises = []
+    for address in addresses:
+        try:
+            email = validate_address(address.strip()).lower()
+        except InvalidAddressError as error:
+            raise NewsletterError(str(error)) from error
+        key = f"test.{newsletter_id}.{email}.{now.timestamp():.6f}"
+        promises.append(
+            Promise(
+                dedup_key=key,
+                kind=DeliveryKind.TEST,
+                recipient=email,
+                message_id=message_id_for(settings, key),
+                due_at=now,
+                newsletter_id=newsletter_id,
+            )
+        )
+    return promise(session, promises, now)
+
+
+def preview(
+    session: Session,
+    newsletter_id: int,
+    email: str,
+    settings: Settings,
+    now: datetime,
+    renderer: MailRenderer,
+) -> RenderedMail:
+    """The issue exactly as ``email`` would get it if it went out now.
+
+    Query sections are resolved as the start of sending would resolve them;
+    the rest is the same context and templates the send path uses.
+    """
+    newsletter = session.get(Newsletter, newsletter_id)
+    if newsletter is None:
+        raise NewsletterError(f"no newsletter {newsletter_id}")
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email.strip().lower()))
+    reader = Reader(subscriber.id if subscriber else 0, email.strip().lower())
+    frozen = Newsletter(
+        subject=newsletter.subject,
+        preheader=newsletter.preheader,
+        intro_markdown=newsletter.intro_markdown,
+        sections=freeze_sections(session, newsletter, settings, now),
+        timezone=newsletter.timezone,
+    )
+    return renderer.render("newsletter", issue_context(session, frozen, reader, settings, now))

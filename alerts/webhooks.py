@@ -1,0 +1,222 @@
+"""Outgoing webhooks: signed POSTs of events, through a ledger like mail.
+
+An event is recorded once per subscribed endpoint (unique endpoint + event
+id) in the transaction that caused it, and queued after commit. Each POST
+carries ``X-Alerts-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
+"<t>.<body>" with the endpoint's secret>``, so a receiver can check both who
+sent it and that it is fresh. A refused or failed POST is retried with
+exponential backoff (the clock's sweeper picks up due retries), then failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from alerts.db import Database
+from alerts.delivery.ledger import MAX_ATTEMPTS, retry_delay
+from alerts.jobs import enqueue_after_commit
+from alerts.models import DeliveryState, WebhookDelivery, WebhookEndpoint
+
+EVENTS = frozenset(
+    {
+        "subscriber.confirmed",
+        "subscriber.unsubscribed",
+        "delivery.bounced",
+        "newsletter.sent",
+        "source.failing",
+    }
+)
+JOB = "deliver_webhooks"
+SIGNATURE_HEADER = "X-Alerts-Signature"
+EVENT_HEADER = "X-Alerts-Event"
+TIMEOUT_SECONDS = 10
+RESPONSE_KEPT_CHARS = 500  # of each answer, shown in the admin console
+SECRET_BYTES = 24
+
+
+class WebhookError(ValueError):
+    pass
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(
+    secret: str, header: str, body: bytes, now: datetime, tolerance_seconds: int = 300
+) -> bool:
+    """What a receiver does; used by the tests and offered to integrators."""
+    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(now.timestamp() - timestamp) > tolerance_seconds:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), header)
+
+
+def add_endpoint(
+    session: Session, url: str, events: Sequence[str], now: datetime
+) -> WebhookEndpoint:
+    if not url.startswith(("https://", "http://")):
+        raise WebhookError(f"{url!r} is not an http(s) URL")
+    unknown = sorted(set(events) - EVENTS)
+    if unknown or not events:
+        raise WebhookError(f"events must be some of {', '.join(sorted(EVENTS))}")
+    endpoint = WebhookEndpoint(
+        url=url, events=sorted(set(events)), secret=secrets.token_hex(SECRET_BYTES), created_at=now
+    )
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def emit(session: Session, event: str, data: dict[str, Any], now: datetime) -> list[int]:
+    """Record ``event`` for every active endpoint that wants it; flush only."""
+    if event not in EVENTS:
+        raise WebhookError(f"unknown event {event!r}")
+    endpoints = [
+        e
+        for e in session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.active.is_(True)))
+        if event in e.events
+    ]
+    if not endpoints:
+        return []
+    event_id = uuid.uuid4().hex
+    payload = {"id": event_id, "event": event, "created_at": now.isoformat(), "data": data}
+    rows = [
+        WebhookDelivery(
+            endpoint_id=e.id,
+            event_id=event_id,
+            event=event,
+            payload=payload,
+            due_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        for e in endpoints
+    ]
+    session.add_all(rows)
+    session.flush()
+    ids = [row.id for row in rows]
+    enqueue_after_commit(session, JOB, delivery_ids=ids)
+    return ids
+
+
+@dataclass(frozen=True)
+class Attempt:
+    delivery_id: int
+    status: int | None
+    response: str
+
+
+def claim(
+    session: Session, ids: Sequence[int], now: datetime
+) -> list[tuple[WebhookDelivery, WebhookEndpoint]]:
+    claimed = session.scalars(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id.in_(ids),
+            WebhookDelivery.state == DeliveryState.QUEUED,
+            WebhookDelivery.due_at <= now,
+        )
+        .values(state=DeliveryState.SENDING, attempts=WebhookDelivery.attempts + 1, updated_at=now)
+        .returning(WebhookDelivery.id)
+    ).all()
+    if not claimed:
+        return []
+    rows = session.execute(
+        select(WebhookDelivery, WebhookEndpoint)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(WebhookDelivery.id.in_(claimed))
+        .execution_options(populate_existing=True)
+    )
+    return [(delivery, endpoint) for delivery, endpoint in rows]
+
+
+def post(
+    client: httpx.Client, delivery: WebhookDelivery, endpoint: WebhookEndpoint, now: datetime
+) -> Attempt:
+    """One signed POST; never raises for the receiver's faults."""
+    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(endpoint.secret, int(now.timestamp()), body),
+        EVENT_HEADER: delivery.event,
+    }
+    try:
+        response = client.post(endpoint.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+    except httpx.HTTPError as error:
+        return Attempt(delivery.id, None, f"{type(error).__name__}: {error}"[:RESPONSE_KEPT_CHARS])
+    return Attempt(delivery.id, response.status_code, response.text[:RESPONSE_KEPT_CHARS])
+
+
+def record(session: Session, attempt: Attempt, attempts: int, now: datetime) -> None:
+    values: dict[str, Any] = {
+        "last_status": attempt.status,
+        "last_response": attempt.response,
+        "updated_at": now,
+    }
+    if attempt.status is not None and 200 <= attempt.status < 300:
+        values |= {"state": DeliveryState.SENT, "delivered_at": now}
+    elif attempts >= MAX_ATTEMPTS:
+        values |= {"state": DeliveryState.FAILED}
+    else:
+        values |= {"state": DeliveryState.QUEUED, "due_at": now + retry_delay(attempts)}
+    session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == attempt.delivery_id,
+            WebhookDelivery.state == DeliveryState.SENDING,
+        )
+        .values(**values)
+    )
+
+
+def due_retries(session: Session, now: datetime) -> list[int]:
+    """Queued deliveries whose backoff has ended (the sweeper queues them again)."""
+    return list(
+        session.scalars(
+            select(WebhookDelivery.id).where(
+                WebhookDelivery.state == DeliveryState.QUEUED,
+                WebhookDelivery.due_at <= now,
+                WebhookDelivery.attempts > 0,
+            )
+        )
+    )
+
+
+def deliver(
+    database: Database,
+    delivery_ids: Sequence[int],
+    client: httpx.Client,
+    clock: Callable[[], datetime],
+) -> list[Attempt]:
+    """POST each claimed delivery and record its answer.
+
+    Owns its transactions, like mail sending: a POST cannot be rolled back, so
+    the claim commits before it and each answer commits after.
+    """
+    with database.session_scope() as session:
+        claimed = claim(session, delivery_ids, clock())
+    attempts = []
+    for delivery, endpoint in claimed:
+        attempt = post(client, delivery, endpoint, clock())
+        with database.session_scope() as session:
+            record(session, attempt, delivery.attempts, clock())
+        attempts.append(attempt)
+    return attempts
