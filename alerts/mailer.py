@@ -11,6 +11,7 @@ from alerts.delivery.senders import sender_from_settings
 from alerts.digest import compose_digests
 from alerts.models import DeliveryKind
 from alerts.newsletters import compose_newsletters
+from alerts.signup import compose_confirmations
 
 
 def default_mailer(settings: Settings) -> Mailer:
@@ -21,6 +22,7 @@ def default_mailer(settings: Settings) -> Mailer:
         composers={
             DeliveryKind.ALERT: compose_alerts,
             DeliveryKind.DIGEST: compose_digests,
+            DeliveryKind.CONFIRMATION: compose_confirmations,
             DeliveryKind.NEWSLETTER: compose_newsletters,
             DeliveryKind.TEST: compose_newsletters,
         },

@@ -35,8 +35,10 @@ def metrics_dir() -> Path:
     return (get_settings().data_dir / "metrics").resolve()
 
 
-# Handed to the library, not read back by us: settings stay the one reader.
-os.environ.setdefault(MULTIPROCESS_ENV, str(metrics_dir()))
+# Handed to the library, not read back by us: settings stay the one reader. Set,
+# not defaulted: a process started by another (alerts up, a test) inherits its
+# environment, but keeps its metrics with its own data dir.
+os.environ[MULTIPROCESS_ENV] = str(metrics_dir())
 Path(os.environ[MULTIPROCESS_ENV]).mkdir(parents=True, exist_ok=True)
 # The library chose its value store when it was first imported, perhaps before
 # the folder was known: it chooses again, so the metrics below live in files.

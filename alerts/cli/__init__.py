@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "alerts.cli.processes",
     "alerts.cli.match",
     "alerts.cli.subscribers",
+    "alerts.cli.users",
     "alerts.cli.newsletters",
     "alerts.cli.webhooks",
 )

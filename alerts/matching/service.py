@@ -66,7 +66,9 @@ class IndexCache:
             for interest_id, subscriber_id, query, regions in changed:
                 self._file(interest_id, subscriber_id, query, regions)
             self.seen_until = latest
-        if count != len(self.subscriber_of):
+        # A count that differs from what is filed (or set aside as broken) means
+        # some interests were deleted since.
+        if count != len(self.subscriber_of) + len(self.broken):
             self._drop_deleted(session)
         return self.index
 
@@ -89,6 +91,8 @@ class IndexCache:
         for interest_id in [i for i in self.subscriber_of if i not in existing]:
             self.index.remove(str(interest_id))
             del self.subscriber_of[interest_id]
+        for interest_id in [i for i in self.broken if i not in existing]:
+            del self.broken[interest_id]
 
 
 def score(explanation: Explanation) -> float:

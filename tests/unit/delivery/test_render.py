@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markupsafe import Markup
 
 from alerts.delivery.render import (
     DEFAULT_TEMPLATES_DIR,
@@ -78,6 +79,15 @@ def contexts() -> dict[str, dict[str, Any]]:
             ],
             "total": 3,
             "more": 2,
+            "links": LINKS,
+        },
+        "newsletter": {
+            "subscriber": subscriber,
+            "subject": "Caucasus Weekly",
+            "preheader": "The week in the region",
+            "intro_html": Markup("<p>Good morning from the <strong>desk</strong>.</p>"),
+            "intro_text": "Good morning from the **desk**.",
+            "groups": [{"title": "Politics", "entries": [entry("Sukhumi port talks resume")]}],
             "links": LINKS,
         },
     }

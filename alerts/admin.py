@@ -1,0 +1,443 @@
+"""What admins do to the subscriber base, and the figures they watch.
+
+Every function takes a session and flushes at most; the web layer (or the
+API) owns the transaction and writes the audit entry beside the change.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from alerts.config import Settings
+from alerts.delivery.message import InvalidAddressError, validate_address
+from alerts.delivery.outbound import suppress
+from alerts.models import (
+    Article,
+    Delivery,
+    DeliveryState,
+    Frequency,
+    Interest,
+    Source,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    SuppressionReason,
+)
+from alerts.schedule import UnknownTimezoneError, zone
+from alerts.subscribers import (
+    REGION_SEPARATOR,
+    ImportReport,
+    SubscriberError,
+    import_csv,
+    parse_send_at,
+)
+
+log = logging.getLogger("alerts.admin")
+
+SEARCH_PAGE_SIZE = 50
+SUPPRESSION_PAGE_SIZE = 100
+RECENT_ERRORS = 20
+NAME_LENGTH = 200
+LANGUAGE_LENGTH = 8
+WEEK_DAYS = 7
+# Celery's default queue is a Redis list of this name.
+CELERY_QUEUE = "celery"
+QUEUE_PROBE_TIMEOUT_SECONDS = 1.0
+SOURCE_ERROR_STATUS = "error"  # what alerts.ingest.service records for a failed poll
+# Spreadsheets run a cell that starts with one of these as a formula.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# The first six columns are the ones `alerts subscribers import` reads, so an
+# export can be imported elsewhere; the rest record consent and state.
+EXPORT_COLUMNS = (
+    "email",
+    "query",
+    "regions",
+    "frequency",
+    "timezone",
+    "confirmed",
+    "id",
+    "name",
+    "status",
+    "language",
+    "send_at",
+    "paused",
+    "consent_source",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "other_interests",
+)
+
+
+# --- search -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubscriberFilter:
+    email: str = ""
+    status: SubscriberStatus | None = None
+    frequency: Frequency | None = None
+
+
+@dataclass
+class SearchPage:
+    subscribers: list[Subscriber]
+    total: int
+    page: int
+    pages: int
+
+
+def search_subscribers(
+    session: Session, wanted: SubscriberFilter, page: int = 1, per_page: int = SEARCH_PAGE_SIZE
+) -> SearchPage:
+    """Subscribers whose address contains ``wanted.email`` (as typed, no wildcards)."""
+    conditions = []
+    if wanted.email.strip():
+        # autoescape: a % or _ typed by the admin is a character, not a wildcard.
+        term = wanted.email.strip().lower()
+        conditions.append(Subscriber.email.contains(term, autoescape=True))
+    if wanted.status is not None:
+        conditions.append(Subscriber.status == wanted.status)
+    if wanted.frequency is not None:
+        conditions.append(Subscriber.frequency == wanted.frequency)
+    total = int(session.scalar(select(func.count(Subscriber.id)).where(*conditions)) or 0)
+    pages = max(1, -(-total // per_page))
+    page = min(max(page, 1), pages)
+    rows = session.scalars(
+        select(Subscriber)
+        .where(*conditions)
+        .order_by(Subscriber.email)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    return SearchPage(subscribers=list(rows), total=total, page=page, pages=pages)
+
+
+def recent_deliveries(
+    session: Session, subscriber_id: int, limit: int = RECENT_ERRORS
+) -> list[tuple[Delivery, str | None]]:
+    """A subscriber's latest deliveries with the article title, when there is one."""
+    rows = session.execute(
+        select(Delivery, Article.title)
+        .outerjoin(Article, Article.id == Delivery.article_id)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .order_by(Delivery.id.desc())
+        .limit(limit)
+    )
+    return [(delivery, title) for delivery, title in rows]
+
+
+# --- edit, suspend, erase -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubscriberChanges:
+    """Fields an admin may change; None leaves a field as it is."""
+
+    name: str | None = None
+    frequency: str | None = None
+    timezone: str | None = None
+    send_at: str | time | None = None
+    weekly_day: int | None = None
+    language: str | None = None
+    paused: bool | None = None
+
+
+def _validated(changes: SubscriberChanges) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if changes.name is not None:
+        name = changes.name.strip()
+        if len(name) > NAME_LENGTH:
+            raise SubscriberError(f"name is longer than {NAME_LENGTH} characters")
+        values["name"] = name or None
+    if changes.frequency is not None:
+        try:
+            values["frequency"] = Frequency(changes.frequency.strip().lower())
+        except ValueError as error:
+            choices = ", ".join(f.value for f in Frequency)
+            raise SubscriberError(
+                f"frequency {changes.frequency!r} is not one of {choices}"
+            ) from error
+    if changes.timezone is not None:
+        try:
+            zone(changes.timezone.strip())
+        except UnknownTimezoneError as error:
+            raise SubscriberError(str(error)) from error
+        values["timezone"] = changes.timezone.strip()
+    if changes.send_at is not None:
+        values["send_at"] = parse_send_at(changes.send_at)
+    if changes.weekly_day is not None:
+        if not 0 <= changes.weekly_day < WEEK_DAYS:
+            raise SubscriberError("weekly day is 0 (Monday) to 6 (Sunday)")
+        values["weekly_day"] = changes.weekly_day
+    if changes.language is not None:
+        language = changes.language.strip().lower()
+        if not language or len(language) > LANGUAGE_LENGTH or not language.isascii():
+            raise SubscriberError(f"language {changes.language!r} is not a language code")
+        values["language"] = language
+    if changes.paused is not None:
+        values["paused"] = changes.paused
+    return values
+
+
+def edit_subscriber(
+    session: Session, subscriber: Subscriber, changes: SubscriberChanges
+) -> list[str]:
+    """Apply the changes (all or none: each is checked first); the changed field names."""
+    changed = []
+    for name, value in _validated(changes).items():
+        if getattr(subscriber, name) != value:
+            setattr(subscriber, name, value)
+            changed.append(name)
+    session.flush()
+    return changed
+
+
+def suspend(session: Session, subscriber: Subscriber) -> bool:
+    """Stop all mail to a subscriber until an admin lifts it; False if already suspended."""
+    if subscriber.status is SubscriberStatus.SUSPENDED:
+        return False
+    subscriber.status = SubscriberStatus.SUSPENDED
+    session.flush()
+    return True
+
+
+def unsuspend(session: Session, subscriber: Subscriber) -> bool:
+    """Back to confirmed when they ever confirmed, else to pending (double opt-in holds)."""
+    if subscriber.status is not SubscriberStatus.SUSPENDED:
+        return False
+    subscriber.status = (
+        SubscriberStatus.CONFIRMED if subscriber.confirmed_at else SubscriberStatus.PENDING
+    )
+    session.flush()
+    return True
+
+
+def erase_subscriber(session: Session, subscriber: Subscriber) -> None:
+    """Delete the row; interests, matches and deliveries go with it (ON DELETE CASCADE)."""
+    session.delete(subscriber)
+    session.flush()
+
+
+# --- CSV ----------------------------------------------------------------------
+
+
+def _cell(value: str | None) -> str:
+    """Free text made safe for spreadsheets (a leading quote disarms a formula)."""
+    text = value or ""
+    return f"'{text}" if text.startswith(FORMULA_PREFIXES) else text
+
+
+def _moment(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def export_csv(session: Session) -> str:
+    """Every subscriber with consent fields; the first interest in import's columns."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    subscribers = session.scalars(select(Subscriber).order_by(Subscriber.id))
+    interests_by_subscriber = _interests_by_subscriber(session)
+    for subscriber in subscribers:
+        interests = interests_by_subscriber.get(subscriber.id, [])
+        first = interests[0] if interests else None
+        writer.writerow(
+            [
+                subscriber.email,
+                (first.query or "") if first else "",
+                REGION_SEPARATOR.join(first.regions) if first else "",
+                subscriber.frequency.value,
+                subscriber.timezone,
+                "yes" if subscriber.confirmed_at else "no",
+                subscriber.id,
+                _cell(subscriber.name),
+                subscriber.status.value,
+                subscriber.language,
+                subscriber.send_at.strftime("%H:%M"),
+                "yes" if subscriber.paused else "no",
+                _cell(subscriber.consent_source),
+                _moment(subscriber.created_at),
+                _moment(subscriber.confirmed_at),
+                _moment(subscriber.unsubscribed_at),
+                json.dumps(
+                    [{"query": i.query, "regions": i.regions} for i in interests[1:]],
+                    ensure_ascii=False,
+                )
+                if len(interests) > 1
+                else "",
+            ]
+        )
+    return buffer.getvalue()
+
+
+def _interests_by_subscriber(session: Session) -> dict[int, list[Interest]]:
+    grouped: dict[int, list[Interest]] = {}
+    for interest in session.scalars(select(Interest).order_by(Interest.id)):
+        grouped.setdefault(interest.subscriber_id, []).append(interest)
+    return grouped
+
+
+def import_subscribers(
+    session: Session, text: str, settings: Settings, now: datetime
+) -> ImportReport:
+    """The command line's CSV import, for the upload form."""
+    return import_csv(session, text, settings, now)
+
+
+# --- suppressions ---------------------------------------------------------------
+
+
+def list_suppressions(
+    session: Session, email: str = "", limit: int = SUPPRESSION_PAGE_SIZE
+) -> list[Suppression]:
+    query = select(Suppression).order_by(Suppression.created_at.desc(), Suppression.id.desc())
+    if email.strip():
+        query = query.where(Suppression.email.contains(email.strip().lower(), autoescape=True))
+    return list(session.scalars(query.limit(limit)))
+
+
+def add_suppression(session: Session, email: str, detail: str, now: datetime) -> Suppression:
+    """Suppress an address by hand (kept as it is when already suppressed)."""
+    try:
+        address = validate_address(email.strip()).lower()
+    except InvalidAddressError as error:
+        raise SubscriberError(str(error)) from error
+    suppress(session, address, SuppressionReason.MANUAL, detail.strip() or "added by hand", now)
+    session.flush()
+    suppression = session.scalar(select(Suppression).where(Suppression.email == address))
+    if suppression is None:  # pragma: no cover - suppress() just stored or found it
+        raise SubscriberError(f"could not suppress {address}")
+    return suppression
+
+
+def remove_suppression(session: Session, suppression: Suppression) -> None:
+    session.delete(suppression)
+    session.flush()
+
+
+# --- dashboard ----------------------------------------------------------------
+
+
+@dataclass
+class SourceHealth:
+    source: Source
+    latest_title: str | None
+
+
+@dataclass
+class FailedDelivery:
+    delivery: Delivery
+    article_title: str | None
+
+
+@dataclass
+class Dashboard:
+    subscribers_by_status: dict[str, int]
+    deliveries_today: dict[str, int]
+    bounces_today: int
+    suppressions_by_reason: dict[str, int]
+    queue_depth: int | None
+    queue_name: str
+    sources: list[SourceHealth] = field(default_factory=list)
+    failed_deliveries: list[FailedDelivery] = field(default_factory=list)
+    failing_sources: list[Source] = field(default_factory=list)
+
+
+def queue_depth(settings: Settings) -> int | None:
+    """Messages waiting in the broker, or None when it cannot be asked (best effort)."""
+    url = settings.resolved_broker_url
+    if url.startswith("filesystem"):
+        return _count_files(settings.broker_dir / "queue")
+    if url.startswith(("redis://", "rediss://", "redis+socket://")):
+        try:
+            if url.startswith("redis+socket://"):
+                client = redis.Redis(
+                    unix_socket_path=url.removeprefix("redis+socket://"),
+                    socket_timeout=QUEUE_PROBE_TIMEOUT_SECONDS,
+                )
+            else:
+                client = redis.Redis.from_url(
+                    url,
+                    socket_timeout=QUEUE_PROBE_TIMEOUT_SECONDS,
+                    socket_connect_timeout=QUEUE_PROBE_TIMEOUT_SECONDS,
+                )
+            with client:
+                return int(client.llen(CELERY_QUEUE))
+        except redis.RedisError as error:
+            log.warning("queue depth unknown: %s", error)
+            return None
+    return None
+
+
+def _count_files(folder: Path) -> int | None:
+    try:
+        return sum(1 for entry in folder.iterdir() if entry.is_file())
+    except FileNotFoundError:
+        return 0
+    except OSError as error:
+        log.warning("queue depth unknown: %s", error)
+        return None
+
+
+def _grouped(session: Session, column: Any, *conditions: Any) -> dict[str, int]:
+    rows = session.execute(select(column, func.count()).where(*conditions).group_by(column))
+    return {str(getattr(key, "value", key)): int(count) for key, count in rows}
+
+
+def _source_health(session: Session) -> list[SourceHealth]:
+    sources = list(session.scalars(select(Source).order_by(Source.name)))
+    latest_ids = (
+        select(func.max(Article.id))
+        .where(Article.source_id.is_not(None))
+        .group_by(Article.source_id)
+    )
+    rows = session.execute(
+        select(Article.source_id, Article.title).where(Article.id.in_(latest_ids))
+    )
+    titles: dict[int | None, str] = dict(rows.all())
+    return [SourceHealth(source=s, latest_title=titles.get(s.id)) for s in sources]
+
+
+def dashboard(session: Session, settings: Settings, now: datetime) -> Dashboard:
+    """The admin's health page: counts, queue, sources, errors. A handful of queries."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    failed_states: Sequence[DeliveryState] = (DeliveryState.FAILED, DeliveryState.BOUNCED)
+    failed = session.execute(
+        select(Delivery, Article.title)
+        .outerjoin(Article, Article.id == Delivery.article_id)
+        .where(Delivery.state.in_(failed_states))
+        .order_by(Delivery.updated_at.desc(), Delivery.id.desc())
+        .limit(RECENT_ERRORS)
+    ).all()
+    health = _source_health(session)
+    return Dashboard(
+        subscribers_by_status=_grouped(session, Subscriber.status),
+        deliveries_today=_grouped(session, Delivery.state, Delivery.created_at >= midnight),
+        bounces_today=int(
+            session.scalar(
+                select(func.count(Delivery.id)).where(
+                    Delivery.state == DeliveryState.BOUNCED, Delivery.updated_at >= midnight
+                )
+            )
+            or 0
+        ),
+        suppressions_by_reason=_grouped(session, Suppression.reason),
+        queue_depth=queue_depth(settings),
+        queue_name=CELERY_QUEUE,
+        sources=health,
+        failed_deliveries=[FailedDelivery(d, title) for d, title in failed],
+        failing_sources=[h.source for h in health if h.source.last_status == SOURCE_ERROR_STATUS],
+    )

@@ -1,0 +1,117 @@
+"""``alerts users``: accounts for the console and tokens for the API.
+
+The first admin can only come from here: the console has no sign-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+
+from alerts import audit
+from alerts.db import get_database, utcnow
+from alerts.models import Role
+from alerts.users import (
+    UserError,
+    check_password_rules,
+    create_api_token,
+    create_user,
+    find_user,
+    generate_password,
+    list_users,
+)
+
+CLI_ACTOR = "command line"
+EXIT_REFUSED = 2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users = subparsers.add_parser("users", help="console users and API tokens")
+    actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", help="add an admin or editor")
+    add.add_argument("email")
+    add.add_argument("--role", choices=[r.value for r in Role], default=Role.EDITOR.value)
+    source = add.add_mutually_exclusive_group()
+    source.add_argument(
+        "--password-stdin", action="store_true", help="read the password from the first stdin line"
+    )
+    source.add_argument(
+        "--generate-password", action="store_true", help="make one up and print it once"
+    )
+    add.set_defaults(handler=run_add)
+
+    listing = actions.add_parser("list", help="every user with role and state")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=run_list)
+
+    token = actions.add_parser("token", help="make an API token for a user (printed once)")
+    token.add_argument("email")
+    token.add_argument("--name", required=True, help="what the token is for, e.g. 'cms sync'")
+    token.set_defaults(handler=run_token)
+
+
+def _password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The password and whether it was generated (and so must be shown)."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n"), False
+    if args.generate_password or not sys.stdin.isatty():
+        return generate_password(), True
+    first = getpass.getpass("Password: ")
+    check_password_rules(first)
+    if getpass.getpass("Repeat it: ") != first:
+        raise UserError("the passwords differ")
+    return first, False
+
+
+def run_add(args: argparse.Namespace) -> int:
+    try:
+        password, generated = _password(args)
+        with get_database().session_scope() as session:
+            user = create_user(session, args.email, password, Role(args.role), utcnow())
+            audit.record(session, CLI_ACTOR, "user.add", "user", user.id, {"role": args.role})
+            print(f"user {user.id}: {user.email} ({user.role.value})")
+    except UserError as error:
+        print(f"alerts users add: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    if generated:
+        print(f"password: {password}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with get_database().session_scope() as session:
+        rows = [
+            {
+                "id": user.id,
+                "email": user.email,
+                "role": user.role.value,
+                "active": user.active,
+                "created_at": user.created_at.isoformat(),
+            }
+            for user in list_users(session)
+        ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for row in rows:
+        state = "" if row["active"] else "  (deactivated)"
+        print(f"{row['id']:>4}  {row['email']}  {row['role']}{state}")
+    return 0
+
+
+def run_token(args: argparse.Namespace) -> int:
+    try:
+        with get_database().session_scope() as session:
+            user = find_user(session, args.email)
+            if user is None or not user.active:
+                raise UserError(f"no active user {args.email}")
+            new = create_api_token(session, user, args.name, utcnow())
+            audit.record(session, CLI_ACTOR, "token.create", "api_token", new.token.id)
+    except UserError as error:
+        print(f"alerts users token: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(new.secret)
+    return 0

@@ -1,0 +1,620 @@
+"""Self-service for readers: sign up with double opt-in, confirm, manage, leave.
+
+Nothing here commits: the web layer owns the transaction, and the one mail
+sign-up promises is queued only after commit (``queue_sending``). Three rules
+shape the functions:
+
+- no enumeration: ``sign_up`` tells its caller nothing about whether the
+  address was known, so the page it leads to is the same for everyone;
+- nothing but the confirmation mail reaches a pending address (the outbound
+  ``_blocked`` check refuses every other kind for readers who are not
+  confirmed, and refuses confirmations for readers who are);
+- every change takes effect at once: interests carry ``updated_at``, which
+  the workers' index refresh watches.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from alerts import audit
+from alerts.config import Settings
+from alerts.delivery.ledger import Promise, promise
+from alerts.delivery.message import InvalidAddressError, validate_address
+from alerts.delivery.outbound import (
+    confirm_link,
+    message_id_for,
+    queue_sending,
+    subscriber_links,
+)
+from alerts.matching import Interest as InterestSpec
+from alerts.matching import QueryError, RegionNotFoundError, fold, prepare_interest, tokenize
+from alerts.matching.service import PreviewHit, preview_interest
+from alerts.models import (
+    Delivery,
+    DeliveryKind,
+    Frequency,
+    Interest,
+    Match,
+    RateEvent,
+    Subscriber,
+    SubscriberStatus,
+)
+from alerts.schedule import UnknownTimezoneError, zone
+from alerts.subscribers import (
+    NewSubscriber,
+    SubscriberError,
+    add_subscriber,
+    gazetteer,
+    parse_send_at,
+    validated_interest,
+)
+
+# Rate limits on sign-up, counted in ``rate_events`` so every web process
+# shares them. Candidates for settings (signup_max_per_ip_per_hour,
+# signup_max_per_address_per_hour); constants until the settings exist.
+SIGNUPS_PER_IP_PER_WINDOW = 10
+SIGNUPS_PER_ADDRESS_PER_WINDOW = 3
+RATE_WINDOW = timedelta(hours=1)
+# A pending reader who signs up again gets the confirmation again, but not
+# more often than this, so the form cannot be used to flood a mailbox.
+CONFIRMATION_RESEND_AFTER = timedelta(hours=1)
+CONSENT_SOURCE = "web sign-up"
+LANGUAGES = {"en": "English", "de": "Deutsch", "ru": "Русский"}
+# Preview: how far back to look and how many hits to show. Each article in
+# the window is analysed on request, so the window stays short.
+PREVIEW_WINDOW = timedelta(days=7)
+PREVIEW_LIMIT = 5
+REGION_SUGGESTIONS = 10
+MIN_SUGGEST_CHARS = 2
+AUDIT_ACTOR = "subscriber"
+
+
+class RateLimitedError(Exception):
+    """Too many attempts from one place or for one address; try again later."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"too many sign-up attempts {what}; try again in an hour")
+
+
+class ConfirmOutcome(enum.StrEnum):
+    CONFIRMED = "confirmed"  # pending until now
+    ALREADY = "already"  # confirmed before: a second click is harmless
+    INACTIVE = "inactive"  # unsubscribed, suspended or bounced since: sign up again
+    UNKNOWN = "unknown"  # erased
+
+
+# --- rate limits ----------------------------------------------------------
+
+
+def _rate_key(kind: str, value: str, settings: Settings) -> str:
+    """A key that names the IP or address without storing it in clear text."""
+    digest = hmac.new(
+        settings.resolved_secret_key.encode(), f"{kind}:{value}".encode(), hashlib.sha256
+    ).hexdigest()
+    return f"signup.{kind}.{digest[:40]}"
+
+
+def check_rate(session: Session, key: str, limit: int, now: datetime) -> None:
+    """Count one attempt under ``key``, or raise RateLimitedError when over ``limit``.
+
+    Two requests racing past the count may both pass: the limit is a brake on
+    abuse, not an exact quota, and a lock per key would cost more than it saves.
+    """
+    since = now - RATE_WINDOW
+    # Old events of this key are dead weight; dropping them keeps the table small.
+    session.execute(delete(RateEvent).where(RateEvent.key == key, RateEvent.at < since))
+    count = session.scalar(
+        select(func.count(RateEvent.id)).where(RateEvent.key == key, RateEvent.at >= since)
+    )
+    if (count or 0) >= limit:
+        raise RateLimitedError(key.split(".")[1])
+    session.add(RateEvent(key=key, at=now))
+    session.flush()
+
+
+# --- sign-up and confirmation ----------------------------------------------
+
+
+@dataclass
+class SignupForm:
+    """What the public form sends, as typed."""
+
+    email: str
+    query: str = ""
+    regions: list[str] = field(default_factory=list)
+    frequency: str = Frequency.DAILY.value
+    timezone: str = "UTC"
+    send_at: str = "07:00"
+    language: str = "en"
+
+
+def normalised_address(email: str) -> str:
+    try:
+        return validate_address(email.strip()).lower()
+    except InvalidAddressError as error:
+        raise SubscriberError(str(error)) from error
+
+
+def check_language(language: str) -> str:
+    if language not in LANGUAGES:
+        raise SubscriberError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
+    return language
+
+
+def sign_up(
+    session: Session, form: SignupForm, client: str, settings: Settings, now: datetime
+) -> list[int]:
+    """Store a pending reader and promise one confirmation; flush only.
+
+    Raises SubscriberError for bad input (the same for every address, so it
+    reveals nothing) and RateLimitedError. Returns the confirmation ledger
+    ids queued, which callers must not show: for a known address it may be
+    empty, and the page must not differ.
+    """
+    email = normalised_address(form.email)
+    check_language(form.language)
+    data = NewSubscriber(
+        email=email,
+        query=form.query,
+        regions=form.regions,
+        frequency=form.frequency,
+        timezone=form.timezone,
+        send_at=form.send_at,
+        language=form.language,
+        consent_source=CONSENT_SOURCE,
+    )
+    # Validated before counting, so a typo does not use up anybody's quota.
+    validated_interest(data.query, data.regions, settings)
+    check_rate(session, _rate_key("ip", client, settings), SIGNUPS_PER_IP_PER_WINDOW, now)
+    check_rate(session, _rate_key("address", email, settings), SIGNUPS_PER_ADDRESS_PER_WINDOW, now)
+    existing = session.scalar(select(Subscriber).where(Subscriber.email == email))
+    if existing is None:
+        try:
+            with session.begin_nested():
+                subscriber = add_subscriber(session, data, settings, now)
+        except IntegrityError:
+            # A concurrent sign-up for the same address won the insert and
+            # promised the confirmation; this one answers the same and sends nothing.
+            return []
+    elif existing.status is SubscriberStatus.UNSUBSCRIBED:
+        subscriber = _rejoin(session, existing, data, settings, now)
+    elif existing.status is SubscriberStatus.PENDING:
+        subscriber = existing
+    else:
+        # Confirmed readers already get mail; suspended and bounced ones are an
+        # admin's decision. Either way nothing is sent and nothing changes.
+        return []
+    ids = promise_confirmation(session, subscriber, settings, now)
+    queue_sending(session, ids, settings)
+    return ids
+
+
+def _rejoin(
+    session: Session, subscriber: Subscriber, data: NewSubscriber, settings: Settings, now: datetime
+) -> Subscriber:
+    """A reader who left and signs up again starts over as pending, with the new choices."""
+    query, region_ids = validated_interest(data.query, data.regions, settings)
+    update_settings(
+        subscriber,
+        SettingsForm(data.frequency, data.timezone, str(data.send_at), data.language, "", ""),
+    )
+    subscriber.status = SubscriberStatus.PENDING
+    subscriber.confirmed_at = None
+    subscriber.unsubscribed_at = None
+    subscriber.paused = False
+    subscriber.consent_source = CONSENT_SOURCE
+    subscriber.interests.clear()
+    if query or region_ids:
+        subscriber.interests.append(
+            Interest(query=query, regions=region_ids, created_at=now, updated_at=now)
+        )
+    session.flush()
+    return subscriber
+
+
+def confirmation_key(subscriber_id: int, sequence: int) -> str:
+    base = f"confirmation.{subscriber_id}"
+    return base if sequence == 0 else f"{base}.{sequence}"
+
+
+def promise_confirmation(
+    session: Session, subscriber: Subscriber, settings: Settings, now: datetime
+) -> list[int]:
+    """Promise one confirmation mail, unless one was promised within the last hour.
+
+    The n-th confirmation of a reader has its own dedup key, so two racing
+    sign-ups for one address still promise a single mail.
+    """
+    earlier = session.execute(
+        select(func.count(Delivery.id), func.max(Delivery.created_at)).where(
+            Delivery.subscriber_id == subscriber.id, Delivery.kind == DeliveryKind.CONFIRMATION
+        )
+    ).one()
+    count, latest = earlier
+    if latest is not None and latest > now - CONFIRMATION_RESEND_AFTER:
+        return []
+    key = confirmation_key(subscriber.id, count or 0)
+    return promise(
+        session,
+        [
+            Promise(
+                dedup_key=key,
+                kind=DeliveryKind.CONFIRMATION,
+                recipient=subscriber.email,
+                message_id=message_id_for(settings, key),
+                due_at=now,
+                subscriber_id=subscriber.id,
+            )
+        ],
+        now,
+    )
+
+
+def compose_confirmations(
+    session: Session, deliveries: Sequence[Delivery], settings: Settings, now: datetime
+) -> dict[int, tuple[str, dict[str, Any]]]:
+    """Template contexts of confirmation mails.
+
+    The link expires relative to the promise, not the send, so a retry of the
+    same delivery builds the same message.
+    """
+    contexts: dict[int, tuple[str, dict[str, Any]]] = {}
+    for delivery in deliveries:
+        if delivery.subscriber_id is None:
+            continue
+        contexts[delivery.id] = (
+            "confirmation",
+            {
+                "subscriber": {"email": delivery.recipient},
+                "confirm_url": confirm_link(settings, delivery.subscriber_id, delivery.created_at),
+                "expires_hours": settings.confirmation_valid_hours,
+                "links": subscriber_links(settings, delivery.subscriber_id),
+            },
+        )
+    return contexts
+
+
+def confirm(session: Session, subscriber_id: int, now: datetime) -> ConfirmOutcome:
+    """Turn a pending reader into a confirmed one; flush only."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return ConfirmOutcome.UNKNOWN
+    if subscriber.status is SubscriberStatus.CONFIRMED:
+        return ConfirmOutcome.ALREADY
+    if subscriber.status is not SubscriberStatus.PENDING:
+        return ConfirmOutcome.INACTIVE
+    subscriber.status = SubscriberStatus.CONFIRMED
+    subscriber.confirmed_at = now
+    # The first digest covers what matches from now on, not the pending days.
+    subscriber.last_digest_at = now
+    session.flush()
+    return ConfirmOutcome.CONFIRMED
+
+
+# --- the preference centre -------------------------------------------------
+
+
+@dataclass
+class SettingsForm:
+    """Delivery settings as typed in the preference centre."""
+
+    frequency: str
+    timezone: str
+    send_at: str
+    language: str
+    quiet_start: str = ""
+    quiet_end: str = ""
+
+
+def _optional_time(value: str, what: str) -> time | None:
+    if not value.strip():
+        return None
+    try:
+        return parse_send_at(value)
+    except SubscriberError as error:
+        raise SubscriberError(f"{what} {value!r} is not HH:MM") from error
+
+
+def update_settings(subscriber: Subscriber, form: SettingsForm) -> None:
+    """Validate every field first, then apply them all (or none)."""
+    try:
+        frequency = Frequency(form.frequency.strip().lower())
+    except ValueError as error:
+        choices = ", ".join(f.value for f in Frequency)
+        raise SubscriberError(f"frequency {form.frequency!r} is not one of {choices}") from error
+    try:
+        zone(form.timezone.strip())
+    except UnknownTimezoneError as error:
+        raise SubscriberError(str(error)) from error
+    send_at = parse_send_at(form.send_at)
+    language = check_language(form.language)
+    quiet_start = _optional_time(form.quiet_start, "quiet hours start")
+    quiet_end = _optional_time(form.quiet_end, "quiet hours end")
+    if (quiet_start is None) != (quiet_end is None):
+        raise SubscriberError("quiet hours need both a start and an end time")
+    if quiet_start is not None and quiet_start == quiet_end:
+        raise SubscriberError("quiet hours must start and end at different times")
+    subscriber.frequency = frequency
+    subscriber.timezone = form.timezone.strip()
+    subscriber.send_at = send_at
+    subscriber.language = language
+    subscriber.quiet_start = quiet_start
+    subscriber.quiet_end = quiet_end
+
+
+def _own_interest(subscriber: Subscriber, interest_id: int) -> Interest:
+    for interest in subscriber.interests:
+        if interest.id == interest_id:
+            return interest
+    raise SubscriberError("that interest is not yours or no longer exists")
+
+
+def add_interest(
+    session: Session,
+    subscriber: Subscriber,
+    query: str,
+    regions: Iterable[str],
+    settings: Settings,
+    now: datetime,
+) -> Interest:
+    clean_query, region_ids = validated_interest(query, regions, settings)
+    interest = Interest(query=clean_query, regions=region_ids, created_at=now, updated_at=now)
+    subscriber.interests.append(interest)
+    session.flush()
+    return interest
+
+
+def edit_interest(
+    session: Session,
+    subscriber: Subscriber,
+    interest_id: int,
+    query: str,
+    regions: Iterable[str],
+    settings: Settings,
+    now: datetime,
+) -> Interest:
+    interest = _own_interest(subscriber, interest_id)
+    clean_query, region_ids = validated_interest(query, regions, settings)
+    interest.query = clean_query
+    interest.regions = region_ids
+    # The workers re-file interests whose updated_at moved past their last refresh.
+    interest.updated_at = now
+    session.flush()
+    return interest
+
+
+def remove_interest(session: Session, subscriber: Subscriber, interest_id: int) -> None:
+    subscriber.interests.remove(_own_interest(subscriber, interest_id))
+    session.flush()
+
+
+def set_paused(subscriber: Subscriber, paused: bool) -> None:
+    """Pausing holds alerts and digests; newsletters still go (see outbound ``_blocked``)."""
+    subscriber.paused = paused
+
+
+def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything stored about a reader, as JSON values (the right of access)."""
+    deliveries = session.scalars(
+        select(Delivery).where(Delivery.subscriber_id == subscriber.id).order_by(Delivery.id)
+    )
+    matches = session.scalars(
+        select(Match).where(Match.subscriber_id == subscriber.id).order_by(Match.id)
+    )
+    return {
+        "subscriber": {
+            "id": subscriber.id,
+            "email": subscriber.email,
+            "name": subscriber.name,
+            "status": subscriber.status.value,
+            "frequency": subscriber.frequency.value,
+            "timezone": subscriber.timezone,
+            "send_at": subscriber.send_at.strftime("%H:%M"),
+            "weekly_day": subscriber.weekly_day,
+            "language": subscriber.language,
+            "paused": subscriber.paused,
+            "quiet_start": _clock(subscriber.quiet_start),
+            "quiet_end": _clock(subscriber.quiet_end),
+            "consent_source": subscriber.consent_source,
+            "created_at": _iso(subscriber.created_at),
+            "confirmed_at": _iso(subscriber.confirmed_at),
+            "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+            "last_digest_at": _iso(subscriber.last_digest_at),
+        },
+        "interests": [
+            {
+                "id": interest.id,
+                "query": interest.query,
+                "regions": list(interest.regions or []),
+                "created_at": _iso(interest.created_at),
+                "updated_at": _iso(interest.updated_at),
+            }
+            for interest in subscriber.interests
+        ],
+        "deliveries": [
+            {
+                "id": delivery.id,
+                "kind": delivery.kind.value,
+                "state": delivery.state.value,
+                "recipient": delivery.recipient,
+                "article_id": delivery.article_id,
+                "newsletter_id": delivery.newsletter_id,
+                "message_id": delivery.message_id,
+                "created_at": _iso(delivery.created_at),
+                "sent_at": _iso(delivery.sent_at),
+            }
+            for delivery in deliveries
+        ],
+        "matches": [
+            {
+                "article_id": match.article_id,
+                "interest_id": match.interest_id,
+                "score": match.score,
+                "explanation": match.explanation,
+                "matched_at": _iso(match.matched_at),
+            }
+            for match in matches
+        ],
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _clock(moment: time | None) -> str | None:
+    return moment.strftime("%H:%M") if moment else None
+
+
+def erase(session: Session, subscriber_id: int, now: datetime) -> bool:
+    """Delete a reader and, by cascade, their interests, matches and deliveries.
+
+    The audit entry records that an erasure happened and how much it removed,
+    never the address: keeping it would defeat the erasure.
+    """
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return False
+    counts = {
+        "interests": len(subscriber.interests),
+        "deliveries": session.scalar(
+            select(func.count(Delivery.id)).where(Delivery.subscriber_id == subscriber_id)
+        ),
+        "matches": session.scalar(
+            select(func.count(Match.id)).where(Match.subscriber_id == subscriber_id)
+        ),
+    }
+    audit.record(
+        session,
+        AUDIT_ACTOR,
+        "subscriber.erase",
+        "subscriber",
+        subscriber_id,
+        {"removed": counts},
+        now,
+    )
+    session.expunge(subscriber)
+    # The database cascades (ON DELETE CASCADE) remove the dependent rows.
+    session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
+    session.flush()
+    return True
+
+
+# --- helpers for the form: query check, preview, region suggestions ---------
+
+
+@dataclass(frozen=True)
+class QueryCheck:
+    ok: bool
+    message: str = ""
+    position: int | None = None
+
+
+def check_query(query: str, settings: Settings) -> QueryCheck:
+    """Whether a keyword query would be accepted, and if not, what and where."""
+    if not query.strip():
+        return QueryCheck(ok=True)
+    try:
+        prepare_interest(
+            InterestSpec(id="check", query=query, regions=()),
+            gazetteer(),
+            max_length=settings.query_max_length,
+            max_terms=settings.query_max_terms,
+        )
+    except QueryError as error:
+        return QueryCheck(ok=False, message=error.message, position=error.position)
+    return QueryCheck(ok=True)
+
+
+def preview(
+    session: Session, query: str, regions: Sequence[str], settings: Settings, now: datetime
+) -> list[PreviewHit]:
+    """Recent stored articles this interest would have matched; SubscriberError if bad."""
+    clean_query, region_ids = validated_interest(query, regions, settings)
+    try:
+        return preview_interest(
+            session,
+            clean_query,
+            region_ids,
+            since=now - PREVIEW_WINDOW,
+            gazetteer=gazetteer(),
+            settings=settings,
+            limit=PREVIEW_LIMIT,
+        )
+    except (QueryError, RegionNotFoundError) as error:
+        raise SubscriberError(str(error)) from error
+
+
+@dataclass(frozen=True)
+class RegionSuggestion:
+    id: str
+    name: str
+    kind: str
+    within: str  # the first parent's name, to tell Georgia from Georgia
+    value: str  # what to put in the form so it resolves back to this region
+
+
+def region_input_value(region_id: str) -> str:
+    """The name when it resolves back to this region, else the id (the US state Georgia)."""
+    region = gazetteer().regions[region_id]
+    try:
+        resolved = gazetteer().resolve(region.name).id
+    except ValueError:
+        resolved = ""
+    return region.name if resolved == region_id else region_id
+
+
+@lru_cache(maxsize=1)
+def _region_names() -> list[tuple[tuple[str, ...], str]]:
+    """(folded name words, id) for every region, built once per process."""
+    return [(tuple(tokenize(r.name)), r.id) for r in gazetteer().regions.values()]
+
+
+def suggest_regions(text: str, limit: int = REGION_SUGGESTIONS) -> list[RegionSuggestion]:
+    """Regions whose name starts with ``text`` (or has a word that does), or which
+    ``text`` names exactly by any alias in any script; likeliest first."""
+    folded = " ".join(tokenize(text))
+    if len(folded) < MIN_SUGGEST_CHARS:
+        return []
+    gz = gazetteer()
+    ranked: dict[str, tuple[int, float, str]] = {}
+    for rank, region_id in enumerate(gz.candidates(text)):
+        ranked[region_id] = (0, float(rank), "")
+    for words, region_id in _region_names():
+        name = " ".join(words)
+        if name.startswith(folded):
+            tier = 1
+        elif any(word.startswith(folded) for word in words):
+            tier = 2
+        else:
+            continue
+        region = gz.regions[region_id]
+        ranked.setdefault(region_id, (tier, -region.prior, fold(region.name)))
+    best = sorted(ranked, key=lambda region_id: (*ranked[region_id], region_id))[:limit]
+    suggestions = []
+    for region_id in best:
+        region = gz.regions[region_id]
+        parent = gz.regions.get(region.parents[0]) if region.parents else None
+        suggestions.append(
+            RegionSuggestion(
+                id=region.id,
+                name=region.name,
+                kind=region.kind,
+                within=parent.name if parent else "",
+                value=region_input_value(region.id),
+            )
+        )
+    return suggestions

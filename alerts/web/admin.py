@@ -1,0 +1,659 @@
+"""The admin console: sign-in, dashboard, subscribers, suppressions, users, audit.
+
+Every POST here carries a CSRF token (checked for the whole router, so a new
+form cannot forget it). A stranger is sent to the login page; an editor may
+sign in, see their account, and is refused every admin-only page with 403.
+Each admin action writes an audit entry in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from alerts import admin, audit, users
+from alerts.config import get_settings
+from alerts.db import get_database, utcnow
+from alerts.models import ApiToken, Frequency, Role, Subscriber, SubscriberStatus, Suppression, User
+from alerts.subscribers import SubscriberError
+from alerts.web.security import end_session, require_csrf, session_user, start_session
+from alerts.web.templating import templates
+
+LOGIN_PATH = "/admin/login"
+HOME_PATH = "/admin"
+MAX_IMPORT_BYTES = 10 * 1024 * 1024
+WRONG_LOGIN = "That e-mail address and password do not match an account."
+TOO_MANY_LOGINS = "Too many failed sign-ins. Wait a few minutes and try again."
+# Fixed texts chosen by a code in the redirect URL: nothing typed is echoed back.
+NOTICES = {
+    "saved": "Changes saved.",
+    "suspended": "Subscriber suspended: no mail goes out to them.",
+    "unsuspended": "Suspension lifted.",
+    "erased": "Subscriber erased.",
+    "suppressed": "Address added to the suppression list.",
+    "unsuppressed": "Address removed from the suppression list.",
+    "role": "Role changed.",
+    "deactivated": "User deactivated; their sessions and tokens no longer work.",
+    "activated": "User reactivated.",
+    "password": "Password changed. Other sessions have been signed out.",
+    "revoked": "Token revoked.",
+}
+
+
+async def csrf_on_posts(request: Request) -> None:
+    """Every state-changing request of the console needs the form's CSRF token."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        await require_csrf(request)
+
+
+router = APIRouter(prefix="/admin", dependencies=[Depends(csrf_on_posts)], include_in_schema=False)
+
+
+class LoginRequired(HTTPException):
+    """No valid session: send the browser to the login page, then back here."""
+
+    def __init__(self, request: Request) -> None:
+        target = request.url.path if request.method == "GET" else HOME_PATH
+        super().__init__(
+            status_code=303,
+            detail="Sign in first.",
+            headers={"Location": f"{LOGIN_PATH}?next={quote(target)}"},
+        )
+
+
+class AdminOnly(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status_code=403, detail="This page is for admins only.")
+
+
+def signed_in(request: Request, session: Session) -> User:
+    user = session_user(request, session)
+    if user is None:
+        raise LoginRequired(request)
+    return user
+
+
+def admin_user(request: Request, session: Session) -> User:
+    user = signed_in(request, session)
+    if user.role is not Role.ADMIN:
+        raise AdminOnly
+    return user
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    notice = NOTICES.get(request.query_params.get("notice", ""))
+    return templates.TemplateResponse(
+        request,
+        f"admin/{name}",
+        {"notice": notice, "roles": [r.value for r in Role], **context},
+        status_code=status_code,
+    )
+
+
+def see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _safe_next(target: str) -> str:
+    """Only a path inside the console: never an open redirect to another site."""
+    if target.startswith(HOME_PATH) and not target.startswith("//") and "\\" not in target:
+        return target
+    return HOME_PATH
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# --- sign-in ---------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = HOME_PATH) -> Any:
+    return render(request, "login.html", {"next": _safe_next(next), "error": None, "email": ""})
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = HOME_PATH,
+) -> Any:
+    now = utcnow()
+    client = _client(request)
+    context = {"next": _safe_next(next), "email": email}
+    with get_database().session_scope() as session:
+        if users.login_throttled(session, email, client, now):
+            return render(request, "login.html", {**context, "error": TOO_MANY_LOGINS}, 429)
+        user = users.authenticate(session, email, password)
+        if user is None:
+            users.record_login_failure(session, email, client, now)
+            return render(request, "login.html", {**context, "error": WRONG_LOGIN}, 401)
+        users.clear_login_failures(session, email)
+        response = see_other(_safe_next(next))
+        start_session(response, user, now)
+        return response
+
+
+@router.post("/logout")
+def logout() -> Any:
+    response = see_other(LOGIN_PATH)
+    end_session(response)
+    return response
+
+
+# --- dashboard -------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+def dashboard(request: Request) -> Any:
+    with get_database().session_scope() as session:
+        user = signed_in(request, session)
+        figures = (
+            admin.dashboard(session, get_settings(), utcnow()) if user.role is Role.ADMIN else None
+        )
+        return render(request, "dashboard.html", {"user": user, "dashboard": figures})
+
+
+# --- subscribers -----------------------------------------------------------------
+
+
+def _enum_or_none(kind: type[SubscriberStatus] | type[Frequency], value: str) -> Any:
+    try:
+        return kind(value) if value else None
+    except ValueError:
+        return None
+
+
+@router.get("/subscribers", response_class=HTMLResponse)
+def subscribers(
+    request: Request, q: str = "", status: str = "", frequency: str = "", page: int = 1
+) -> Any:
+    wanted = admin.SubscriberFilter(
+        email=q,
+        status=_enum_or_none(SubscriberStatus, status),
+        frequency=_enum_or_none(Frequency, frequency),
+    )
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        found = admin.search_subscribers(session, wanted, page)
+        return render(
+            request,
+            "subscribers.html",
+            {
+                "user": user,
+                "found": found,
+                "q": q,
+                "status": status,
+                "frequency": frequency,
+                "statuses": [s.value for s in SubscriberStatus],
+                "frequencies": [f.value for f in Frequency],
+            },
+        )
+
+
+@router.get("/subscribers/export.csv")
+def export_subscribers(request: Request) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        text = admin.export_csv(session)
+        rows = max(text.count("\n") - 1, 0)
+        audit.record(session, user, "subscribers.export", "subscriber", None, {"rows": rows})
+    stamp = utcnow().strftime("%Y%m%d-%H%M")
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="subscribers-{stamp}.csv"'},
+    )
+
+
+@router.get("/subscribers/import", response_class=HTMLResponse)
+def import_page(request: Request) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        return render(request, "import.html", {"user": user, "report": None, "error": None})
+
+
+@router.post("/subscribers/import", response_class=HTMLResponse)
+async def import_subscribers(request: Request, file: UploadFile) -> Any:
+    data = await file.read(MAX_IMPORT_BYTES + 1)
+    text, error = "", None
+    if len(data) > MAX_IMPORT_BYTES:
+        error = f"The file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB."
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            error = "The file is not UTF-8 text. Save it as CSV (UTF-8) and try again."
+    # The import validates every row (query parser, gazetteer): off the event loop.
+    return await run_in_threadpool(_import, request, text, error)
+
+
+def _import(request: Request, text: str, error: str | None) -> HTMLResponse:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        if error:
+            return render(
+                request, "import.html", {"user": user, "report": None, "error": error}, 400
+            )
+        report = admin.import_subscribers(session, text, get_settings(), utcnow())
+        audit.record(
+            session,
+            user,
+            "subscribers.import",
+            "subscriber",
+            None,
+            {"added": report.added, "rejected": len(report.errors)},
+        )
+        return render(request, "import.html", {"user": user, "report": report, "error": None})
+
+
+def _subscriber(session: Session, subscriber_id: int) -> Subscriber:
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise HTTPException(status_code=404, detail="No such subscriber.")
+    return subscriber
+
+
+def _subscriber_page(
+    request: Request,
+    session: Session,
+    user: User,
+    subscriber: Subscriber,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "subscriber.html",
+        {
+            "user": user,
+            "subscriber": subscriber,
+            "deliveries": admin.recent_deliveries(session, subscriber.id),
+            "frequencies": [f.value for f in Frequency],
+            "error": error,
+        },
+        status_code,
+    )
+
+
+@router.get("/subscribers/{subscriber_id:int}", response_class=HTMLResponse)
+def subscriber_page(request: Request, subscriber_id: int) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        return _subscriber_page(request, session, user, _subscriber(session, subscriber_id))
+
+
+@router.post("/subscribers/{subscriber_id:int}", response_class=HTMLResponse)
+def edit_subscriber(
+    request: Request,
+    subscriber_id: int,
+    name: Annotated[str, Form()] = "",
+    frequency: Annotated[str, Form()] = "",
+    timezone: Annotated[str, Form()] = "",
+    send_at: Annotated[str, Form()] = "",
+    language: Annotated[str, Form()] = "",
+    paused: Annotated[bool, Form()] = False,
+) -> Any:
+    changes = admin.SubscriberChanges(
+        name=name,
+        frequency=frequency or None,
+        timezone=timezone or None,
+        send_at=send_at or None,
+        language=language or None,
+        paused=paused,
+    )
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        subscriber = _subscriber(session, subscriber_id)
+        try:
+            changed = admin.edit_subscriber(session, subscriber, changes)
+        except SubscriberError as error:
+            return _subscriber_page(request, session, user, subscriber, str(error), 422)
+        if changed:
+            audit.record(
+                session, user, "subscriber.edit", "subscriber", subscriber.id, {"fields": changed}
+            )
+    return see_other(f"/admin/subscribers/{subscriber_id}?notice=saved")
+
+
+@router.post("/subscribers/{subscriber_id:int}/suspend")
+def suspend_subscriber(request: Request, subscriber_id: int) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        subscriber = _subscriber(session, subscriber_id)
+        if admin.suspend(session, subscriber):
+            audit.record(session, user, "subscriber.suspend", "subscriber", subscriber.id)
+    return see_other(f"/admin/subscribers/{subscriber_id}?notice=suspended")
+
+
+@router.post("/subscribers/{subscriber_id:int}/unsuspend")
+def unsuspend_subscriber(request: Request, subscriber_id: int) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        subscriber = _subscriber(session, subscriber_id)
+        if admin.unsuspend(session, subscriber):
+            audit.record(
+                session,
+                user,
+                "subscriber.unsuspend",
+                "subscriber",
+                subscriber.id,
+                {"status": subscriber.status.value},
+            )
+    return see_other(f"/admin/subscribers/{subscriber_id}?notice=unsuspended")
+
+
+@router.get("/subscribers/{subscriber_id:int}/delete", response_class=HTMLResponse)
+def delete_page(request: Request, subscriber_id: int) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        subscriber = _subscriber(session, subscriber_id)
+        return render(request, "subscriber_delete.html", {"user": user, "subscriber": subscriber})
+
+
+@router.post("/subscribers/{subscriber_id:int}/delete")
+def delete_subscriber(request: Request, subscriber_id: int) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        subscriber = _subscriber(session, subscriber_id)
+        admin.erase_subscriber(session, subscriber)
+        audit.record(session, user, "subscriber.erase", "subscriber", subscriber_id)
+    return see_other("/admin/subscribers?notice=erased")
+
+
+# --- suppressions ----------------------------------------------------------------
+
+
+def _suppressions_page(
+    request: Request, session: Session, user: User, q: str, error: str | None, status_code: int
+) -> HTMLResponse:
+    return render(
+        request,
+        "suppressions.html",
+        {
+            "user": user,
+            "q": q,
+            "suppressions": admin.list_suppressions(session, q),
+            "error": error,
+        },
+        status_code,
+    )
+
+
+@router.get("/suppressions", response_class=HTMLResponse)
+def suppressions(request: Request, q: str = "") -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        return _suppressions_page(request, session, user, q, None, 200)
+
+
+@router.post("/suppressions", response_class=HTMLResponse)
+def add_suppression(
+    request: Request,
+    email: Annotated[str, Form()] = "",
+    detail: Annotated[str, Form()] = "",
+) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        try:
+            suppression = admin.add_suppression(session, email, detail, utcnow())
+        except SubscriberError as error:
+            return _suppressions_page(request, session, user, "", str(error), 422)
+        audit.record(
+            session,
+            user,
+            "suppression.add",
+            "suppression",
+            suppression.id,
+            {"reason": suppression.reason.value},
+        )
+    return see_other("/admin/suppressions?notice=suppressed")
+
+
+@router.post("/suppressions/{suppression_id:int}/delete")
+def remove_suppression(request: Request, suppression_id: int) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        suppression = session.get(Suppression, suppression_id)
+        if suppression is None:
+            raise HTTPException(status_code=404, detail="No such suppression.")
+        reason = suppression.reason.value
+        admin.remove_suppression(session, suppression)
+        audit.record(
+            session, user, "suppression.remove", "suppression", suppression_id, {"reason": reason}
+        )
+    return see_other("/admin/suppressions?notice=unsuppressed")
+
+
+# --- users -----------------------------------------------------------------------
+
+
+def _users_page(
+    request: Request, session: Session, user: User, error: str | None, status_code: int
+) -> HTMLResponse:
+    return render(
+        request,
+        "users.html",
+        {"user": user, "users": users.list_users(session), "error": error},
+        status_code,
+    )
+
+
+def _other_user(session: Session, actor: User, user_id: int) -> User:
+    """The user to change; an admin may not demote or lock out themselves here."""
+    target = session.get(User, user_id)
+    if target is None:
+        raise HTTPException(status_code=404, detail="No such user.")
+    if target.id == actor.id:
+        raise HTTPException(
+            status_code=409, detail="Ask another admin to change your own role or access."
+        )
+    return target
+
+
+@router.get("/users", response_class=HTMLResponse)
+def users_page(request: Request) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        return _users_page(request, session, user, None, 200)
+
+
+@router.post("/users", response_class=HTMLResponse)
+def add_user(
+    request: Request,
+    email: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = Role.EDITOR.value,
+    password: Annotated[str, Form()] = "",
+) -> Any:
+    with get_database().session_scope() as session:
+        actor = admin_user(request, session)
+        secret = password or users.generate_password()
+        try:
+            created = users.create_user(session, email, secret, users.parse_role(role), utcnow())
+        except users.UserError as error:
+            return _users_page(request, session, actor, str(error), 422)
+        audit.record(session, actor, "user.add", "user", created.id, {"role": created.role.value})
+        if password:
+            return see_other("/admin/users?notice=saved")
+        return render(
+            request,
+            "secret.html",
+            {
+                "user": actor,
+                "title": "New user",
+                "what": f"The password of {created.email}",
+                "secret": secret,
+                "back": "/admin/users",
+            },
+        )
+
+
+@router.post("/users/{user_id:int}/role")
+def change_role(request: Request, user_id: int, role: Annotated[str, Form()] = "") -> Any:
+    with get_database().session_scope() as session:
+        actor = admin_user(request, session)
+        target = _other_user(session, actor, user_id)
+        try:
+            new_role = users.parse_role(role)
+        except users.UserError as error:
+            raise HTTPException(status_code=422, detail=str(error)) from error
+        old_role = target.role
+        if new_role is not old_role:
+            users.set_role(session, target, new_role)
+            audit.record(
+                session,
+                actor,
+                "user.role",
+                "user",
+                target.id,
+                {"from": old_role.value, "to": new_role.value},
+            )
+    return see_other("/admin/users?notice=role")
+
+
+@router.post("/users/{user_id:int}/deactivate")
+def deactivate_user(request: Request, user_id: int) -> Any:
+    with get_database().session_scope() as session:
+        actor = admin_user(request, session)
+        target = _other_user(session, actor, user_id)
+        users.set_active(session, target, False, utcnow())
+        audit.record(session, actor, "user.deactivate", "user", target.id)
+    return see_other("/admin/users?notice=deactivated")
+
+
+@router.post("/users/{user_id:int}/activate")
+def activate_user(request: Request, user_id: int) -> Any:
+    with get_database().session_scope() as session:
+        actor = admin_user(request, session)
+        target = _other_user(session, actor, user_id)
+        users.set_active(session, target, True, utcnow())
+        audit.record(session, actor, "user.activate", "user", target.id)
+    return see_other("/admin/users?notice=activated")
+
+
+@router.post("/users/{user_id:int}/reset-password", response_class=HTMLResponse)
+def reset_password(request: Request, user_id: int) -> Any:
+    with get_database().session_scope() as session:
+        actor = admin_user(request, session)
+        target = _other_user(session, actor, user_id)
+        secret = users.generate_password()
+        users.change_password(session, target, secret, utcnow())
+        audit.record(session, actor, "user.reset_password", "user", target.id)
+        return render(
+            request,
+            "secret.html",
+            {
+                "user": actor,
+                "title": "Password reset",
+                "what": f"The new password of {target.email}",
+                "secret": secret,
+                "back": "/admin/users",
+            },
+        )
+
+
+# --- audit -----------------------------------------------------------------------
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request, page: int = 1) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        return render(request, "audit.html", {"user": user, "log": audit.recent(session, page)})
+
+
+# --- own account and API tokens ----------------------------------------------------
+
+
+def _account_page(
+    request: Request, session: Session, user: User, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    return render(
+        request,
+        "account.html",
+        {
+            "user": user,
+            "tokens": users.tokens_of(session, user),
+            "error": error,
+            "min_password": users.MIN_PASSWORD_LENGTH,
+        },
+        status_code,
+    )
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account(request: Request) -> Any:
+    with get_database().session_scope() as session:
+        return _account_page(request, session, signed_in(request, session))
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+def change_own_password(
+    request: Request,
+    current: Annotated[str, Form()] = "",
+    new: Annotated[str, Form()] = "",
+    repeat: Annotated[str, Form()] = "",
+) -> Any:
+    now = utcnow()
+    with get_database().session_scope() as session:
+        user = signed_in(request, session)
+        error = None
+        if not users.verify_password(user, current):
+            error = "The current password is not right."
+        elif new != repeat:
+            error = "The two new passwords differ."
+        else:
+            try:
+                users.change_password(session, user, new, now)
+            except users.UserError as problem:
+                error = str(problem)
+        if error:
+            return _account_page(request, session, user, error, 422)
+        audit.record(session, user, "user.password", "user", user.id, now=now)
+        response = see_other("/admin/account?notice=password")
+        # This browser stays signed in; every session issued before ``now`` is dead.
+        start_session(response, user, now)
+        return response
+
+
+@router.post("/account/tokens", response_class=HTMLResponse)
+def create_token(request: Request, name: Annotated[str, Form()] = "") -> Any:
+    with get_database().session_scope() as session:
+        user = signed_in(request, session)
+        try:
+            new = users.create_api_token(session, user, name, utcnow())
+        except users.UserError as error:
+            return _account_page(request, session, user, str(error), 422)
+        audit.record(session, user, "token.create", "api_token", new.token.id)
+        return render(
+            request,
+            "secret.html",
+            {
+                "user": user,
+                "title": "New API token",
+                "what": f"The API token “{new.token.name}”",
+                "secret": new.secret,
+                "back": "/admin/account",
+            },
+        )
+
+
+@router.post("/account/tokens/{token_id:int}/revoke")
+def revoke_token(request: Request, token_id: int) -> Any:
+    with get_database().session_scope() as session:
+        user = signed_in(request, session)
+        token = session.get(ApiToken, token_id)
+        if token is None or token.user_id != user.id:
+            raise HTTPException(status_code=404, detail="No such token.")
+        users.revoke_api_token(session, token, utcnow())
+        audit.record(session, user, "token.revoke", "api_token", token.id)
+    return see_other("/admin/account?notice=revoked")

@@ -1,0 +1,651 @@
+"""The JSON API: token-authenticated access for other newsroom systems.
+
+It is its own FastAPI app, mounted at ``/api``, so its OpenAPI document
+(``/api/openapi.json``) describes exactly these endpoints. Authentication is a
+dependency of the router, not a middleware: the sign-up form's public
+``/api/...`` endpoints, served by the main app, are untouched by it.
+
+A token acts with its owner's role: editors may read and manage sources and
+read articles and newsletters; subscribers, interests and deliveries (people's
+data) are for admins, as in the console. Every change is written to the
+audit log under the token's owner.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from alerts import admin, audit
+from alerts.config import get_settings
+from alerts.db import get_database, utcnow
+from alerts.delivery.outbound import queue_sending
+from alerts.models import (
+    Article,
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
+    Frequency,
+    Interest,
+    Newsletter,
+    Role,
+    Source,
+    Subscriber,
+    SubscriberStatus,
+    User,
+)
+from alerts.signup import promise_confirmation
+from alerts.subscribers import NewSubscriber, SubscriberError, add_subscriber, validated_interest
+from alerts.users import verify_api_token
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+URL_LENGTH = 2000
+SOURCE_NAME_LENGTH = 200
+MAX_POLL_MINUTES = 7 * 24 * 60
+SOURCE_SCHEMES = ("http://", "https://")
+
+bearer = HTTPBearer(auto_error=False, description="An API token from `alerts users token`.")
+
+
+# --- authentication ----------------------------------------------------------------
+
+
+class Caller(BaseModel):
+    """Who a request acts for: the owner of its token."""
+
+    user_id: int
+    email: str
+    role: Role
+
+
+def api_caller(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """The token's owner, or 401 for a missing, unknown, revoked or deactivated token."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorised("an Authorization: Bearer <token> header is required")
+    with get_database().session_scope() as session:
+        user = verify_api_token(session, credentials.credentials, utcnow())
+        if user is None:
+            raise _unauthorised("the token is not valid")
+        return Caller(user_id=user.id, email=user.email, role=user.role)
+
+
+def _unauthorised(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def admin_caller(caller: Annotated[Caller, Depends(api_caller)]) -> Caller:
+    if caller.role is not Role.ADMIN:
+        raise HTTPException(status_code=403, detail="this needs an admin's token")
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(api_caller)]
+AdminDep = Annotated[Caller, Depends(admin_caller)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def _actor(session: Session, caller: Caller) -> User:
+    user = session.get(User, caller.user_id)
+    if user is None:  # deleted between authentication and now
+        raise _unauthorised("the token's owner no longer exists")
+    return user
+
+
+def _invalid(error: Exception) -> HTTPException:
+    return HTTPException(status_code=422, detail=str(error))
+
+
+# --- schemas ---------------------------------------------------------------------
+
+
+class ReadModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class InterestRead(ReadModel):
+    id: int
+    subscriber_id: int
+    query: str | None
+    regions: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class InterestCreate(BaseModel):
+    subscriber_id: int
+    query: str | None = Field(default=None, description="keyword query: `referendum OR annex*`")
+    regions: list[str] = Field(default_factory=list, description="region names or ids")
+
+
+class InterestUpdate(BaseModel):
+    query: str | None = None
+    regions: list[str] | None = None
+
+
+class SubscriberRead(ReadModel):
+    id: int
+    email: str
+    name: str | None
+    status: SubscriberStatus
+    frequency: Frequency
+    timezone: str
+    send_at: time
+    weekly_day: int
+    language: str
+    paused: bool
+    consent_source: str | None
+    created_at: datetime
+    confirmed_at: datetime | None
+    unsubscribed_at: datetime | None
+    interests: list[InterestRead]
+
+
+class SubscriberCreate(BaseModel):
+    email: str
+    query: str | None = None
+    regions: list[str] = Field(default_factory=list)
+    frequency: Frequency = Frequency.DAILY
+    timezone: str = "UTC"
+    send_at: time = time(7, 0)
+    language: str = "en"
+    confirmed: bool = Field(
+        default=False, description="true only when consent was given elsewhere (no opt-in mail)"
+    )
+    consent_source: str = Field(default="api", max_length=200)
+
+
+class SubscriberUpdate(BaseModel):
+    name: str | None = None
+    frequency: Frequency | None = None
+    timezone: str | None = None
+    send_at: time | None = None
+    weekly_day: int | None = Field(default=None, ge=0, le=6)
+    language: str | None = None
+    paused: bool | None = None
+    status: Literal["suspended", "unsuspended"] | None = Field(
+        default=None, description="suspend all mail, or lift a suspension"
+    )
+
+
+class ArticleRead(ReadModel):
+    id: int
+    title: str
+    url: str | None
+    lead: str
+    source_id: int | None
+    source_name: str | None
+    language: str | None
+    tags: list[str]
+    author: str | None
+    published_at: datetime | None
+    ingested_at: datetime
+    duplicate_of_id: int | None
+
+
+class SourceRead(ReadModel):
+    id: int
+    name: str
+    url: str
+    poll_minutes: int
+    active: bool
+    default_tags: list[str]
+    next_poll_at: datetime | None
+    last_polled_at: datetime | None
+    last_status: str | None
+    last_error: str | None
+    created_at: datetime
+
+
+class SourceCreate(BaseModel):
+    url: str = Field(max_length=URL_LENGTH)
+    name: str | None = Field(default=None, max_length=SOURCE_NAME_LENGTH)
+    poll_minutes: int | None = Field(default=None, ge=1, le=MAX_POLL_MINUTES)
+    default_tags: list[str] = Field(default_factory=list)
+    active: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def web_address(cls, value: str) -> str:
+        value = value.strip()
+        if not value.lower().startswith(SOURCE_SCHEMES):
+            raise ValueError("a source URL starts with http:// or https://")
+        return value
+
+
+class SourceUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=SOURCE_NAME_LENGTH)
+    poll_minutes: int | None = Field(default=None, ge=1, le=MAX_POLL_MINUTES)
+    default_tags: list[str] | None = None
+    active: bool | None = None
+
+
+class NewsletterRead(ReadModel):
+    id: int
+    subject: str
+    status: str
+    audience: dict[str, Any]
+    scheduled_at: datetime | None
+    timezone: str
+    recurrence: str | None
+    auto_query: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class DeliveryRead(ReadModel):
+    id: int
+    kind: DeliveryKind
+    state: DeliveryState
+    subscriber_id: int | None
+    article_id: int | None
+    newsletter_id: int | None
+    recipient: str
+    attempts: int
+    due_at: datetime
+    reason: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+# --- the router ------------------------------------------------------------------
+
+# Each handler opens its own transaction, which commits before the response is
+# built: a client that reads back at once sees its own write.
+router = APIRouter(dependencies=[Depends(api_caller)])
+Row = TypeVar("Row")
+
+
+def _get(session: Session, model: type[Row], object_id: int, what: str) -> Row:
+    found = session.get(model, object_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no {what} {object_id}")
+    return found
+
+
+# Subscribers
+
+
+@router.get("/subscribers", response_model=list[SubscriberRead], tags=["subscribers"])
+def list_subscribers(
+    caller: AdminDep,
+    email: str = "",
+    status: SubscriberStatus | None = None,
+    frequency: Frequency | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> Any:
+    conditions: list[Any] = []
+    if email.strip():
+        conditions.append(Subscriber.email.contains(email.strip().lower(), autoescape=True))
+    if status is not None:
+        conditions.append(Subscriber.status == status)
+    if frequency is not None:
+        conditions.append(Subscriber.frequency == frequency)
+    with get_database().session_scope() as session:
+        rows = session.scalars(
+            select(Subscriber)
+            .options(selectinload(Subscriber.interests))
+            .where(*conditions)
+            .order_by(Subscriber.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return [SubscriberRead.model_validate(s) for s in rows]
+
+
+@router.get("/subscribers/{subscriber_id}", response_model=SubscriberRead, tags=["subscribers"])
+def get_subscriber(subscriber_id: int, caller: AdminDep) -> Any:
+    with get_database().session_scope() as session:
+        return SubscriberRead.model_validate(_get(session, Subscriber, subscriber_id, "subscriber"))
+
+
+@router.post("/subscribers", response_model=SubscriberRead, status_code=201, tags=["subscribers"])
+def create_subscriber(data: SubscriberCreate, caller: AdminDep) -> Any:
+    settings = get_settings()
+    now = utcnow()
+    with get_database().session_scope() as session:
+        email = data.email.strip().lower()
+        if session.scalar(select(Subscriber.id).where(Subscriber.email == email)) is not None:
+            raise HTTPException(status_code=409, detail="this address is already subscribed")
+        try:
+            subscriber = add_subscriber(
+                session,
+                NewSubscriber(
+                    email=data.email,
+                    query=data.query,
+                    regions=data.regions,
+                    frequency=data.frequency.value,
+                    timezone=data.timezone,
+                    send_at=data.send_at,
+                    confirmed=data.confirmed,
+                    language=data.language,
+                    consent_source=data.consent_source,
+                ),
+                settings,
+                now,
+            )
+        except SubscriberError as error:
+            raise _invalid(error) from error
+        if subscriber.status is SubscriberStatus.PENDING:
+            # Double opt-in: the confirmation mail is all a pending reader gets.
+            queue_sending(
+                session, promise_confirmation(session, subscriber, settings, now), settings
+            )
+        audit.record(
+            session,
+            _actor(session, caller),
+            "subscriber.add",
+            "subscriber",
+            subscriber.id,
+            {"via": "api", "status": subscriber.status.value},
+        )
+        return SubscriberRead.model_validate(subscriber)
+
+
+@router.patch("/subscribers/{subscriber_id}", response_model=SubscriberRead, tags=["subscribers"])
+def update_subscriber(subscriber_id: int, data: SubscriberUpdate, caller: AdminDep) -> Any:
+    with get_database().session_scope() as session:
+        subscriber = _get(session, Subscriber, subscriber_id, "subscriber")
+        changes = admin.SubscriberChanges(
+            name=data.name,
+            frequency=data.frequency.value if data.frequency else None,
+            timezone=data.timezone,
+            send_at=data.send_at,
+            weekly_day=data.weekly_day,
+            language=data.language,
+            paused=data.paused,
+        )
+        try:
+            changed = admin.edit_subscriber(session, subscriber, changes)
+        except SubscriberError as error:
+            raise _invalid(error) from error
+        actor = _actor(session, caller)
+        if changed:
+            audit.record(
+                session,
+                actor,
+                "subscriber.edit",
+                "subscriber",
+                subscriber.id,
+                {"via": "api", "fields": changed},
+            )
+        if data.status == "suspended" and admin.suspend(session, subscriber):
+            audit.record(
+                session, actor, "subscriber.suspend", "subscriber", subscriber.id, {"via": "api"}
+            )
+        if data.status == "unsuspended" and admin.unsuspend(session, subscriber):
+            audit.record(
+                session, actor, "subscriber.unsuspend", "subscriber", subscriber.id, {"via": "api"}
+            )
+        return SubscriberRead.model_validate(subscriber)
+
+
+@router.delete("/subscribers/{subscriber_id}", status_code=204, tags=["subscribers"])
+def delete_subscriber(subscriber_id: int, caller: AdminDep) -> Response:
+    with get_database().session_scope() as session:
+        subscriber = _get(session, Subscriber, subscriber_id, "subscriber")
+        admin.erase_subscriber(session, subscriber)
+        audit.record(
+            session,
+            _actor(session, caller),
+            "subscriber.erase",
+            "subscriber",
+            subscriber_id,
+            {"via": "api"},
+        )
+    return Response(status_code=204)
+
+
+# Interests
+
+
+@router.get("/interests", response_model=list[InterestRead], tags=["interests"])
+def list_interests(
+    caller: AdminDep,
+    subscriber_id: int | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> Any:
+    query = select(Interest).order_by(Interest.id).limit(limit).offset(offset)
+    if subscriber_id is not None:
+        query = query.where(Interest.subscriber_id == subscriber_id)
+    with get_database().session_scope() as session:
+        return [InterestRead.model_validate(i) for i in session.scalars(query)]
+
+
+@router.get("/interests/{interest_id}", response_model=InterestRead, tags=["interests"])
+def get_interest(interest_id: int, caller: AdminDep) -> Any:
+    with get_database().session_scope() as session:
+        return InterestRead.model_validate(_get(session, Interest, interest_id, "interest"))
+
+
+@router.post("/interests", response_model=InterestRead, status_code=201, tags=["interests"])
+def create_interest(data: InterestCreate, caller: AdminDep) -> Any:
+    now = utcnow()
+    with get_database().session_scope() as session:
+        _get(session, Subscriber, data.subscriber_id, "subscriber")
+        try:
+            query, regions = validated_interest(data.query, data.regions, get_settings())
+        except SubscriberError as error:
+            raise _invalid(error) from error
+        if not query and not regions:
+            raise HTTPException(status_code=422, detail="an interest needs a query or a region")
+        interest = Interest(
+            subscriber_id=data.subscriber_id,
+            query=query,
+            regions=regions,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(interest)
+        session.flush()
+        audit.record(
+            session,
+            _actor(session, caller),
+            "interest.add",
+            "interest",
+            interest.id,
+            {"via": "api", "subscriber_id": data.subscriber_id},
+        )
+        return InterestRead.model_validate(interest)
+
+
+@router.patch("/interests/{interest_id}", response_model=InterestRead, tags=["interests"])
+def update_interest(interest_id: int, data: InterestUpdate, caller: AdminDep) -> Any:
+    with get_database().session_scope() as session:
+        interest = _get(session, Interest, interest_id, "interest")
+        wanted_query = data.query if "query" in data.model_fields_set else interest.query
+        wanted_regions = data.regions if data.regions is not None else interest.regions
+        try:
+            query, regions = validated_interest(wanted_query, wanted_regions, get_settings())
+        except SubscriberError as error:
+            raise _invalid(error) from error
+        if not query and not regions:
+            raise HTTPException(status_code=422, detail="an interest needs a query or a region")
+        interest.query, interest.regions, interest.updated_at = query, regions, utcnow()
+        session.flush()
+        audit.record(
+            session,
+            _actor(session, caller),
+            "interest.edit",
+            "interest",
+            interest.id,
+            {"via": "api", "subscriber_id": interest.subscriber_id},
+        )
+        return InterestRead.model_validate(interest)
+
+
+@router.delete("/interests/{interest_id}", status_code=204, tags=["interests"])
+def delete_interest(interest_id: int, caller: AdminDep) -> Response:
+    with get_database().session_scope() as session:
+        interest = _get(session, Interest, interest_id, "interest")
+        subscriber_id = interest.subscriber_id
+        session.delete(interest)
+        session.flush()
+        audit.record(
+            session,
+            _actor(session, caller),
+            "interest.delete",
+            "interest",
+            interest_id,
+            {"via": "api", "subscriber_id": subscriber_id},
+        )
+    return Response(status_code=204)
+
+
+# Articles, newsletters, deliveries (read only)
+
+
+@router.get("/articles", response_model=list[ArticleRead], tags=["articles"])
+def list_articles(
+    caller: CallerDep,
+    source_id: int | None = None,
+    language: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> Any:
+    query = select(Article).order_by(Article.id.desc()).limit(limit).offset(offset)
+    if source_id is not None:
+        query = query.where(Article.source_id == source_id)
+    if language:
+        query = query.where(Article.language == language)
+    with get_database().session_scope() as session:
+        return [ArticleRead.model_validate(a) for a in session.scalars(query)]
+
+
+@router.get("/articles/{article_id}", response_model=ArticleRead, tags=["articles"])
+def get_article(article_id: int, caller: CallerDep) -> Any:
+    with get_database().session_scope() as session:
+        return ArticleRead.model_validate(_get(session, Article, article_id, "article"))
+
+
+@router.get("/newsletters", response_model=list[NewsletterRead], tags=["newsletters"])
+def list_newsletters(caller: CallerDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0) -> Any:
+    query = select(Newsletter).order_by(Newsletter.id.desc()).limit(limit).offset(offset)
+    with get_database().session_scope() as session:
+        return [NewsletterRead.model_validate(n) for n in session.scalars(query)]
+
+
+@router.get("/newsletters/{newsletter_id}", response_model=NewsletterRead, tags=["newsletters"])
+def get_newsletter(newsletter_id: int, caller: CallerDep) -> Any:
+    with get_database().session_scope() as session:
+        return NewsletterRead.model_validate(_get(session, Newsletter, newsletter_id, "newsletter"))
+
+
+@router.get("/deliveries", response_model=list[DeliveryRead], tags=["deliveries"])
+def list_deliveries(
+    caller: AdminDep,
+    subscriber_id: int | None = None,
+    state: DeliveryState | None = None,
+    kind: DeliveryKind | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> Any:
+    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit).offset(offset)
+    if subscriber_id is not None:
+        query = query.where(Delivery.subscriber_id == subscriber_id)
+    if state is not None:
+        query = query.where(Delivery.state == state)
+    if kind is not None:
+        query = query.where(Delivery.kind == kind)
+    with get_database().session_scope() as session:
+        return [DeliveryRead.model_validate(d) for d in session.scalars(query)]
+
+
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryRead, tags=["deliveries"])
+def get_delivery(delivery_id: int, caller: AdminDep) -> Any:
+    with get_database().session_scope() as session:
+        return DeliveryRead.model_validate(_get(session, Delivery, delivery_id, "delivery"))
+
+
+# Sources
+
+
+@router.get("/sources", response_model=list[SourceRead], tags=["sources"])
+def list_sources(caller: CallerDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0) -> Any:
+    query = select(Source).order_by(Source.id).limit(limit).offset(offset)
+    with get_database().session_scope() as session:
+        return [SourceRead.model_validate(s) for s in session.scalars(query)]
+
+
+@router.get("/sources/{source_id}", response_model=SourceRead, tags=["sources"])
+def get_source(source_id: int, caller: CallerDep) -> Any:
+    with get_database().session_scope() as session:
+        return SourceRead.model_validate(_get(session, Source, source_id, "source"))
+
+
+@router.post("/sources", response_model=SourceRead, status_code=201, tags=["sources"])
+def create_source(data: SourceCreate, caller: CallerDep) -> Any:
+    settings = get_settings()
+    with get_database().session_scope() as session:
+        if session.scalar(select(Source.id).where(Source.url == data.url)) is not None:
+            raise HTTPException(status_code=409, detail="a source with this URL exists")
+        source = Source(
+            url=data.url,
+            name=(data.name or "").strip() or data.url,
+            poll_minutes=data.poll_minutes or settings.source_default_poll_minutes,
+            default_tags=data.default_tags,
+            active=data.active,
+        )
+        session.add(source)
+        session.flush()
+        audit.record(
+            session, _actor(session, caller), "source.add", "source", source.id, {"via": "api"}
+        )
+        return SourceRead.model_validate(source)
+
+
+@router.patch("/sources/{source_id}", response_model=SourceRead, tags=["sources"])
+def update_source(source_id: int, data: SourceUpdate, caller: CallerDep) -> Any:
+    with get_database().session_scope() as session:
+        source = _get(session, Source, source_id, "source")
+        changed = sorted(name for name in data.model_fields_set if getattr(data, name) is not None)
+        for name in changed:
+            setattr(source, name, getattr(data, name))
+        session.flush()
+        if changed:
+            audit.record(
+                session,
+                _actor(session, caller),
+                "source.edit",
+                "source",
+                source.id,
+                {"via": "api", "fields": changed},
+            )
+        return SourceRead.model_validate(source)
+
+
+@router.delete("/sources/{source_id}", status_code=204, tags=["sources"])
+def delete_source(source_id: int, caller: CallerDep) -> Response:
+    with get_database().session_scope() as session:
+        source = _get(session, Source, source_id, "source")
+        session.delete(source)
+        session.flush()
+        audit.record(
+            session, _actor(session, caller), "source.delete", "source", source_id, {"via": "api"}
+        )
+    return Response(status_code=204)
+
+
+def create_api() -> FastAPI:
+    """The API app, mounted at ``/api`` by the main app."""
+    api = FastAPI(
+        title="alerts API",
+        version="1",
+        description=__doc__,
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    api.include_router(router)
+    return api
