@@ -1,0 +1,442 @@
+"""Soak test: the production stack of this machine under a steady newsroom load.
+
+PostgreSQL, Redis, a logging SMTP server on loopback, a web process, one
+worker process per queue (ingest, match, send, webhooks) and the clock, all
+started by this script as separate processes. It seeds 100,000 subscribers
+(5% immediate alerts, the rest daily digests whose local send times fall
+due throughout the run, across several time zones), then stores a new article
+every few seconds (real Wikinews text from ../shared/data/articles) for 30
+minutes. At the end it reports throughput, p95 alert latency, the memory of
+every process at start and end, and checks the ledger against the SMTP
+server's log: every `sent` row accepted exactly once, nothing accepted that
+the ledger does not know.
+
+Usage: .venv/bin/python bench/soak.py [--minutes 30] [--subscribers 100000]
+       [--article-every 3] [--corpus ../shared/data/articles/geovirus.xml]
+Needs PostgreSQL and Redis on 127.0.0.1. Loopback only; stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections import Counter
+from datetime import time as clock_time
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import unquote
+
+import httpx
+import psycopg
+import redis
+from sqlalchemy import func, insert, select
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_BROKER = "redis://127.0.0.1:6379/10"
+IMMEDIATE_SHARE = 0.05
+ZONES = ("UTC", "Europe/Berlin", "Asia/Tbilisi", "Europe/Moscow", "America/New_York")
+QUERY_WORDS = 400  # interests draw from the corpus's most common content words
+# RSS growth allowed between the first and last sample, per process.
+MEMORY_GROWTH_BOUND_MB = 150
+DRAIN_SECONDS = 300
+WORKERS = {
+    "ingest": ["--queues", "ingest", "--concurrency", "1"],
+    "match": ["--queues", "match", "--concurrency", "1"],
+    "send": ["--queues", "send", "--pool", "threads", "--concurrency", "8"],
+    "webhooks": ["--queues", "webhooks", "--pool", "threads", "--concurrency", "2"],
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (prefork pools count too)."""
+    total = 0.0
+    for candidate in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{candidate}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = task / "children"
+        if children.exists():
+            for child in children.read_text().split():
+                found.append(int(child))
+                found.extend(_children(int(child)))
+    return found
+
+
+def load_corpus(path: Path) -> list[tuple[str, str, list[str]]]:
+    root = ET.parse(path).getroot()  # our benchmark data file, not untrusted input
+    corpus = []
+    for node in root.iter("article"):
+        url = node.findtext("source") or ""
+        title = unquote(url.rsplit("/", 1)[-1]).replace("_", " ")
+        tags = list(dict.fromkeys(n.text or "" for n in node.iter("name")))[:5]
+        corpus.append((title, node.findtext("text") or "", tags))
+    return corpus
+
+
+def common_words(corpus: list[tuple[str, str, list[str]]]) -> list[str]:
+    counts: Counter[str] = Counter()
+    for title, body, _ in corpus:
+        counts.update(
+            {w.lower() for w in (title + " " + body).split() if w.isalpha() and len(w) > 5}
+        )
+    return [word for word, _ in counts.most_common(QUERY_WORDS)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--article-every", type=float, default=3.0, help="seconds")
+    parser.add_argument(
+        "--corpus", type=Path, default=REPO.parent / "shared" / "data" / "articles" / "geovirus.xml"
+    )
+    args = parser.parse_args()
+
+    name = f"alerts_soak_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    redis.Redis.from_url(REDIS_BROKER).flushdb()
+    data_dir = Path(f"/tmp/{name}")
+    data_dir.mkdir()
+    smtp_port, web_port = free_port(), free_port()
+    smtp_log = data_dir / "smtp.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ALERTS_", "PROMETHEUS"))},
+        "ALERTS_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+        "ALERTS_BROKER_URL": REDIS_BROKER,
+        "ALERTS_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "ALERTS_SECRET_KEY": "soak-test-secret",
+        "ALERTS_DATA_DIR": str(data_dir),
+        "ALERTS_MAIL_FROM": "Soak <soak@soak.example.org>",
+        "ALERTS_ALERT_MAX_PER_HOUR": "20",
+        "ALERTS_CLOCK_TICK_SECONDS": "10",
+        "ALERTS_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(REPO),
+    }
+    os.environ.update(env)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        run(args, env, data_dir, smtp_port, smtp_log, web_port, processes)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        from alerts.db import _databases
+
+        for database in _databases.values():
+            database.dispose()
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def start(
+    name: str, command: list[str], env: dict[str, str], logs: Path
+) -> subprocess.Popen[bytes]:
+    with (logs / f"{name}.log").open("wb") as log:
+        return subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def run(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    data_dir: Path,
+    smtp_port: int,
+    smtp_log: Path,
+    web_port: int,
+    processes: dict[str, subprocess.Popen[bytes]],
+) -> None:
+    from alerts import jobs
+    from alerts.config import get_settings
+    from alerts.db import get_database
+    from workers.celery_app import create_app
+
+    settings = get_settings()
+    database = get_database(settings)
+    app = create_app(settings)
+    jobs.set_job_sender(lambda job, arguments: app.send_task(f"alerts.{job}", kwargs=arguments))
+    corpus = load_corpus(args.corpus)
+    words = common_words(corpus)
+
+    started = time.perf_counter()
+    seed(database, args.subscribers, words, args.minutes)
+    with database.engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    print(
+        f"seeded {args.subscribers:,} subscribers in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+
+    python = sys.executable
+    processes["smtp"] = start(
+        "smtp",
+        [python, str(REPO / "bench" / "smtp_log_server.py"), str(smtp_port), str(smtp_log)],
+        env,
+        data_dir,
+    )
+    processes["web"] = start(
+        "web", [python, "-m", "alerts", "web", "--port", str(web_port)], env, data_dir
+    )
+    for queue, options in WORKERS.items():
+        processes[f"worker-{queue}"] = start(
+            f"worker-{queue}", [python, "-m", "alerts", "worker", *options], env, data_dir
+        )
+    time.sleep(8)
+    processes["clock"] = start("clock", [python, "-m", "alerts", "clock"], env, data_dir)
+    time.sleep(2)
+    memory_start = {name: rss_mb(p.pid) for name, p in processes.items()}
+
+    print(f"running {args.minutes:g} min: an article every {args.article_every:g} s", flush=True)
+    rng = random.Random(11)
+    run_started = time.monotonic()
+    deadline = run_started + args.minutes * 60
+    articles = 0
+    next_report = run_started + 60
+    while time.monotonic() < deadline:
+        title, body, tags = rng.choice(corpus)
+        store_article(database, f"{title} ({articles})", body, tags)
+        articles += 1
+        if time.monotonic() >= next_report:
+            next_report += 60
+            print(
+                f"  {int((time.monotonic() - run_started) / 60)} min: {articles} articles, "
+                f"{progress(database)}",
+                flush=True,
+            )
+        time.sleep(args.article_every)
+    memory_end = {name: rss_mb(p.pid) for name, p in processes.items()}
+
+    drain_deadline = time.monotonic() + DRAIN_SECONDS
+    while time.monotonic() < drain_deadline and pending(database):
+        time.sleep(2)
+    elapsed = time.monotonic() - run_started
+    metrics = httpx.get(f"http://127.0.0.1:{web_port}/metrics", timeout=10).text
+    report(database, smtp_log, articles, elapsed, memory_start, memory_end, metrics)
+
+
+def seed(database: object, count: int, words: list[str], minutes: float) -> None:
+    """Subscribers whose digests fall due during the run, in several time zones."""
+    from alerts.db import Database, utcnow
+    from alerts.models import Frequency, Interest, Subscriber, SubscriberStatus
+    from alerts.schedule import zone
+
+    assert isinstance(database, Database)
+    rng = random.Random(5)
+    now = utcnow()
+    since = now - timedelta(days=1)
+    rows = []
+    for n in range(count):
+        timezone = ZONES[n % len(ZONES)]
+        immediate = rng.random() < IMMEDIATE_SHARE
+        # A send time a few minutes into the run, in the reader's own zone.
+        due = now + timedelta(minutes=rng.uniform(1, max(minutes - 1, 1)))
+        local = due.astimezone(zone(timezone))
+        rows.append(
+            {
+                "email": f"reader{n:06d}@soak.example.org",
+                "status": SubscriberStatus.CONFIRMED,
+                "frequency": Frequency.IMMEDIATE if immediate else Frequency.DAILY,
+                "timezone": timezone,
+                "send_at": clock_time(local.hour, local.minute),
+                "weekly_day": 0,
+                "language": "en",
+                "paused": False,
+                "created_at": since,
+                "confirmed_at": since,
+                # The window starts at the beginning of the run: digests carry its matches.
+                "last_digest_at": now,
+            }
+        )
+    with database.session_scope() as session:
+        ids = session.scalars(
+            insert(Subscriber).returning(Subscriber.id, sort_by_parameter_order=True), rows
+        ).all()
+        session.execute(
+            insert(Interest),
+            [
+                {
+                    "subscriber_id": subscriber_id,
+                    "query": f"{rng.choice(words)} OR {rng.choice(words)}",
+                    "regions": [],
+                    "created_at": since,
+                    "updated_at": since,
+                }
+                for subscriber_id in ids
+            ],
+        )
+
+
+def store_article(database: object, title: str, body: str, tags: list[str]) -> None:
+    from alerts.db import Database, utcnow
+    from alerts.ingest.formats import ParsedArticle, ParseResult
+    from alerts.ingest.service import queue_matching
+    from alerts.ingest.store import store_articles
+
+    assert isinstance(database, Database)
+    parsed = ParseResult(
+        format="jsonl",
+        articles=[
+            ParsedArticle(
+                guid=uuid.uuid4().hex,
+                url=f"https://soak.example.org/{uuid.uuid4().hex}",
+                title=title,
+                body=body,
+                published=utcnow(),
+                language="en",
+                tags=tags,
+                source="Soak Desk",
+                author=None,
+            )
+        ],
+        errors=[],
+        feed_title="Soak",
+    )
+    with database.session_scope() as session:
+        stored = store_articles(session, parsed, location="soak")
+        queue_matching(session, stored.new_article_ids)
+
+
+def progress(database: object) -> str:
+    from alerts.db import Database
+    from alerts.models import Delivery
+
+    assert isinstance(database, Database)
+    with database.session_scope() as session:
+        counts = {
+            state: count
+            for state, count in session.execute(
+                select(Delivery.state, func.count(Delivery.id)).group_by(Delivery.state)
+            )
+        }
+    return ", ".join(f"{state.value} {count}" for state, count in sorted(counts.items()))
+
+
+def pending(database: object) -> bool:
+    from alerts.db import Database, utcnow
+    from alerts.models import Delivery, DeliveryState
+
+    assert isinstance(database, Database)
+    with database.session_scope() as session:
+        return bool(
+            session.scalar(
+                select(func.count(Delivery.id)).where(
+                    Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.SENDING]),
+                    Delivery.due_at <= utcnow(),
+                )
+            )
+        )
+
+
+def report(
+    database: object,
+    smtp_log: Path,
+    articles: int,
+    elapsed: float,
+    memory_start: dict[str, float],
+    memory_end: dict[str, float],
+    metrics: str,
+) -> None:
+    from alerts.db import Database
+    from alerts.models import Article, Delivery, DeliveryKind, DeliveryState
+
+    assert isinstance(database, Database)
+    with database.session_scope() as session:
+        sent = session.execute(
+            select(Delivery.kind, Delivery.recipient, Delivery.message_id).where(
+                Delivery.state == DeliveryState.SENT
+            )
+        ).all()
+        states = {
+            state: count
+            for state, count in session.execute(
+                select(Delivery.state, func.count(Delivery.id)).group_by(Delivery.state)
+            )
+        }
+        latencies = [
+            (sent_at - ingested).total_seconds()
+            for sent_at, ingested in session.execute(
+                select(Delivery.sent_at, Article.ingested_at)
+                .join(Article, Article.id == Delivery.article_id)
+                .where(Delivery.kind == DeliveryKind.ALERT, Delivery.state == DeliveryState.SENT)
+            )
+        ]
+    accepted = Counter(
+        (entry["to"], entry["message_id"])
+        for entry in map(json.loads, smtp_log.read_text().splitlines())
+    )
+    ledger = Counter((recipient, message_id) for _, recipient, message_id in sent)
+    lost = sum(1 for key in ledger if key not in accepted)
+    duplicated = sum(count - 1 for count in accepted.values() if count > 1)
+    unknown = sum(1 for key in accepted if key not in ledger)
+    kinds = Counter(kind.value for kind, _, _ in sent)
+    latencies.sort()
+    p95 = latencies[int(len(latencies) * 0.95) - 1] if latencies else float("nan")
+    print("\nresults")
+    print(
+        f"  {articles} articles in {elapsed / 60:.1f} min; ledger states: "
+        + ", ".join(f"{s.value} {c}" for s, c in sorted(states.items()))
+    )
+    print(
+        f"  mail accepted by SMTP: {sum(accepted.values()):,} "
+        f"({dict(kinds)}), {sum(accepted.values()) / elapsed:.1f} mails/s on average"
+    )
+    if latencies:
+        print(
+            f"  alert latency ingest -> SMTP accepted: p50 {statistics.median(latencies):.2f} s, "
+            f"p95 {p95:.2f} s over {len(latencies):,} alerts"
+        )
+    print(f"  lost (sent in the ledger, never accepted): {lost}")
+    print(f"  duplicated (accepted more than once): {duplicated}")
+    print(f"  accepted but unknown to the ledger: {unknown}")
+    print("  memory (RSS MB, start -> end, incl. child processes):")
+    for name in memory_start:
+        growth = memory_end[name] - memory_start[name]
+        verdict = "ok" if growth <= MEMORY_GROWTH_BOUND_MB else "GREW"
+        print(
+            f"    {name:<16} {memory_start[name]:7.1f} -> {memory_end[name]:7.1f}  "
+            f"({growth:+.1f}, bound +{MEMORY_GROWTH_BOUND_MB}) {verdict}"
+        )
+    interesting = ("alerts_deliveries_total", "alerts_smtp_responses_total", "alerts_queue_depth")
+    print("  from /metrics:")
+    for line in metrics.splitlines():
+        if line.startswith(interesting):
+            print(f"    {line}")
+
+
+if __name__ == "__main__":
+    main()
