@@ -13,16 +13,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from pathlib import Path
 from typing import Any
 
-import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from alerts import metrics
 from alerts.config import Settings
 from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.delivery.outbound import suppress
+from alerts.health import queue_depths
 from alerts.models import (
     Article,
     Delivery,
@@ -53,8 +53,6 @@ NAME_LENGTH = 200
 LANGUAGE_LENGTH = 8
 WEEK_DAYS = 7
 # Celery's default queue is a Redis list of this name.
-CELERY_QUEUE = "celery"
-QUEUE_PROBE_TIMEOUT_SECONDS = 1.0
 SOURCE_ERROR_STATUS = "error"  # what alerts.ingest.service records for a failed poll
 # Spreadsheets run a cell that starts with one of these as a formula.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -349,47 +347,12 @@ class Dashboard:
     deliveries_today: dict[str, int]
     bounces_today: int
     suppressions_by_reason: dict[str, int]
-    queue_depth: int | None
-    queue_name: str
+    queue_depths: dict[str, int]
+    # The same counters /metrics serves (every process on this machine).
+    figures: dict[str, float] = field(default_factory=dict)
     sources: list[SourceHealth] = field(default_factory=list)
     failed_deliveries: list[FailedDelivery] = field(default_factory=list)
     failing_sources: list[Source] = field(default_factory=list)
-
-
-def queue_depth(settings: Settings) -> int | None:
-    """Messages waiting in the broker, or None when it cannot be asked (best effort)."""
-    url = settings.resolved_broker_url
-    if url.startswith("filesystem"):
-        return _count_files(settings.broker_dir / "queue")
-    if url.startswith(("redis://", "rediss://", "redis+socket://")):
-        try:
-            if url.startswith("redis+socket://"):
-                client = redis.Redis(
-                    unix_socket_path=url.removeprefix("redis+socket://"),
-                    socket_timeout=QUEUE_PROBE_TIMEOUT_SECONDS,
-                )
-            else:
-                client = redis.Redis.from_url(
-                    url,
-                    socket_timeout=QUEUE_PROBE_TIMEOUT_SECONDS,
-                    socket_connect_timeout=QUEUE_PROBE_TIMEOUT_SECONDS,
-                )
-            with client:
-                return int(client.llen(CELERY_QUEUE))
-        except redis.RedisError as error:
-            log.warning("queue depth unknown: %s", error)
-            return None
-    return None
-
-
-def _count_files(folder: Path) -> int | None:
-    try:
-        return sum(1 for entry in folder.iterdir() if entry.is_file())
-    except FileNotFoundError:
-        return 0
-    except OSError as error:
-        log.warning("queue depth unknown: %s", error)
-        return None
 
 
 def _grouped(session: Session, column: Any, *conditions: Any) -> dict[str, int]:
@@ -435,8 +398,8 @@ def dashboard(session: Session, settings: Settings, now: datetime) -> Dashboard:
             or 0
         ),
         suppressions_by_reason=_grouped(session, Suppression.reason),
-        queue_depth=queue_depth(settings),
-        queue_name=CELERY_QUEUE,
+        queue_depths=queue_depths(settings),
+        figures=metrics.totals(),
         sources=health,
         failed_deliveries=[FailedDelivery(d, title) for d, title in failed],
         failing_sources=[h.source for h in health if h.source.last_status == SOURCE_ERROR_STATUS],

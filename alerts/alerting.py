@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts.compose import EntryCache
+from alerts.compose import EntryCache, reader_locales
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, alert_key, promise
 from alerts.delivery.outbound import message_id_for, queue_sending, subscriber_links
+from alerts.i18n import ENGLISH_UTC
 from alerts.matching.service import IndexCache, NewMatch, match_articles
 from alerts.models import (
     Article,
@@ -123,20 +124,26 @@ def compose_alerts(
         )
     ):
         explanations[(subscriber_id, article_id)].append(explanation)
+    locales = reader_locales(session, subscriber_ids)
     entries = EntryCache(gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
         article = articles.get(delivery.article_id or -1)
         if article is None or delivery.subscriber_id is None:
             continue  # the article was deleted since: nothing to say
+        reader = locales.get(delivery.subscriber_id, ENGLISH_UTC)
         contexts[delivery.id] = (
             "alert",
             {
+                "language": reader.language,
                 "subscriber": {"email": delivery.recipient},
                 "article": entries.get(
-                    article, explanations[(delivery.subscriber_id, article.id)]
+                    article,
+                    explanations[(delivery.subscriber_id, article.id)],
+                    language=reader.language,
+                    timezone=reader.timezone,
                 ),
-                "links": subscriber_links(settings, delivery.subscriber_id),
+                "links": subscriber_links(settings, delivery.subscriber_id, reader.language),
             },
         )
     return contexts

@@ -3,6 +3,8 @@
 The match explanation says which query terms and region names hit; here they
 become character spans in the title and snippet (the templates escape the
 text and wrap the spans), and a plain sentence saying why the reader got it.
+That sentence and the publication time are in the reader's language (and the
+time in their zone), so an entry belongs to one (language, zone) pair.
 """
 
 from __future__ import annotations
@@ -15,11 +17,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts.i18n import (
+    DEFAULT_LANGUAGE,
+    DEFAULT_ZONE,
+    N_,
+    ReaderLocale,
+    format_moment,
+    translations,
+)
 from alerts.matching import fold, stem
-from alerts.models import Article
+from alerts.models import Article, Subscriber
 from alerts.regions.gazetteer import Gazetteer
 
 SNIPPET_CHARS = 280
+# Where in an article a term hit, as the "why" line names it.
+ZONE_NAMES = {
+    "title": N_("title"),
+    "lead": N_("first paragraph"),
+    "body": N_("text"),
+    "tag": N_("tags"),
+}
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 FIELD_PREFIX = re.compile(r"^(title|tag|source|lang|region):")
 
@@ -75,30 +95,33 @@ def snippet(article: Article, limit: int = SNIPPET_CHARS) -> str:
     return text[: cut if cut > 0 else limit].rstrip(",;:") + " …"
 
 
-def why(explanations: Sequence[Mapping[str, Any]], gazetteer: Gazetteer) -> str:
-    """One sentence naming what matched and where."""
+def why(
+    explanations: Sequence[Mapping[str, Any]],
+    gazetteer: Gazetteer,
+    language: str = DEFAULT_LANGUAGE,
+) -> str:
+    """One sentence naming what matched and where, in the reader's language."""
+    gettext = translations(language).gettext
     parts: list[str] = []
     for explanation in explanations:
         for hit in explanation.get("terms", []):
-            zones = " and ".join(_zone_names(hit.get("zones", [])))
-            parts.append(f"“{hit['term']}” in the {zones}" if zones else f"“{hit['term']}”")
+            zones = gettext(" and ").join(
+                gettext(ZONE_NAMES[zone]) if zone in ZONE_NAMES else zone
+                for zone in hit.get("zones", [])
+            )
+            parts.append(
+                gettext("“{term}” in the {zones}").format(term=hit["term"], zones=zones)
+                if zones
+                else gettext("“{term}”").format(term=hit["term"])
+            )
         for region in explanation.get("regions", []):
-            parts.append(f"the region {_region_name(gazetteer, region['region_id'])}")
+            name = _region_name(gazetteer, region["region_id"])
+            parts.append(gettext("the region {name}").format(name=name))
     unique = list(dict.fromkeys(parts))
     if not unique:
-        return "It matched one of your interests."
-    return (
-        "Matched "
-        + ", ".join(unique[:-1])
-        + (" and " if len(unique) > 1 else "")
-        + unique[-1]
-        + "."
-    )
-
-
-def _zone_names(zones: Iterable[str]) -> list[str]:
-    names = {"title": "title", "lead": "first paragraph", "body": "text", "tag": "tags"}
-    return [names.get(zone, zone) for zone in zones]
+        return gettext("It matched one of your interests.")
+    listed = ", ".join(unique[:-1]) + (gettext(" and ") if len(unique) > 1 else "") + unique[-1]
+    return gettext("Matched {things}.").format(things=listed)
 
 
 def _region_name(gazetteer: Gazetteer, region_id: str) -> str:
@@ -114,9 +137,11 @@ def entry(
     gazetteer: Gazetteer,
     *,
     also_reported_by: Sequence[str] = (),
-    published_format: str = "%d %b %Y %H:%M UTC",
+    language: str = DEFAULT_LANGUAGE,
+    timezone: str = DEFAULT_ZONE,
 ) -> dict[str, Any]:
-    """The template context of one article (the ENTRY shape of every mail)."""
+    """The template context of one article (the ENTRY shape of every mail),
+    its time and "why" written for a reader of ``language`` living in ``timezone``."""
     marker = highlighter(explanations, article.language or "en")
     text = snippet(article)
     published: datetime | None = article.published_at or article.ingested_at
@@ -124,17 +149,17 @@ def entry(
         "title": article.title,
         "url": article.url or "",
         "source": article.source_name or "",
-        "published": published.strftime(published_format) if published else "",
+        "published": format_moment(published, language, timezone) if published else "",
         "snippet": text,
         "highlights": marker.spans(text),
         "title_highlights": marker.spans(article.title),
         "also_reported_by": list(also_reported_by),
-        "why": why(explanations, gazetteer),
+        "why": why(explanations, gazetteer, language),
     }
 
 
 class EntryCache:
-    """Entries of one batch, built once per distinct (article, why, sources).
+    """Entries of one batch, built once per distinct (article, why, sources, language, zone).
 
     Many readers of a batch share a story and the terms that matched it; the
     entry and its ``key`` (which lets the renderer reuse the rendered
@@ -150,18 +175,55 @@ class EntryCache:
         article: Article,
         explanations: Sequence[Mapping[str, Any]],
         also_reported_by: Sequence[str] = (),
+        *,
+        language: str = DEFAULT_LANGUAGE,
+        timezone: str = DEFAULT_ZONE,
     ) -> dict[str, Any]:
         # Within a batch identical explanations are one object (digest.gather
         # decodes each distinct one once), so ids find the entry cheaply.
-        batch_key = (article.id, tuple(sorted(map(id, explanations))), tuple(also_reported_by))
+        batch_key = (
+            article.id,
+            tuple(sorted(map(id, explanations))),
+            tuple(also_reported_by),
+            language,
+            timezone,
+        )
         cached = self._entries.get(batch_key)
         if cached is None:
-            cached = entry(article, explanations, self.gazetteer, also_reported_by=also_reported_by)
-            # The renderer's fragment cache outlives the batch: its key is the content.
+            cached = entry(
+                article,
+                explanations,
+                self.gazetteer,
+                also_reported_by=also_reported_by,
+                language=language,
+                timezone=timezone,
+            )
+            # The renderer's fragment cache outlives the batch: its key is the
+            # content, which includes the language and zone the entry is written for.
             content = json.dumps(
-                [article.id, sorted(json.dumps(e, sort_keys=True) for e in explanations),
-                 list(also_reported_by)]
+                [
+                    article.id,
+                    sorted(json.dumps(e, sort_keys=True) for e in explanations),
+                    list(also_reported_by),
+                    language,
+                    timezone,
+                ]
             )
             cached["key"] = hashlib.sha1(content.encode(), usedforsecurity=False).hexdigest()
             self._entries[batch_key] = cached
         return cached
+
+
+def reader_locales(
+    session: Session, subscriber_ids: Iterable[int | None]
+) -> dict[int, ReaderLocale]:
+    """Language and zone of each reader of a batch, in one query."""
+    ids = {i for i in subscriber_ids if i is not None}
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.language, Subscriber.timezone).where(
+            Subscriber.id.in_(ids)
+        )
+    )
+    return {row.id: ReaderLocale.of(row.language, row.timezone) for row in rows}

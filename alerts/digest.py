@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Text, cast, select, update
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from alerts.compose import EntryCache
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, digest_key, promise
 from alerts.delivery.outbound import message_id_for, subscriber_links
+from alerts.i18n import ENGLISH_UTC, N_, ReaderLocale, format_day, translations
 from alerts.models import (
     Article,
     Delivery,
@@ -42,7 +43,9 @@ from alerts.subscribers import gazetteer
 RECENCY_WEIGHT_PER_DAY = 1.0
 # Region precision: a region named in the title or tags outranks one inferred.
 REGION_ZONE_BONUS = {"tag": 1.5, "title": 1.5, "lead": 1.0, "body": 0.5}
-OTHER_GROUP = "More for you"
+OTHER_GROUP = N_("More for you")
+# The digest's heading, by period; ``{date}`` is the window's end in the reader's zone.
+PERIOD_LABELS = {"daily": N_("Daily digest, {date}"), "weekly": N_("Weekly digest, {date}")}
 # Alert states that mean the reader has (or will have) the article already.
 ALERTED_STATES = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.SENT)
 
@@ -143,8 +146,19 @@ class Candidate:
     also_reported_by: list[str] = field(default_factory=list)
 
 
-def gather(session: Session, deliveries: Sequence[Delivery]) -> dict[int, list[Candidate]]:
-    """Each delivery's matched articles in its window, minus those already alerted."""
+class Gathered(NamedTuple):
+    """Each delivery's candidates, and each reader's language and zone."""
+
+    candidates: dict[int, list[Candidate]]
+    locales: dict[int, ReaderLocale]
+
+
+def gather(session: Session, deliveries: Sequence[Delivery]) -> Gathered:
+    """Each delivery's matched articles in its window, minus those already alerted.
+
+    The readers' language and zone come with their matches (a reader without
+    matches gets no digest), so saying them costs no query of its own.
+    """
     windows = {
         d.id: (
             datetime.fromisoformat(d.payload["since"]),
@@ -164,7 +178,11 @@ def gather(session: Session, deliveries: Sequence[Delivery]) -> dict[int, list[C
             # As text: readers share explanations, so each distinct one is decoded once.
             cast(Match.explanation, Text).label("explanation"),
             Match.matched_at,
-        ).where(
+            Subscriber.language,
+            Subscriber.timezone,
+        )
+        .join(Subscriber, Subscriber.id == Match.subscriber_id)
+        .where(
             Match.subscriber_id.in_(subscriber_ids),
             Match.matched_at >= earliest,
             Match.matched_at < latest,
@@ -186,7 +204,10 @@ def gather(session: Session, deliveries: Sequence[Delivery]) -> dict[int, list[C
         else {}
     )
     by_subscriber: dict[int, list[Any]] = defaultdict(list)
+    locales: dict[int, ReaderLocale] = {}
     for m in matches:
+        if m.subscriber_id not in locales:
+            locales[m.subscriber_id] = ReaderLocale.of(m.language, m.timezone)
         if (m.subscriber_id, m.article_id) not in alerted:
             by_subscriber[m.subscriber_id].append(m)
     decoded: dict[str, dict[str, Any]] = {}
@@ -205,7 +226,7 @@ def gather(session: Session, deliveries: Sequence[Delivery]) -> dict[int, list[C
             candidate.interest_ids.add(m.interest_id)
             candidate.score = max(candidate.score, m.score)
         by_delivery[delivery.id] = list(candidates.values())
-    return by_delivery
+    return Gathered(by_delivery, locales)
 
 
 def rank(candidates: list[Candidate], now: datetime) -> list[Candidate]:
@@ -266,7 +287,7 @@ def compose_digests(
     session: Session, deliveries: Sequence[Delivery], settings: Settings, now: datetime
 ) -> dict[int, tuple[str, dict[str, Any]]]:
     """Template contexts for the digests that have something to say."""
-    gathered = gather(session, deliveries)
+    gathered, locales = gather(session, deliveries)
     interest_ids = {i for cs in gathered.values() for c in cs for i in c.interest_ids}
     labels = _interest_labels(session, interest_ids)
     entries = EntryCache(gazetteer())
@@ -278,17 +299,29 @@ def compose_digests(
         shown = stories[: settings.digest_max_articles]
         period = delivery.payload.get("period", "daily")
         until = datetime.fromisoformat(delivery.payload["until"])
+        reader = locales.get(delivery.subscriber_id or 0, ENGLISH_UTC)
+        gettext = translations(reader.language).gettext
+        label = gettext(PERIOD_LABELS.get(period, PERIOD_LABELS["daily"]))
         contexts[delivery.id] = (
             "digest",
             {
+                "language": reader.language,
                 "subscriber": {"email": delivery.recipient},
                 "period": period,
-                "period_label": f"{period.capitalize()} digest, {until:%d %b %Y}",
+                "period_label": label.format(
+                    date=format_day(until, reader.language, reader.timezone)
+                ),
                 "groups": [
                     {
-                        "title": title,
+                        "title": gettext(title) if title == OTHER_GROUP else title,
                         "entries": [
-                            entries.get(c.article, c.explanations, c.also_reported_by)
+                            entries.get(
+                                c.article,
+                                c.explanations,
+                                c.also_reported_by,
+                                language=reader.language,
+                                timezone=reader.timezone,
+                            )
                             for c in section
                         ],
                     }
@@ -296,7 +329,7 @@ def compose_digests(
                 ],
                 "total": len(shown),
                 "more": len(stories) - len(shown),
-                "links": subscriber_links(settings, delivery.subscriber_id or 0),
+                "links": subscriber_links(settings, delivery.subscriber_id or 0, reader.language),
             },
         )
     return contexts

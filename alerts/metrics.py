@@ -25,6 +25,7 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.exposition import MetricsHandler
+from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.config import get_settings
 
@@ -90,6 +91,27 @@ def render_all() -> bytes:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=os.environ[MULTIPROCESS_ENV])
     return generate_latest(registry)
+
+
+# Counters shown on the admin dashboard, summed over their labels but the listed one.
+DASHBOARD_COUNTERS = {
+    "alerts_ingest_entries_total": "outcome",
+    "alerts_deliveries_total": "state",
+    "alerts_smtp_responses_total": "class",
+}
+
+
+def totals() -> dict[str, float]:
+    """A few headline figures from the same files ``/metrics`` reads, for the dashboard."""
+    figures: dict[str, float] = {}
+    for family in text_string_to_metric_families(render_all().decode()):
+        for sample in family.samples:
+            label = DASHBOARD_COUNTERS.get(sample.name)
+            if label is None:
+                continue
+            key = f"{family.name.removeprefix('alerts_')}: {sample.labels.get(label, '')}"
+            figures[key] = figures.get(key, 0.0) + sample.value
+    return figures
 
 
 def reset() -> None:

@@ -21,7 +21,7 @@ import nh3
 from apscheduler.triggers.cron import CronTrigger
 from markdown_it import MarkdownIt
 from markupsafe import Markup
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from alerts.delivery.ledger import Promise, newsletter_key, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.delivery.outbound import message_id_for, subscriber_links
 from alerts.delivery.render import MailRenderer, RenderedMail
+from alerts.i18n import DEFAULT_LANGUAGE, N_, ReaderLocale, format_day, translations
 from alerts.matching import QueryError, RegionNotFoundError
 from alerts.matching.service import preview_interest
 from alerts.models import (
@@ -60,7 +61,7 @@ ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
 DEFAULT_SECTION_DAYS = 7
 DEFAULT_SECTION_LIMIT = 10
 MAX_SUBJECT = 300
-EDITORS_CHOICE = "Chosen by the editors."
+EDITORS_CHOICE = N_("Chosen by the editors.")
 # Statuses from which an issue may still be changed or cancelled.
 NOT_STARTED = (
     NewsletterStatus.DRAFT,
@@ -191,6 +192,33 @@ def create_newsletter(
     session.add(newsletter)
     session.flush()
     return newsletter
+
+
+EDITABLE_FIELDS = frozenset({"subject", "preheader", "intro_markdown", "sections", "audience"})
+
+
+def revise(session: Session, newsletter_id: int, values: dict[str, Any]) -> list[str]:
+    """Change an issue that has not started sending; returns the fields that changed.
+
+    ``values`` are already validated (create_newsletter's checks). The UPDATE is
+    guarded like ``schedule``: when sending starts first, the edit is refused.
+    """
+    unknown = set(values) - EDITABLE_FIELDS
+    if unknown:
+        raise NewsletterError(f"cannot edit {', '.join(sorted(unknown))}")
+    newsletter = session.get_one(Newsletter, newsletter_id)
+    changed = sorted(name for name, value in values.items() if getattr(newsletter, name) != value)
+    updated = session.execute(
+        update(Newsletter)
+        .where(Newsletter.id == newsletter_id, Newsletter.status.in_(NOT_STARTED))
+        .values(**values)
+    ).rowcount  # type: ignore[attr-defined]
+    session.refresh(newsletter)
+    if not updated:
+        raise NewsletterError(
+            f"issue {newsletter_id} is {newsletter.status.value}; too late to change"
+        )
+    return changed
 
 
 def local_moment(when: str, timezone: str) -> datetime:
@@ -459,10 +487,22 @@ def plan_recurring(session: Session, now: datetime) -> list[int]:
 
 @dataclass(frozen=True)
 class Reader:
-    """Who an issue is rendered for: a subscriber, or a test address."""
+    """Who an issue is rendered for: a subscriber, or a test address.
+
+    ``timezone`` None means the issue's own zone (a test address that is
+    nobody's subscription has no zone of its own).
+    """
 
     subscriber_id: int
     email: str
+    language: str = DEFAULT_LANGUAGE
+    timezone: str | None = None
+
+
+def _reader(subscriber_id: int, email: str, locale: ReaderLocale | None) -> Reader:
+    if locale is None:
+        return Reader(subscriber_id, email)
+    return Reader(subscriber_id, email, locale.language, locale.timezone)
 
 
 def issue_context(
@@ -480,20 +520,28 @@ def issue_context(
     if articles is None:
         ids = {i for s in sections for i in s.get("article_ids", [])}
         articles = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids)))}
-    links = subscriber_links(settings, reader.subscriber_id)
+    links = subscriber_links(settings, reader.subscriber_id, reader.language)
+    timezone = reader.timezone or newsletter.timezone
+    why = translations(reader.language).gettext(EDITORS_CHOICE)
     values = {
         "email": reader.email,
-        "date": now.astimezone(zone(newsletter.timezone)).strftime("%d %B %Y"),
+        "date": format_day(now, reader.language, timezone),
         "preferences_url": links["preferences"],
         "unsubscribe_url": links["unsubscribe"],
     }
     groups = []
     for section in sections:
         found = [articles[i] for i in section.get("article_ids", []) if i in articles]
-        shown = [_editors_entry(entries.get(article, [])) for article in found]
+        shown = [
+            _editors_entry(
+                entries.get(article, [], language=reader.language, timezone=timezone), why
+            )
+            for article in found
+        ]
         if shown:
             groups.append({"title": section["title"], "entries": shown})
     return {
+        "language": reader.language,
         "subscriber": {"email": reader.email},
         "subject": fill_placeholders(newsletter.subject, values),
         "preheader": fill_placeholders(newsletter.preheader, values),
@@ -504,9 +552,30 @@ def issue_context(
     }
 
 
-def _editors_entry(entry: dict[str, Any]) -> dict[str, Any]:
+def _editors_entry(entry: dict[str, Any], why: str) -> dict[str, Any]:
     """An entry picked by editors: no highlights, and a why of its own (hence its own key)."""
-    return dict(entry, why=EDITORS_CHOICE, key=f"{entry['key']}:editors")
+    return dict(entry, why=why, key=f"{entry['key']}:editors")
+
+
+def _recipient_locales(
+    session: Session, deliveries: Sequence[Delivery]
+) -> tuple[dict[int, ReaderLocale], dict[str, ReaderLocale]]:
+    """Readers' languages and zones by subscriber id, and by address for test mail
+    (a test sent to a subscriber's address shows what that subscriber gets)."""
+    ids = {d.subscriber_id for d in deliveries if d.subscriber_id is not None}
+    test_addresses = {d.recipient for d in deliveries if d.subscriber_id is None}
+    if not ids and not test_addresses:
+        return {}, {}
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.email, Subscriber.language, Subscriber.timezone).where(
+            or_(Subscriber.id.in_(ids), Subscriber.email.in_(test_addresses))
+        )
+    )
+    by_id: dict[int, ReaderLocale] = {}
+    by_address: dict[str, ReaderLocale] = {}
+    for row in rows:
+        by_id[row.id] = by_address[row.email] = ReaderLocale.of(row.language, row.timezone)
+    return by_id, by_address
 
 
 def compose_newsletters(
@@ -519,13 +588,19 @@ def compose_newsletters(
     }
     ids = {i for n in issues.values() for s in n.sections for i in s.get("article_ids", [])}
     articles = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids)))}
+    by_id, by_address = _recipient_locales(session, deliveries)
     entries = EntryCache(gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
         issue = issues.get(delivery.newsletter_id or -1)
         if issue is None:
             continue
-        reader = Reader(delivery.subscriber_id or 0, delivery.recipient)
+        locale = (
+            by_id.get(delivery.subscriber_id)
+            if delivery.subscriber_id is not None
+            else by_address.get(delivery.recipient)
+        )
+        reader = _reader(delivery.subscriber_id or 0, delivery.recipient, locale)
         contexts[delivery.id] = (
             "newsletter",
             issue_context(session, issue, reader, settings, now, entries, articles),
@@ -578,7 +653,11 @@ def preview(
     if newsletter is None:
         raise NewsletterError(f"no newsletter {newsletter_id}")
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email.strip().lower()))
-    reader = Reader(subscriber.id if subscriber else 0, email.strip().lower())
+    reader = _reader(
+        subscriber.id if subscriber else 0,
+        email.strip().lower(),
+        ReaderLocale.of(subscriber.language, subscriber.timezone) if subscriber else None,
+    )
     frozen = Newsletter(
         subject=newsletter.subject,
         preheader=newsletter.preheader,
@@ -586,4 +665,5 @@ def preview(
         sections=freeze_sections(session, newsletter, settings, now),
         timezone=newsletter.timezone,
     )
-    return renderer.render("newsletter", issue_context(session, frozen, reader, settings, now))
+    context = issue_context(session, frozen, reader, settings, now)
+    return renderer.render("newsletter", context, reader.language)

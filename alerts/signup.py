@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts import audit
+from alerts.compose import reader_locales
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
@@ -38,6 +39,8 @@ from alerts.delivery.outbound import (
     queue_sending,
     subscriber_links,
 )
+from alerts.i18n import ENGLISH_UTC
+from alerts.i18n import LANGUAGES as LANGUAGE_NAMES
 from alerts.matching import Interest as InterestSpec
 from alerts.matching import QueryError, RegionNotFoundError, fold, prepare_interest, tokenize
 from alerts.matching.service import PreviewHit, preview_interest
@@ -71,7 +74,7 @@ RATE_WINDOW = timedelta(hours=1)
 # more often than this, so the form cannot be used to flood a mailbox.
 CONFIRMATION_RESEND_AFTER = timedelta(hours=1)
 CONSENT_SOURCE = "web sign-up"
-LANGUAGES = {"en": "English", "de": "Deutsch", "ru": "Русский"}
+LANGUAGES = dict(LANGUAGE_NAMES)
 # Preview: how far back to look and how many hits to show. Each article in
 # the window is analysed on request, so the window stays short.
 PREVIEW_WINDOW = timedelta(days=7)
@@ -269,19 +272,25 @@ def compose_confirmations(
     """Template contexts of confirmation mails.
 
     The link expires relative to the promise, not the send, so a retry of the
-    same delivery builds the same message.
+    same delivery builds the same message. The mail, and the page its link
+    opens, speak the language the reader chose when signing up.
     """
+    locales = reader_locales(session, (d.subscriber_id for d in deliveries))
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
         if delivery.subscriber_id is None:
             continue
+        language = locales.get(delivery.subscriber_id, ENGLISH_UTC).language
         contexts[delivery.id] = (
             "confirmation",
             {
+                "language": language,
                 "subscriber": {"email": delivery.recipient},
-                "confirm_url": confirm_link(settings, delivery.subscriber_id, delivery.created_at),
+                "confirm_url": confirm_link(
+                    settings, delivery.subscriber_id, delivery.created_at, language
+                ),
                 "expires_hours": settings.confirmation_valid_hours,
-                "links": subscriber_links(settings, delivery.subscriber_id),
+                "links": subscriber_links(settings, delivery.subscriber_id, language),
             },
         )
     return contexts

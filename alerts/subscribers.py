@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from functools import lru_cache
@@ -138,7 +138,13 @@ class ImportReport:
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
 
 
-def import_csv(session: Session, text: str, settings: Settings, now: datetime) -> ImportReport:
+def import_csv(
+    session: Session,
+    text: str,
+    settings: Settings,
+    now: datetime,
+    on_row: Callable[[], None] | None = None,
+) -> ImportReport:
     """Add every good row; report each bad one by its line number. Flush only.
 
     Columns: email, query, regions (separated by ';'), frequency, timezone,
@@ -160,6 +166,8 @@ def import_csv(session: Session, text: str, settings: Settings, now: datetime) -
             report.errors.append((line, str(error)))
         else:
             report.added += 1
+        if on_row:
+            on_row()
     return report
 
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from alerts.db import Database
@@ -220,3 +220,42 @@ def deliver(
             record(session, attempt, delivery.attempts, clock())
         attempts.append(attempt)
     return attempts
+
+
+def overview(session: Session) -> list[dict[str, Any]]:
+    """Each endpoint with its deliveries by state and its last answer."""
+    rows: list[dict[str, Any]] = []
+    for endpoint in session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)):
+        last = session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.attempts > 0)
+            .order_by(WebhookDelivery.updated_at.desc())
+            .limit(1)
+        ).first()
+        counted = session.execute(
+            select(WebhookDelivery.state, func.count(WebhookDelivery.id))
+            .where(WebhookDelivery.endpoint_id == endpoint.id)
+            .group_by(WebhookDelivery.state)
+        )
+        rows.append(
+            {
+                "id": endpoint.id,
+                "url": endpoint.url,
+                "events": endpoint.events,
+                "active": endpoint.active,
+                "deliveries": {state.value: count for state, count in counted},
+                "last_event": last.event if last else None,
+                "last_at": last.updated_at.isoformat() if last else None,
+                "last_status": last.last_status if last else None,
+                "last_response": last.last_response if last else None,
+            }
+        )
+    return rows
+
+
+def deactivate(session: Session, endpoint_id: int) -> bool:
+    return bool(
+        session.execute(
+            update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(active=False)
+        ).rowcount  # type: ignore[attr-defined]
+    )

@@ -124,6 +124,7 @@ def run(
     from alerts.delivery.outbound import queue_sending
     from alerts.digest import plan_due_digests
     from alerts.models import Delivery, DeliveryKind, DeliveryState
+    from alerts.progress import Progress
     from workers.celery_app import create_app
 
     settings = get_settings()
@@ -186,10 +187,14 @@ def run(
                 or 0
             )
 
+    bar = Progress(len(planned), "  sent")
     while (done := sent()) < len(planned):
+        bar.advance(done - bar.done)
         if time.perf_counter() - started > TIMEOUT_SECONDS:
             sys.exit(f"timed out with {done} of {len(planned)} digests sent")
         time.sleep(0.2)
+    bar.advance(done - bar.done)
+    bar.close()
     elapsed = time.perf_counter() - started
     sending = elapsed - planned_in
     print(f"  planned {len(planned)} in {planned_in:.2f} s; all sent {sending:.1f} s later")

@@ -59,9 +59,15 @@ def forget_the_task(**_: Any) -> None:
 
 
 @worker_init.connect
-def warm_index(**_: Any) -> None:
+def warm_index(sender: Any = None, **_: Any) -> None:
     """Compile the interest index before the first article arrives, in the parent
-    process, so prefork children inherit it instead of each building their own."""
+    process, so prefork children inherit it instead of each building their own.
+
+    Only workers that consume the match queue need it; the others skip it.
+    """
+    consumed = sender.app.amqp.queues.consume_from if sender is not None else None
+    if consumed and get_settings().queue_match not in consumed:
+        return
     with _index_lock, get_database().session_scope() as session:
         index_cache().refresh(session)
 

@@ -15,6 +15,7 @@ from alerts.ingest.formats import SourceError
 from alerts.ingest.service import ingest_document, limits_from
 from alerts.ingest.store import IngestReport
 from alerts.models import Source
+from alerts.progress import tracked
 
 EXIT_UNREADABLE = 1
 
@@ -46,7 +47,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     database = get_database(settings)
     total = IngestReport()
     exit_code = 0
-    for spec in args.sources:
+    for spec in tracked(args.sources, len(args.sources), "ingest"):
         try:
             data, content_type = read_source(spec, limits=limits, stdin=sys.stdin.buffer)
             with database.session_scope() as session:

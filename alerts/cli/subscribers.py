@@ -13,10 +13,11 @@ from sqlalchemy import func, select
 
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
-from alerts.delivery.outbound import send_deliveries
+from alerts.delivery.outbound import SendReport, send_deliveries
 from alerts.digest import plan_due_digests
 from alerts.mailer import default_mailer
 from alerts.models import Frequency, Source, Subscriber
+from alerts.progress import Progress, tracked
 from alerts.schedule import latest_slot, period_length
 from alerts.subscribers import NewSubscriber, SubscriberError, add_subscriber, import_csv
 
@@ -89,8 +90,10 @@ def run_import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as error:
         print(f"alerts subscribers import: cannot read {args.file}: {error}", file=sys.stderr)
         return 2
+    bar = Progress(max(text.count("\n") - 1, 0), "import")
     with get_database(settings).session_scope() as session:
-        report = import_csv(session, text, settings, utcnow())
+        report = import_csv(session, text, settings, utcnow(), on_row=bar.advance)
+    bar.close()
     for line, reason in report.errors:
         print(f"{args.file}:{line}: {reason}", file=sys.stderr)
     print(f"{report.added} added, {len(report.errors)} rejected")
@@ -123,7 +126,14 @@ def run_digests_send(args: argparse.Namespace) -> int:
     database = get_database(settings)
     with database.session_scope() as session:
         planned = plan_due_digests(session, settings, utcnow(), force=args.now)
-    report = send_deliveries(database, planned, default_mailer(settings), utcnow)
+    report = SendReport()
+    mailer = default_mailer(settings)
+    chunks = range(0, len(planned), settings.send_batch_size)
+    for start in tracked(chunks, len(chunks), "digests"):
+        batch = send_deliveries(
+            database, planned[start : start + settings.send_batch_size], mailer, utcnow
+        )
+        report.add(batch)
     print(
         f"{len(planned)} digests planned: {report.sent} sent, {report.skipped} empty, "
         f"{report.deferred} deferred, {report.bounced} bounced, {report.failed} failed, "

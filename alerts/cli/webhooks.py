@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
-
-from sqlalchemy import func, select
 
 from alerts.db import get_database, utcnow
-from alerts.models import WebhookDelivery, WebhookEndpoint
-from alerts.webhooks import EVENTS, WebhookError, add_endpoint
+from alerts.webhooks import EVENTS, WebhookError, add_endpoint, overview
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,34 +36,12 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     with get_database().session_scope() as session:
-        rows: list[dict[str, Any]] = []
-        for endpoint in session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)):
-            last = session.scalars(
-                select(WebhookDelivery)
-                .where(WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.attempts > 0)
-                .order_by(WebhookDelivery.updated_at.desc())
-                .limit(1)
-            ).first()
-            counted = session.execute(
-                select(WebhookDelivery.state, func.count(WebhookDelivery.id))
-                .where(WebhookDelivery.endpoint_id == endpoint.id)
-                .group_by(WebhookDelivery.state)
-            )
-            rows.append(
-                {
-                    "id": endpoint.id,
-                    "url": endpoint.url,
-                    "events": endpoint.events,
-                    "active": endpoint.active,
-                    "deliveries": {state.value: count for state, count in counted},
-                    "last_status": last.last_status if last else None,
-                    "last_response": last.last_response if last else None,
-                }
-            )
+        rows = overview(session)
     if args.json:
         print(json.dumps(rows))
         return 0
     for row in rows:
-        print(f"{row['id']:>4}  {row['url']}  {', '.join(row['events'])}")
+        state = "" if row["active"] else " (inactive)"
+        print(f"{row['id']:>4}  {row['url']}{state}  {', '.join(row['events'])}")
         print(f"      deliveries {row['deliveries']}, last answer {row['last_status']}")
     return 0

@@ -27,6 +27,7 @@ from alerts.delivery.ledger import claim, defer, settle
 from alerts.delivery.message import build_message, make_message_id, split_mailbox
 from alerts.delivery.render import MailRenderer, RenderedMail
 from alerts.delivery.senders import PermanentFailure, Sender, TemporaryFailure
+from alerts.i18n import DEFAULT_LANGUAGE
 from alerts.jobs import enqueue_after_commit
 from alerts.metrics import DELIVERIES, SMTP_RESPONSES, smtp_class
 from alerts.models import (
@@ -51,9 +52,11 @@ RECIPIENT_STAGES = frozenset({"rcpt", "data"})
 UNSUBSCRIBE_PURPOSE = "unsubscribe"
 PREFERENCES_PURPOSE = "preferences"
 CONFIRM_PURPOSE = "confirm"
+# The query parameter reader pages take their language from (alerts.web.templating).
+LANGUAGE_PARAMETER = "lang"
 
 # Builds (template name, context) per delivery id; a delivery left out has
-# nothing to say and is skipped.
+# nothing to say and is skipped. A context's ``language`` picks the catalogue.
 Composer = Callable[
     [Session, Sequence[Delivery], Settings, datetime], dict[int, tuple[str, dict[str, Any]]]
 ]
@@ -68,24 +71,37 @@ def message_id_for(settings: Settings, dedup_key: str) -> str:
     return make_message_id(mail_domain(settings), dedup_key)
 
 
-def subscriber_links(settings: Settings, subscriber_id: int) -> dict[str, str]:
-    """Signed links that every mail carries; they identify the reader without a password."""
+def language_query(language: str) -> str:
+    """``?lang=xx`` for pages that cannot look the reader up; nothing for English."""
+    return "" if language == DEFAULT_LANGUAGE else f"?{LANGUAGE_PARAMETER}={language}"
+
+
+def subscriber_links(
+    settings: Settings, subscriber_id: int, language: str = DEFAULT_LANGUAGE
+) -> dict[str, str]:
+    """Signed links that every mail carries; they identify the reader without a password.
+
+    The unsubscribe page shows no stored data, so it learns the reader's
+    language from the link; the preference centre reads it from the reader.
+    """
     secret = settings.resolved_secret_key
     base = settings.base_url.rstrip("/")
     unsubscribe = sign_token(secret, UNSUBSCRIBE_PURPOSE, subscriber_id)
     preferences = sign_token(secret, PREFERENCES_PURPOSE, subscriber_id)
     return {
-        "unsubscribe": f"{base}/unsubscribe/{unsubscribe}",
+        "unsubscribe": f"{base}/unsubscribe/{unsubscribe}{language_query(language)}",
         "preferences": f"{base}/preferences/{preferences}",
     }
 
 
-def confirm_link(settings: Settings, subscriber_id: int, now: datetime) -> str:
+def confirm_link(
+    settings: Settings, subscriber_id: int, now: datetime, language: str = DEFAULT_LANGUAGE
+) -> str:
     expires = now + timedelta(hours=settings.confirmation_valid_hours)
     token = sign_token(
         settings.resolved_secret_key, CONFIRM_PURPOSE, subscriber_id, expires_at=expires
     )
-    return f"{settings.base_url.rstrip('/')}/confirm/{token}"
+    return f"{settings.base_url.rstrip('/')}/confirm/{token}{language_query(language)}"
 
 
 @dataclass
@@ -97,6 +113,11 @@ class SendReport:
     suppressed: int = 0
     skipped: int = 0
     retry_at: list[datetime] = field(default_factory=list)
+
+    def add(self, other: SendReport) -> None:
+        for name in ("sent", "deferred", "failed", "bounced", "suppressed", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.retry_at.extend(other.retry_at)
 
 
 @dataclass
@@ -111,7 +132,8 @@ class Mailer:
 
     def build(self, delivery: Delivery, template: str, context: dict[str, Any]) -> bytes:
         """The message bytes; a retry of the same delivery builds the same bytes."""
-        mail: RenderedMail = self.renderer.render(template, context)
+        language = context.get("language", DEFAULT_LANGUAGE)
+        mail: RenderedMail = self.renderer.render(template, context, language)
         links = context["links"]
         message = build_message(
             sender=self.settings.mail_from,

@@ -25,6 +25,15 @@ Rules for templates that follow from this: Jinja inside a tag only within an
 attribute value; classes used for styling are static; tables say ``<tbody>``
 themselves; selectors do not reach across a ``{% block %}`` boundary (a child
 template is inlined as a fragment, apart from its parent).
+
+Languages
+---------
+Chrome strings are marked with ``{% trans %}`` or ``_()`` (``jinja2.ext.i18n``,
+new style). Every supported language gets its own environment with its
+catalogue installed, so each (template, language) is compiled once at load
+and ``render(name, context, language)`` only picks one. Keep styled elements
+out of ``{% trans %}`` blocks: the inliner would add ``style`` attributes to
+them, and the message looked up would no longer be the one translated.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +58,7 @@ from jinja2 import (
 from markupsafe import Markup, escape
 
 from alerts.config import TEMPLATES_DIR
+from alerts.i18n import DEFAULT_LANGUAGE, LANGUAGES, translations
 
 DEFAULT_TEMPLATES_DIR = TEMPLATES_DIR / "email"
 STYLESHEET_NAME = "_styles.css"
@@ -253,13 +264,18 @@ class _InliningLoader(BaseLoader):
     def __init__(self, folder: Path, stylesheet: str) -> None:
         self._files = FileSystemLoader(folder, encoding="utf-8")
         self._stylesheet = stylesheet
+        # One environment per language loads the same sources: inline each once.
+        self._inlined: dict[str, str] = {}
 
     def get_source(
         self, environment: Environment, template: str
     ) -> tuple[str, str | None, Callable[[], bool] | None]:
         source, filename, uptodate = self._files.get_source(environment, template)
         if template.endswith(".html"):
-            source = inline_css(source, self._stylesheet, template)
+            inlined = self._inlined.get(template)
+            if inlined is None:
+                inlined = self._inlined[template] = inline_css(source, self._stylesheet, template)
+            source = inlined
         return source, filename, uptodate
 
 
@@ -282,15 +298,16 @@ class FragmentCache:
 
     def __init__(self, size: int = FRAGMENT_CACHE_SIZE) -> None:
         self.size = size
-        self._rendered: dict[tuple[int, str], str] = {}
+        self._rendered: dict[tuple[str, int, str], str] = {}
 
-    def render(self, macro: Any, item: Mapping[str, Any]) -> str:
+    def render(self, macro: Any, item: Mapping[str, Any], *, language: str) -> str:
         key = item.get("key")
         if key is None:
             return macro(item)
         # A macro object is made per render call; its code object lives as long
         # as the compiled template, so it tells the HTML and text macros apart.
-        slot = (id(macro._func.__code__), key)
+        # The language keeps a German fragment out of an English mail.
+        slot = (language, id(macro._func.__code__), key)
         cached = self._rendered.get(slot)
         if cached is None:
             if len(self._rendered) >= self.size:
@@ -300,13 +317,39 @@ class FragmentCache:
 
 
 class MailRenderer:
-    """Every template set under ``templates_dir``, compiled once; ``render`` only runs them."""
+    """Every template set under ``templates_dir``, compiled once per language;
+    ``render`` only runs them."""
 
     def __init__(self, templates_dir: Path = DEFAULT_TEMPLATES_DIR) -> None:
         stylesheet_path = templates_dir / STYLESHEET_NAME
         stylesheet = stylesheet_path.read_text("utf-8") if stylesheet_path.exists() else ""
-        self.environment = Environment(
-            loader=_InliningLoader(templates_dir, stylesheet),
+        loader = _InliningLoader(templates_dir, stylesheet)
+        self._fragments = FragmentCache()
+        self.environments = {
+            language: self._environment(loader, language) for language in LANGUAGES
+        }
+        self.environment = self.environments[DEFAULT_LANGUAGE]
+        folders = [
+            folder
+            for folder in sorted(templates_dir.iterdir())
+            if folder.is_dir() and not folder.name.startswith(("_", "."))
+        ]
+        for folder in folders:
+            missing = [name for name in TEMPLATE_FILES if not (folder / name).is_file()]
+            if missing:
+                raise TemplateLayoutError(f"email template {folder.name!r} lacks {missing}")
+        self._sets: dict[tuple[str, str], tuple[Template, Template, Template]] = {}
+        for language, environment in self.environments.items():
+            for folder in folders:
+                subject, text, html = (
+                    environment.get_template(f"{folder.name}/{name}") for name in TEMPLATE_FILES
+                )
+                self._sets[folder.name, language] = (subject, text, html)
+        self._names = sorted(folder.name for folder in folders)
+
+    def _environment(self, loader: BaseLoader, language: str) -> Environment:
+        environment = Environment(
+            loader=loader,
             autoescape=select_autoescape(
                 enabled_extensions=("html",), default_for_string=False, default=False
             ),
@@ -315,31 +358,32 @@ class MailRenderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
             auto_reload=False,
+            extensions=["jinja2.ext.i18n"],
         )
-        self.environment.filters.update(
+        # Messages are one line whatever the template's line breaks (babel.cfg agrees).
+        environment.policies["ext.i18n.trimmed"] = True
+        environment.install_gettext_translations(  # type: ignore[attr-defined]
+            translations(language), newstyle=True
+        )
+        environment.filters.update(
             highlight=highlight, highlight_text=highlight_text, oneline=oneline, safe_url=safe_url
         )
-        self._fragments = FragmentCache()
-        self.environment.globals["memo"] = self._fragments.render
-        self._sets: dict[str, tuple[Template, Template, Template]] = {}
-        for folder in sorted(templates_dir.iterdir()):
-            if not folder.is_dir() or folder.name.startswith(("_", ".")):
-                continue
-            missing = [name for name in TEMPLATE_FILES if not (folder / name).is_file()]
-            if missing:
-                raise TemplateLayoutError(f"email template {folder.name!r} lacks {missing}")
-            subject, text, html = (
-                self.environment.get_template(f"{folder.name}/{name}") for name in TEMPLATE_FILES
-            )
-            self._sets[folder.name] = (subject, text, html)
+        environment.globals["memo"] = partial(self._fragments.render, language=language)
+        environment.globals["mail_language"] = language
+        return environment
 
     @property
     def names(self) -> list[str]:
-        return sorted(self._sets)
+        return list(self._names)
 
-    def render(self, name: str, context: Mapping[str, Any]) -> RenderedMail:
+    def render(
+        self, name: str, context: Mapping[str, Any], language: str = DEFAULT_LANGUAGE
+    ) -> RenderedMail:
+        """The mail in ``language`` (English when it is not one we translate)."""
+        if language not in LANGUAGES:
+            language = DEFAULT_LANGUAGE
         try:
-            subject, text, html = self._sets[name]
+            subject, text, html = self._sets[name, language]
         except KeyError:
             raise UnknownTemplateError(f"no email template set {name!r}") from None
         return RenderedMail(

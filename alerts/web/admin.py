@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from alerts import admin, audit, users
+from alerts import admin, audit, users, webhooks
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.models import ApiToken, Frequency, Role, Subscriber, SubscriberStatus, Suppression, User
@@ -101,9 +101,13 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
+EDITOR_PATH = "/editor"
+
+
 def _safe_next(target: str) -> str:
-    """Only a path inside the console: never an open redirect to another site."""
-    if target.startswith(HOME_PATH) and not target.startswith("//") and "\\" not in target:
+    """Only a path inside the console or the editors' pages: never an open redirect."""
+    inside = target.startswith((HOME_PATH, EDITOR_PATH))
+    if inside and not target.startswith("//") and "\\" not in target:
         return target
     return HOME_PATH
 
@@ -432,6 +436,62 @@ def remove_suppression(request: Request, suppression_id: int) -> Any:
             session, user, "suppression.remove", "suppression", suppression_id, {"reason": reason}
         )
     return see_other("/admin/suppressions?notice=unsuppressed")
+
+
+# --- webhooks --------------------------------------------------------------------
+
+
+def _webhooks_page(
+    request: Request, session: Session, user: User, error: str | None, status_code: int
+) -> HTMLResponse:
+    context = {
+        "user": user,
+        "endpoints": webhooks.overview(session),
+        "events": sorted(webhooks.EVENTS),
+    }
+    return render(request, "webhooks.html", {**context, "error": error}, status_code)
+
+
+@router.get("/webhooks", response_class=HTMLResponse)
+def webhooks_page(request: Request) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        return _webhooks_page(request, session, user, None, 200)
+
+
+@router.post("/webhooks", response_class=HTMLResponse)
+async def add_webhook(request: Request) -> Any:
+    form = await request.form()
+    url = str(form.get("url") or "").strip()
+    events = [str(value) for value in form.getlist("event")]
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        try:
+            endpoint = webhooks.add_endpoint(session, url, events, utcnow())
+        except webhooks.WebhookError as error:
+            return _webhooks_page(request, session, user, str(error), 422)
+        audit.record(session, user, "webhook.add", "webhook", endpoint.id, {"events": events})
+        return render(
+            request,
+            "secret.html",
+            {
+                "user": user,
+                "title": "New webhook",
+                "what": "The signing secret of this endpoint",
+                "secret": endpoint.secret,
+                "back": "/admin/webhooks",
+            },
+        )
+
+
+@router.post("/webhooks/{endpoint_id:int}/deactivate")
+def deactivate_webhook(request: Request, endpoint_id: int) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        if not webhooks.deactivate(session, endpoint_id):
+            raise HTTPException(status_code=404, detail="No such webhook.")
+        audit.record(session, user, "webhook.deactivate", "webhook", endpoint_id)
+    return see_other("/admin/webhooks?notice=saved")
 
 
 # --- users -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.outbound import CONFIRM_PURPOSE as CONFIRM_LINK_PURPOSE
 from alerts.delivery.outbound import PREFERENCES_PURPOSE, UNSUBSCRIBE_PURPOSE
+from alerts.i18n import N_
 from alerts.models import Frequency, Subscriber
 from alerts.signup import (
     LANGUAGES,
@@ -58,13 +59,13 @@ HIDDEN_ZONE_PREFIXES = ("posix/", "right/", "Etc/", "SystemV/", "US/", "Canada/"
 HIDDEN_ZONES = frozenset({"Factory", "localtime", "posixrules"})
 # Only these notices are shown after a redirect; the query parameter is never echoed.
 SAVED_NOTICES = {
-    "settings": "Your delivery settings are saved.",
-    "interest-added": "The interest is added.",
-    "interest-saved": "The interest is saved.",
-    "interest-removed": "The interest is removed.",
-    "paused": "Delivery is paused. Nothing but newsletters will reach you until you resume.",
-    "resumed": "Delivery is resumed.",
-    "unsubscribed": "You are unsubscribed. No more mail will be sent to you.",
+    "settings": N_("Your delivery settings are saved."),
+    "interest-added": N_("The interest is added."),
+    "interest-saved": N_("The interest is saved."),
+    "interest-removed": N_("The interest is removed."),
+    "paused": N_("Delivery is paused. Nothing but newsletters will reach you until you resume."),
+    "resumed": N_("Delivery is resumed."),
+    "unsubscribed": N_("You are unsubscribed. No more mail will be sent to you."),
 }
 EXPORT_FILENAME = "my-alerts-data.json"
 
@@ -106,15 +107,17 @@ def subscriber_from(token: str, purpose: str) -> int:
     except ExpiredToken as error:
         raise HTTPException(
             status_code=400,
-            detail="This link has expired. Confirmation links work for "
-            f"{get_settings().confirmation_valid_hours} hours: sign up again and we will "
-            "send you a fresh one.",
+            detail=N_(
+                "This link has expired: sign up again and we will send you a fresh one."
+            ),
         ) from error
     except InvalidToken as error:
         raise HTTPException(
             status_code=400,
-            detail="This link is not valid. Your mail program may have cut it short: copy "
-            "the whole address from the mail, or sign up again.",
+            detail=N_(
+                "This link is not valid. Your mail program may have cut it short: copy "
+                "the whole address from the mail, or sign up again."
+            ),
         ) from error
     return int(subject)
 
@@ -195,8 +198,10 @@ async def signup_submit(request: Request) -> Any:
     except RateLimitedError as error:
         raise HTTPException(
             status_code=429,
-            detail="Too many sign-up attempts from your network or for this address. "
-            "Please try again in an hour.",
+            detail=N_(
+                "Too many sign-up attempts from your network or for this address. "
+                "Please try again in an hour."
+            ),
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from error
     return RedirectResponse("/signup/thanks", status_code=303)
@@ -289,8 +294,10 @@ def _load(session: Session, token: str) -> Subscriber:
     if subscriber is None:
         raise HTTPException(
             status_code=404,
-            detail="This subscription no longer exists: its data was deleted. "
-            "You can sign up again at any time.",
+            detail=N_(
+                "This subscription no longer exists: its data was deleted. "
+                "You can sign up again at any time."
+            ),
         )
     return subscriber
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from alerts.config import get_settings
 from alerts.db import utcnow
+from alerts.i18n import N_
 from alerts.models import User
 from alerts.tokens import InvalidToken, sign_token, verify_token
 
@@ -42,8 +43,10 @@ class CsrfError(HTTPException):
     def __init__(self) -> None:
         super().__init__(
             status_code=403,
-            detail="This form has expired or did not come from this site. "
-            "Go back, reload the page and try again.",
+            detail=N_(
+                "This form has expired or did not come from this site. "
+                "Go back, reload the page and try again."
+            ),
         )
 
 

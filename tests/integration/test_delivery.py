@@ -393,3 +393,57 @@ def test_count_of_digest_rows_matches_subscribers(desk: Desk) -> None:
     desk.plan_digests()
     with desk.database.session_scope() as session:
         assert session.scalar(select(func.count(Delivery.id))) == 12
+
+
+def test_a_german_reader_gets_a_german_digest_in_local_time(desk: Desk) -> None:
+    # 02:00 in Tbilisi is 22:00 UTC the day before: the digest's day is Tbilisi's.
+    desk.subscribe(
+        "leser@example.org",
+        query="flood",
+        frequency="daily",
+        send_at="02:00",
+        timezone="Asia/Tbilisi",
+        language="de",
+    )
+    desk.publish("Flood in Vladikavkaz", "A flood hit the city.")
+    desk.now = NOW + timedelta(hours=24)
+    planned = desk.plan_digests()
+    assert desk.send(planned).sent == 1
+    [message] = desk.messages()
+    assert message["Subject"] == (
+        "Tägliche Übersicht, 27. November 2026: 1 Artikel zu Ihren Interessen"
+    )
+    assert "lang=de" in message["List-Unsubscribe"]
+    text, html = bodies(message)
+    assert '<html lang="de">' in html
+    assert "1 Artikel passt zu Ihren Interessen." in text
+    assert "26.11.2026, 13:00" in text  # ingested 09:00 UTC, 13:00 in Tbilisi
+    assert "Warum: Treffer: „flood“" in text
+    assert "Einstellungen verwalten:" in text
+    assert "Flood in Vladikavkaz" in text  # articles are never translated
+    for english in ("Daily digest", "Why:", "Manage your preferences", "UTC"):
+        assert english not in text
+
+
+def test_a_russian_reader_gets_a_russian_alert(desk: Desk) -> None:
+    desk.subscribe(
+        "chitatel@example.org",
+        query="flood",
+        frequency="immediate",
+        timezone="Europe/Moscow",
+        language="ru",
+    )
+    desk.subscribe("reader@example.org", query="flood", frequency="immediate")
+    desk.publish("Flood in Vladikavkaz", "A flood hit the city.")
+    assert desk.send().sent == 2
+    [russian] = desk.messages("chitatel@example.org")
+    [english] = desk.messages("reader@example.org")
+    assert russian["Subject"] == "Оповещение: Flood in Vladikavkaz"
+    assert english["Subject"] == "Alert: Flood in Vladikavkaz"
+    text, _ = bodies(russian)
+    assert "Новая статья по вашим интересам" in text
+    # 09:00 UTC is 12:00 in Moscow (the entry line folds CLDR's narrow spaces to plain ones).
+    assert "26 нояб. 2026 г., 12:00" in text
+    english_text, _ = bodies(english)
+    assert "New article matching your interests" in english_text
+    assert "Nov 26, 2026, 9:00" in english_text

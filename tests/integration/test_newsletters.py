@@ -126,7 +126,9 @@ def test_issue_goes_to_the_segment_once_and_preview_equals_the_mail(newsroom: Da
     assert set(sent) == {"tbilisi@example.org", "sukhumi@example.org"}
 
     mail = sent["sukhumi@example.org"]
-    assert mail["Subject"] == previewed.subject == "Caucasus briefing for 25 March 2026"
+    # {date} is written in each reader's language: this one reads German.
+    assert mail["Subject"] == previewed.subject == "Caucasus briefing for 25. März 2026"
+    assert sent["tbilisi@example.org"]["Subject"] == "Caucasus briefing for March 25, 2026"
     html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert html.replace("\r\n", "\n") == previewed.html.replace("\r\n", "\n")

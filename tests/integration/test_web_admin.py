@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
+from alerts.metrics import INGEST_ENTRIES
 from alerts.models import (
     Article,
     AuditEntry,
@@ -27,12 +28,15 @@ from alerts.models import (
     SubscriberStatus,
     Suppression,
     User,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from alerts.subscribers import NewSubscriber, add_subscriber
 from alerts.tokens import sign_token
 from alerts.users import LOGIN_FAILURES_PER_ACCOUNT, create_user
 from alerts.web.app import create_app
 from alerts.web.security import SESSION_COOKIE, SESSION_PURPOSE
+from alerts.webhooks import emit
 
 ADMIN = "boss@example.org"
 EDITOR = "writer@example.org"
@@ -51,6 +55,7 @@ ADMIN_PAGES = (
     "/admin/suppressions",
     "/admin/users",
     "/admin/audit",
+    "/admin/webhooks",
 )
 ADMIN_POSTS = (
     "/admin/subscribers/1",
@@ -64,6 +69,8 @@ ADMIN_POSTS = (
     "/admin/users/1/deactivate",
     "/admin/users/1/activate",
     "/admin/users/1/reset-password",
+    "/admin/webhooks",
+    "/admin/webhooks/1/deactivate",
 )
 
 
@@ -525,8 +532,9 @@ def test_dashboard_shows_figures_queue_and_errors(database: Database) -> None:
     add_reader(database, "boris@example.org", confirmed=False)
     queue = get_settings().broker_dir / "queue"
     queue.mkdir(parents=True)
-    for number in range(3):
-        (queue / f"{number}.msg").write_text("{}")
+    for number in range(3):  # kombu's file names: <time>_<id>.<queue>.msg
+        (queue / f"{number}_x.send.msg").write_text("{}")
+    (queue / "9_x.match.msg").write_text("{}")
     with database.session_scope() as session:
         session.add(
             Source(
@@ -555,11 +563,47 @@ def test_dashboard_shows_figures_queue_and_errors(database: Database) -> None:
                 message_id="<2@x>",
             )
         )
+    INGEST_ENTRIES.labels("Desk feed", "new").inc(2)  # what an ingest counts
     text = signed_in(ADMIN).get("/admin").text
+    assert re.search(r"<dt>ingest_entries: new</dt><dd>\d+<", text)
     assert re.search(r"confirmed</a></dt><dd>1<", text)
     assert re.search(r"pending</a></dt><dd>1<", text)
     assert re.search(r"<dt>sent</dt><dd>1<", text)
     assert re.search(r"<dt>bounced today</dt><dd>1<", text)
-    assert re.search(r"waiting in “celery”</dt>\s*<dd>3<", text)
+    assert re.search(r"waiting in “send”</dt><dd>3<", text)
+    assert re.search(r"waiting in “match”</dt><dd>1<", text)
     assert "HTTP 503 from the feed" in text
     assert "550 no such user" in text
+
+
+def test_webhooks_are_registered_shown_with_their_answers_and_deactivated(
+    database: Database,
+) -> None:
+    add_user(database, ADMIN, Role.ADMIN)
+    client = signed_in(ADMIN)
+    refused = post(client, "/admin/webhooks", url="ftp://example.org/hook")
+    assert refused.status_code == 422
+    created = client.post(
+        "/admin/webhooks",
+        data={
+            "url": "https://hooks.example.org/alerts",
+            "event": ["delivery.bounced", "newsletter.sent"],
+            "csrf_token": form_token(client, "/admin/account"),
+        },
+    )
+    assert created.status_code == 200
+    with database.session_scope() as session:
+        endpoint = session.scalars(select(WebhookEndpoint)).one()
+        assert endpoint.secret in created.text  # shown once
+        assert endpoint.events == ["delivery.bounced", "newsletter.sent"]
+        emit(session, "newsletter.sent", {"newsletter_id": 1}, utcnow())
+        delivery = session.scalars(select(WebhookDelivery)).one()
+        delivery.attempts, delivery.last_status, delivery.last_response = 1, 502, "<b>gateway</b>"
+        endpoint_id = endpoint.id
+    page = client.get("/admin/webhooks").text
+    assert "https://hooks.example.org/alerts" in page
+    assert "502" in page
+    assert "&lt;b&gt;gateway&lt;/b&gt;" in page
+    assert post(client, f"/admin/webhooks/{endpoint_id}/deactivate").status_code == 303
+    assert "(inactive)" in client.get("/admin/webhooks").text
+    assert [a for a, _, _ in audit_actions(database)] == ["webhook.add", "webhook.deactivate"]

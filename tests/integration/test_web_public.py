@@ -474,7 +474,10 @@ def test_preference_centre_edits_take_effect_at_once(site: Site) -> None:
         },
     )
     assert saved.status_code == 303
-    assert "settings are saved" in site.client.get(saved.headers["location"]).text
+    # The reader chose German in this very form, so the notice comes in German.
+    assert (
+        "Zustelleinstellungen sind gespeichert" in site.client.get(saved.headers["location"]).text
+    )
     subscriber = site.subscriber("reader@example.org")
     assert subscriber is not None
     assert subscriber.frequency.value == "weekly"
@@ -528,7 +531,10 @@ def test_preference_centre_edits_take_effect_at_once(site: Site) -> None:
     paused = site.subscriber("reader@example.org")
     assert paused is not None
     assert paused.paused
-    assert "Resume delivery" in site.client.get(centre).text
+    # The reader chose German above, so the centre now speaks German.
+    paused_page = site.client.get(centre).text
+    assert '<html lang="de">' in paused_page
+    assert "Zustellung fortsetzen" in paused_page  # "Resume delivery"
     assert site.post(f"{centre}/resume").status_code == 303
     resumed = site.subscriber("reader@example.org")
     assert resumed is not None
@@ -657,3 +663,57 @@ def test_user_text_comes_back_escaped_everywhere(site: Site, payload: str) -> No
     check = site.client.get("/api/query-check", params={"q": "(" + payload})
     assert check.headers["content-type"] == "application/json"
     assert check.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_russian_readers_preference_centre_is_in_russian(site: Site) -> None:
+    reader = confirmed_reader(site, "chitatel@example.org", language="ru")
+    # The reader's own choice wins over what the browser asks for.
+    page = site.client.get(preferences_path(reader), headers={"Accept-Language": "de, en"})
+    assert page.status_code == 200
+    assert '<html lang="ru">' in page.text
+    for russian in ("Ваши настройки", "Сохранить настройки", "Ключевые слова", "Сразу"):
+        assert russian in page.text  # the page, its form macros, the frequency choices
+    for english in ("Your preferences", "Save settings", "Keywords", "Immediately"):
+        assert english not in page.text
+    erase = re.search(r'href="([^"]+/erase\?lang=ru)"', page.text)
+    assert erase, "the erase link carries the language"
+    assert "Удалить мои данные" in site.client.get(html.unescape(erase.group(1))).text
+
+
+def test_sign_up_pages_follow_the_browser_and_the_switcher(site: Site) -> None:
+    german = site.client.get("/", headers={"Accept-Language": "fr;q=1, de-DE;q=0.9, en;q=0.5"})
+    assert '<html lang="de">' in german.text
+    assert "Die Nachrichten, die Sie verfolgen, per E-Mail" in german.text
+    assert 'href="/?lang=ru"' in german.text
+    assert '<option value="de" lang="de" selected>' in german.text
+
+    russian = site.client.get("/?lang=ru", headers={"Accept-Language": "de"})
+    assert '<html lang="ru">' in russian.text
+    assert 'action="/signup?lang=ru"' in russian.text
+    refused = site.post("/signup?lang=ru", {"email": "not an address", "language": "de"})
+    assert refused.status_code == 400
+    assert '<html lang="ru">' in refused.text
+    assert "Пожалуйста, проверьте:" in refused.text
+    assert '<option value="de" lang="de" selected>' in refused.text  # what was chosen stays
+
+    assert '<html lang="en">' in site.client.get("/").text
+    staff = site.client.get("/status", headers={"Accept-Language": "ru"})
+    assert '<html lang="en">' in staff.text  # staff pages are not translated
+
+
+def test_a_russian_sign_up_gets_a_russian_confirmation(site: Site) -> None:
+    assert site.sign_up("chitatel@example.org", language="ru").status_code == 303
+    sender = RecordingSender()
+    ids = [d.id for d in site.deliveries(DeliveryKind.CONFIRMATION)]
+    assert send_deliveries(site.database, ids, mailer(sender), utcnow).sent == 1
+    [message] = sent_messages(sender)
+    assert message["Subject"] == "Пожалуйста, подтвердите подписку на новостные оповещения"
+    body = text_part(message)
+    assert "Ссылка действует 48 часов." in body
+    link = re.search(r"http://\S+(/confirm/\S+\?lang=ru)", body)
+    assert link, body
+    page = site.client.get(link.group(1))
+    assert '<html lang="ru">' in page.text
+    assert "Подтвердить подписку" in page.text
+    done = site.post(link.group(1))
+    assert "Вы подписаны" in done.text
