@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -112,12 +112,10 @@ class SendReport:
     bounced: int = 0
     suppressed: int = 0
     skipped: int = 0
-    retry_at: list[datetime] = field(default_factory=list)
 
     def add(self, other: SendReport) -> None:
         for name in ("sent", "deferred", "failed", "bounced", "suppressed", "skipped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.retry_at.extend(other.retry_at)
 
 
 @dataclass
@@ -267,7 +265,6 @@ def _settle_failure(
             report.failed += 1
             return DeliveryState.FAILED.value
         report.deferred += 1
-        report.retry_at.append(due)
         return "deferred"
     if isinstance(outcome, PermanentFailure) and outcome.stage in RECIPIENT_STAGES:
         bounce(session, delivery, now, f"{outcome.code} {outcome.reason}")

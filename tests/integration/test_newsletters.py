@@ -31,45 +31,15 @@ from alerts.newsletters import (
     send_test,
     start_due_issues,
 )
-from alerts.subscribers import NewSubscriber, add_subscriber
 from tests.conftest import RecordedJobs
+from tests.integration.newsroom import seed_newsroom
 
 NOW = datetime(2026, 3, 25, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def newsroom(database: Database, recorded_jobs: RecordedJobs) -> Database:
-    settings = get_settings()
-    with database.session_scope() as session:
-        for email, regions, language in (
-            ("tbilisi@example.org", ["Tbilisi"], "en"),
-            ("sukhumi@example.org", ["Abkhazia"], "de"),
-            ("moscow@example.org", ["Moscow"], "ru"),
-        ):
-            add_subscriber(
-                session,
-                NewSubscriber(email=email, regions=regions, language=language, confirmed=True),
-                settings,
-                NOW,
-            )
-        add_subscriber(
-            session, NewSubscriber(email="pending@example.org", query="x"), settings, NOW
-        )
-        for n, title in enumerate(
-            ["Tram line approved in Tbilisi", "Inguri crossing reopens", "Metro fares rise"]
-        ):
-            session.add(
-                Article(
-                    title=title,
-                    body=f"{title}. More text follows.",
-                    lead=f"{title}.",
-                    fingerprint=f"nl-{n}",
-                    title_key=f"nl-{n}",
-                    language="en",
-                    source_name="Desk",
-                    ingested_at=NOW - timedelta(hours=n + 1),
-                )
-            )
+    seed_newsroom(database, NOW)
     return database
 
 

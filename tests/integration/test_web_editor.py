@@ -21,10 +21,10 @@ from alerts.ingest.service import claim_due_sources
 from alerts.mailer import default_mailer
 from alerts.models import Article, AuditEntry, Newsletter, NewsletterStatus, Role, Source
 from alerts.newsletters import next_occurrence, plan_recurring, preview, start_due_issues
-from alerts.subscribers import NewSubscriber, add_subscriber
 from alerts.users import create_user
 from alerts.web.app import create_app
 from tests.conftest import RecordedJobs
+from tests.integration.newsroom import READERS, seed_newsroom
 
 ADMIN = "chief@example.org"
 EDITOR = "desk@example.org"
@@ -34,11 +34,6 @@ ATTRIBUTE_BREAK = '"><img src=x onerror=alert(1)>'
 TBILISI_OFFSET = timedelta(hours=4)  # Georgia keeps UTC+4 all year
 TOKEN_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 ISSUE_URL = re.compile(r"/editor/newsletters/(\d+)\?notice=created$")
-READERS = (
-    ("tbilisi@example.org", ["Tbilisi"], "en"),
-    ("sukhumi@example.org", ["Abkhazia"], "de"),
-    ("moscow@example.org", ["Moscow"], "ru"),
-)
 QUERY_ISSUE = {
     "subject": "Morning briefing",
     "intro": "Hello **{email}**, here is the news.",
@@ -88,34 +83,7 @@ def post(client: TestClient, path: str, **fields: str | list[str]) -> Response:
 
 def newsroom(database: Database) -> None:
     """Three confirmed readers in three places, one pending, three fresh articles."""
-    settings = get_settings()
-    now = utcnow()
-    with database.session_scope() as session:
-        for email, regions, language in READERS:
-            add_subscriber(
-                session,
-                NewSubscriber(email=email, regions=regions, language=language, confirmed=True),
-                settings,
-                now,
-            )
-        add_subscriber(
-            session, NewSubscriber(email="pending@example.org", query="x"), settings, now
-        )
-        for n, title in enumerate(
-            ["Tram line approved in Tbilisi", "Inguri crossing reopens", "Metro fares rise"]
-        ):
-            session.add(
-                Article(
-                    title=title,
-                    body=f"{title}. More text follows.",
-                    lead=f"{title}.",
-                    fingerprint=f"desk-{n}",
-                    title_key=f"desk-{n}",
-                    language="en",
-                    source_name="Desk",
-                    ingested_at=now - timedelta(hours=n + 1),
-                )
-            )
+    seed_newsroom(database, utcnow())
 
 
 def compose(client: TestClient, **fields: str | list[str]) -> int:
