@@ -159,5 +159,5 @@ def process_new_articles(
     """Match new articles, promise the immediate alerts, queue their sending."""
     new_matches = match_articles(session, article_ids, cache, now)
     alert_ids = plan_alerts(session, new_matches, settings, now)
-    queue_sending(session, alert_ids, settings)
+    queue_sending(session, alert_ids, settings, urgent=True)
     return alert_ids

@@ -132,7 +132,13 @@ class Settings(BaseSettings):
     # matching. Give two the same name to merge them.
     queue_ingest: str = Field(default="ingest", description="Queue of source polls.")
     queue_match: str = Field(default="match", description="Queue of matching new articles.")
-    queue_send: str = Field(default="send", description="Queue of mail sending.")
+    queue_send: str = Field(
+        default="send", description="Queue of bulk mail: digests and newsletters."
+    )
+    queue_alerts: str = Field(
+        default="alerts",
+        description="Queue of mail a reader waits for: alerts, confirmations, test sends.",
+    )
     queue_webhooks: str = Field(default="webhooks", description="Queue of outgoing webhooks.")
 
     # Logs.
@@ -157,6 +163,7 @@ class Settings(BaseSettings):
             "poll_source": self.queue_ingest,
             "match_articles": self.queue_match,
             "send_deliveries": self.queue_send,
+            "send_alerts": self.queue_alerts,
             "deliver_webhooks": self.queue_webhooks,
         }
 

@@ -201,7 +201,7 @@ def sign_up(
         # admin's decision. Either way nothing is sent and nothing changes.
         return []
     ids = promise_confirmation(session, subscriber, settings, now)
-    queue_sending(session, ids, settings)
+    queue_sending(session, ids, settings, urgent=True)
     return ids
 
 

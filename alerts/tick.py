@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from alerts.config import Settings
 from alerts.delivery.ledger import sweep, touch
-from alerts.delivery.outbound import queue_sending
+from alerts.delivery.outbound import queue_sending, queue_sending_by_kind
 from alerts.digest import plan_due_digests
 from alerts.ingest.service import claim_due_sources
 from alerts.jobs import enqueue_after_commit
@@ -51,7 +51,7 @@ def run_tick(session: Session, settings: Settings, now: datetime) -> TickReport:
         requeue_after=timedelta(seconds=settings.delivery_requeue_after_seconds),
     )
     touch(session, report.recovered, now)
-    queue_sending(session, report.recovered, settings)
+    queue_sending_by_kind(session, report.recovered, settings)
     report.webhooks = due_retries(session, now)
     if report.webhooks:
         enqueue_after_commit(session, WEBHOOK_JOB, delivery_ids=report.webhooks)

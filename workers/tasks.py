@@ -105,3 +105,9 @@ def deliver_webhooks_task(delivery_ids: list[int]) -> None:
 def send_deliveries_task(delivery_ids: list[int]) -> None:
     # Sending owns its transactions (see alerts.delivery.outbound).
     send_deliveries(get_database(), delivery_ids, mailer(), utcnow)
+
+
+@app.task(name="alerts.send_alerts")
+def send_alerts_task(delivery_ids: list[int]) -> None:
+    """The same sending, named apart so it is routed to the alerts queue."""
+    send_deliveries(get_database(), delivery_ids, mailer(), utcnow)

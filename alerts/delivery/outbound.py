@@ -332,13 +332,39 @@ def suppress(
 
 
 SEND_JOB = "send_deliveries"
+# Same work on its own queue, so an alert never waits behind a digest run.
+URGENT_SEND_JOB = "send_alerts"
+URGENT_KINDS = (DeliveryKind.ALERT, DeliveryKind.CONFIRMATION, DeliveryKind.TEST)
 # A send task carries at least this many recipients when there are that many.
 MIN_SEND_BATCH = 100
 
 
-def queue_sending(session: Session, delivery_ids: Sequence[int], settings: Settings) -> None:
-    """Queue send tasks for ``delivery_ids`` after commit, in batches of recipients."""
+def queue_sending(
+    session: Session, delivery_ids: Sequence[int], settings: Settings, *, urgent: bool = False
+) -> None:
+    """Queue send tasks for ``delivery_ids`` after commit, in batches of recipients.
+
+    ``urgent`` mail (alerts, confirmations) goes to the alerts queue.
+    """
     size = max(settings.send_batch_size, MIN_SEND_BATCH)
+    job = URGENT_SEND_JOB if urgent else SEND_JOB
     ids = sorted(delivery_ids)
     for start in range(0, len(ids), size):
-        enqueue_after_commit(session, SEND_JOB, delivery_ids=ids[start : start + size])
+        enqueue_after_commit(session, job, delivery_ids=ids[start : start + size])
+
+
+def queue_sending_by_kind(
+    session: Session, delivery_ids: Sequence[int], settings: Settings
+) -> None:
+    """Queue a mix of kinds (the sweeper's finds), each on the queue of its kind."""
+    if not delivery_ids:
+        return
+    urgent = set(
+        session.scalars(
+            select(Delivery.id).where(
+                Delivery.id.in_(delivery_ids), Delivery.kind.in_(URGENT_KINDS)
+            )
+        )
+    )
+    queue_sending(session, [i for i in delivery_ids if i in urgent], settings, urgent=True)
+    queue_sending(session, [i for i in delivery_ids if i not in urgent], settings)

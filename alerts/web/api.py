@@ -338,9 +338,8 @@ def create_subscriber(data: SubscriberCreate, caller: AdminDep) -> Any:
             raise _invalid(error) from error
         if subscriber.status is SubscriberStatus.PENDING:
             # Double opt-in: the confirmation mail is all a pending reader gets.
-            queue_sending(
-                session, promise_confirmation(session, subscriber, settings, now), settings
-            )
+            ids = promise_confirmation(session, subscriber, settings, now)
+            queue_sending(session, ids, settings, urgent=True)
         audit.record(
             session,
             _actor(session, caller),

@@ -108,7 +108,7 @@ def test_subscribers_list_get_create_update_delete(
     assert body["email"] == "reader@example.org"
     assert body["status"] == "pending"
     assert body["interests"][0]["regions"] == ["ge-so"]
-    assert len(recorded_jobs.named("send_deliveries")) == 1  # the opt-in mail, after commit
+    assert len(recorded_jobs.named("send_alerts")) == 1  # the opt-in mail, after commit
     subscriber_id = body["id"]
 
     again = client.post(

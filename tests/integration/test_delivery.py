@@ -36,6 +36,7 @@ from alerts.models import (
     Suppression,
 )
 from alerts.subscribers import NewSubscriber, add_subscriber, gazetteer, unsubscribe
+from alerts.tick import run_tick
 from tests.conftest import RecordedJobs
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -85,7 +86,7 @@ class Desk:
         return article_id
 
     def queued_sends(self) -> list[int]:
-        return [i for job in self.jobs.named("send_deliveries") for i in job["delivery_ids"]]
+        return [i for job in self.jobs.named("send_alerts") for i in job["delivery_ids"]]
 
     def send(self, ids: list[int] | None = None) -> Any:
         return send_deliveries(
@@ -221,6 +222,32 @@ def test_digest_is_planned_once_per_window_and_empty_ones_are_skipped(desk: Desk
     assert "Referendum planned in South Ossetia" in text
     assert "<mark>referendum</mark>" in html.lower() or "<mark>Referendum</mark>" in html
     assert desk.send(planned).sent == 0
+
+
+def test_alerts_and_digests_are_queued_apart_also_when_the_sweeper_requeues(
+    desk: Desk,
+) -> None:
+    desk.subscribe("now@example.org", query="referendum", frequency="immediate")
+    desk.subscribe("daily@example.org", query="referendum", frequency="daily", send_at="08:00")
+    desk.publish("Referendum planned", "Officials announced a referendum.")
+    [alert] = desk.queued_sends()
+    desk.jobs.clear()
+    desk.now = NOW + timedelta(hours=24)
+    with desk.database.session_scope() as session:
+        report = run_tick(session, desk.settings, desk.now)
+    digests = report.digests
+    assert digests
+    # The alert's task was lost (its row is queued and untouched for hours).
+    assert report.recovered == [alert]
+    assert desk.jobs.named("send_alerts") == [{"delivery_ids": [alert]}]
+    assert desk.jobs.named("send_deliveries") == [{"delivery_ids": digests}]
+    desk.jobs.clear()
+    later = desk.now + timedelta(seconds=desk.settings.delivery_requeue_after_seconds + 1)
+    with desk.database.session_scope() as session:
+        report = run_tick(session, desk.settings, later)
+    assert report.recovered == sorted([alert, *digests])
+    assert desk.jobs.named("send_alerts") == [{"delivery_ids": [alert]}]
+    assert desk.jobs.named("send_deliveries") == [{"delivery_ids": digests}]
 
 
 def test_same_story_from_two_sources_is_one_digest_entry(desk: Desk) -> None:

@@ -129,9 +129,10 @@ def test_json_logs_carry_ids_and_never_an_address(
 def test_each_kind_of_work_has_its_own_queue_and_workers_take_all_by_default() -> None:
     routes = create_celery_app(get_settings()).conf.task_routes
     assert routes["alerts.send_deliveries"] == {"queue": "send"}
+    assert routes["alerts.send_alerts"] == {"queue": "alerts"}
     assert routes["alerts.match_articles"] == {"queue": "match"}
     assert routes["alerts.poll_source"] == {"queue": "ingest"}
     command = worker_command(argparse.Namespace(pool=None, concurrency=None, queues=None))
-    assert command[command.index("--queues") + 1] == "ingest,match,send,webhooks"
+    assert command[command.index("--queues") + 1] == "alerts,ingest,match,send,webhooks"
     only_send = worker_command(argparse.Namespace(pool=None, concurrency=None, queues="send"))
     assert only_send[only_send.index("--queues") + 1] == "send"

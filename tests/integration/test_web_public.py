@@ -191,7 +191,7 @@ def test_sign_up_stores_a_pending_reader_and_promises_one_confirmation(
     assert delivery.dedup_key == f"confirmation.{subscriber.id}"
     assert delivery.recipient == "new.reader@example.org"
     assert delivery.message_id == message_id_for(get_settings(), delivery.dedup_key)
-    assert recorded_jobs.named("send_deliveries") == [{"delivery_ids": [delivery.id]}]
+    assert recorded_jobs.named("send_alerts") == [{"delivery_ids": [delivery.id]}]
     thanks = site.client.get("/signup/thanks")
     assert "Check your inbox" in thanks.text
 
