@@ -1,8 +1,8 @@
 """Soak test: the production stack of this machine under a steady newsroom load.
 
 PostgreSQL, Redis, a logging SMTP server on loopback, a web process, one
-worker process per queue (ingest, match, send, webhooks) and the clock, all
-started by this script as separate processes. It seeds 100,000 subscribers
+worker process per queue (ingest, match, send, alerts, webhooks) and the
+clock, all started by this script as separate processes. It seeds 100,000 subscribers
 (5% immediate alerts, the rest daily digests whose local send times fall
 due throughout the run, across several time zones), then stores a new article
 every few seconds (real Wikinews text from ../shared/data/articles) for 30
@@ -52,13 +52,15 @@ ZONES = ("UTC", "Europe/Berlin", "Asia/Tbilisi", "Europe/Moscow", "America/New_Y
 # a few per cent of readers, not half of them.
 QUERY_WORDS_SKIP = 150
 QUERY_WORDS = 3000
-# RSS growth allowed between the first and last sample, per process.
+# PSS growth allowed per process between the sample after the first minute of
+# load (imports done, pools forked, caches warm) and the last one.
 MEMORY_GROWTH_BOUND_MB = 150
 DRAIN_SECONDS = 300
 WORKERS = {
     "ingest": ["--queues", "ingest", "--concurrency", "1"],
     "match": ["--queues", "match", "--concurrency", "2"],
-    "send": ["--queues", "send", "--pool", "threads", "--concurrency", "8"],
+    "send": ["--queues", "send", "--concurrency", "2", "--max-memory-per-child", "250"],
+    "alerts": ["--queues", "alerts", "--pool", "threads", "--concurrency", "4"],
     "webhooks": ["--queues", "webhooks", "--pool", "threads", "--concurrency", "2"],
 }
 
@@ -71,17 +73,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (prefork pools count too)."""
+def pss_mb(pid: int) -> float:
+    """Proportional memory of a process and its children, in MB.
+
+    PSS splits each page among the processes sharing it, so a prefork pool's
+    copy-on-write pages count once, not once per child as RSS would.
+    """
     total = 0.0
     for candidate in [pid, *_children(pid)]:
         try:
-            for line in Path(f"/proc/{candidate}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{candidate}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1]) / 1024
         except FileNotFoundError:
             continue
     return total
+
+
+def memory(processes: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
+    return {name: pss_mb(process.pid) for name, process in processes.items()}
 
 
 def _children(pid: int) -> list[int]:
@@ -148,6 +158,8 @@ def main() -> None:
         "PYTHONPATH": str(REPO),
     }
     os.environ.update(env)
+    # `timeout` and `kill` stop the run through the clean-up below, too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
         run(args, env, data_dir, smtp_port, smtp_log, web_port, processes)
@@ -224,7 +236,8 @@ def run(
     time.sleep(8)
     processes["clock"] = start("clock", [python, "-m", "alerts", "clock"], env, data_dir)
     time.sleep(2)
-    memory_start = {name: rss_mb(p.pid) for name, p in processes.items()}
+    memory_launch = memory(processes)
+    memory_start: dict[str, float] = {}
 
     print(f"running {args.minutes:g} min: an article every {args.article_every:g} s", flush=True)
     rng = random.Random(11)
@@ -238,20 +251,26 @@ def run(
         articles += 1
         if time.monotonic() >= next_report:
             next_report += 60
+            sample = memory(processes)
+            memory_start = memory_start or sample
             print(
                 f"  {int((time.monotonic() - run_started) / 60)} min: {articles} articles, "
-                f"{progress(database)}",
+                f"{progress(database)}; PSS MB "
+                + " ".join(f"{name} {mb:.0f}" for name, mb in sample.items()),
                 flush=True,
             )
         time.sleep(args.article_every)
-    memory_end = {name: rss_mb(p.pid) for name, p in processes.items()}
+    memory_end = memory(processes)
 
     drain_deadline = time.monotonic() + DRAIN_SECONDS
     while time.monotonic() < drain_deadline and pending(database):
         time.sleep(2)
     elapsed = time.monotonic() - run_started
     metrics = httpx.get(f"http://127.0.0.1:{web_port}/metrics", timeout=10).text
-    report(database, smtp_log, articles, elapsed, memory_start, memory_end, metrics)
+    memory_start = memory_start or memory_launch
+    report(
+        database, smtp_log, articles, elapsed, (memory_launch, memory_start, memory_end), metrics
+    )
 
 
 def seed(database: object, count: int, words: list[str], minutes: float) -> None:
@@ -371,8 +390,7 @@ def report(
     smtp_log: Path,
     articles: int,
     elapsed: float,
-    memory_start: dict[str, float],
-    memory_end: dict[str, float],
+    memory_samples: tuple[dict[str, float], dict[str, float], dict[str, float]],
     metrics: str,
 ) -> None:
     from alerts.db import Database
@@ -426,12 +444,13 @@ def report(
     print(f"  lost (sent in the ledger, never accepted): {lost}")
     print(f"  duplicated (accepted more than once): {duplicated}")
     print(f"  accepted but unknown to the ledger: {unknown}")
-    print("  memory (RSS MB, start -> end, incl. child processes):")
-    for name in memory_start:
-        growth = memory_end[name] - memory_start[name]
+    print("  memory (PSS MB incl. child processes: launched, after 1 min of load -> end):")
+    launched, warm, end = memory_samples
+    for name in warm:
+        growth = end[name] - warm[name]
         verdict = "ok" if growth <= MEMORY_GROWTH_BOUND_MB else "GREW"
         print(
-            f"    {name:<16} {memory_start[name]:7.1f} -> {memory_end[name]:7.1f}  "
+            f"    {name:<16} {launched[name]:7.1f}, {warm[name]:7.1f} -> {end[name]:7.1f}  "
             f"({growth:+.1f}, bound +{MEMORY_GROWTH_BOUND_MB}) {verdict}"
         )
     interesting = ("alerts_deliveries_total", "alerts_smtp_responses_total", "alerts_queue_depth")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from functools import lru_cache
 from typing import Any
@@ -59,17 +60,26 @@ def forget_the_task(**_: Any) -> None:
 
 
 @worker_init.connect
-def warm_index(sender: Any = None, **_: Any) -> None:
-    """Compile the interest index before the first article arrives, in the parent
-    process, so prefork children inherit it instead of each building their own.
-
-    Only workers that consume the match queue need it; the others skip it.
+def warm_caches(sender: Any = None, **_: Any) -> None:
+    """Build what tasks share before the pool starts, in the parent process:
+    prefork children inherit it, and threads do not each build a copy at once
+    (``lru_cache`` does not lock). Each worker builds only what its queues use.
     """
     consumed = sender.app.amqp.queues.consume_from if sender is not None else None
-    if consumed and get_settings().queue_match not in consumed:
-        return
-    with _index_lock, get_database().session_scope() as session:
-        index_cache().refresh(session)
+    settings = get_settings()
+
+    def consumes(queue: str) -> bool:
+        return not consumed or queue in consumed
+
+    if consumes(settings.queue_send) or consumes(settings.queue_alerts):
+        mailer()
+        gazetteer()
+    if consumes(settings.queue_match):
+        with _index_lock, get_database().session_scope() as session:
+            index_cache().refresh(session)
+    # Untrack all of it from the cyclic collector: its passes would write to
+    # every object header and so copy the shared pages into each child.
+    gc.freeze()
 
 
 @worker_process_init.connect

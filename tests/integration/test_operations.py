@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +24,7 @@ from alerts.matching.service import IndexCache
 from alerts.metrics import render_all
 from alerts.subscribers import gazetteer
 from alerts.web.app import create_app
-from tests.conftest import REPO_ROOT, RecordedJobs
+from tests.conftest import REPO_ROOT, RecordedJobs, wait_until
 from workers.celery_app import create_app as create_celery_app
 
 SAMPLE = REPO_ROOT / "sample"
@@ -132,7 +136,26 @@ def test_each_kind_of_work_has_its_own_queue_and_workers_take_all_by_default() -
     assert routes["alerts.send_alerts"] == {"queue": "alerts"}
     assert routes["alerts.match_articles"] == {"queue": "match"}
     assert routes["alerts.poll_source"] == {"queue": "ingest"}
-    command = worker_command(argparse.Namespace(pool=None, concurrency=None, queues=None))
+    command = worker_command(
+        argparse.Namespace(pool=None, concurrency=None, queues=None, max_memory_per_child=None)
+    )
     assert command[command.index("--queues") + 1] == "alerts,ingest,match,send,webhooks"
-    only_send = worker_command(argparse.Namespace(pool=None, concurrency=None, queues="send"))
+    only_send = worker_command(
+        argparse.Namespace(pool=None, concurrency=None, queues="send", max_memory_per_child=300)
+    )
     assert only_send[only_send.index("--queues") + 1] == "send"
+    assert only_send[only_send.index("--max-memory-per-child") + 1] == str(300 * 1024)
+
+
+def test_a_threaded_worker_runs_with_few_malloc_arenas(isolated_settings: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    command = [sys.executable, "-m", "alerts", "worker", "--pool", "threads", "--queues", "send"]
+    worker = subprocess.Popen(command, env=environment, cwd=REPO_ROOT)
+    try:
+        cmdline = Path(f"/proc/{worker.pid}/cmdline")
+        wait_until(lambda: b"celery" in cmdline.read_bytes(), 30, "the worker to exec Celery")
+        variables = Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
+        assert b"MALLOC_ARENA_MAX=2" in variables
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
