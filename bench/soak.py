@@ -271,11 +271,12 @@ def run(
         time.sleep(2)
     elapsed = time.monotonic() - run_started
     metrics = httpx.get(f"http://127.0.0.1:{web_port}/metrics", timeout=10).text
-    # Stop the clock and the workers (a warm shutdown finishes running tasks)
-    # so the ledger and the SMTP log are compared at rest.
+    # Stop the clock and the workers so the ledger and the SMTP log are
+    # compared at rest. SIGTERM to the main process only: Celery's warm
+    # shutdown lets running tasks finish (the whole group would kill them).
     for name, process in processes.items():
         if name == "clock" or name.startswith("worker-"):
-            os.killpg(process.pid, signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)
     for name, process in processes.items():
         if name == "clock" or name.startswith("worker-"):
             process.wait(timeout=120)
