@@ -120,4 +120,4 @@ def send_deliveries_task(delivery_ids: list[int]) -> None:
 @app.task(name="alerts.send_alerts")
 def send_alerts_task(delivery_ids: list[int]) -> None:
     """The same sending, named apart so it is routed to the alerts queue."""
-    send_deliveries(get_database(), delivery_ids, mailer(), utcnow)
+    send_deliveries_task(delivery_ids)
