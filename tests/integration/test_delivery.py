@@ -224,6 +224,28 @@ def test_digest_is_planned_once_per_window_and_empty_ones_are_skipped(desk: Desk
     assert desk.send(planned).sent == 0
 
 
+def test_a_served_schedule_is_planned_again_for_a_reader_whose_window_is_older(
+    desk: Desk,
+) -> None:
+    """The planner skips a schedule whose readers all had the latest slot; one
+    reader left behind (no window yet, or an older one) brings it back."""
+    desk.subscribe("served@example.org", query="tram", send_at="08:00")
+    desk.now = NOW + timedelta(hours=24)
+    assert len(desk.plan_digests()) == 1
+    fresh = desk.subscribe("fresh@example.org", query="tram", send_at="08:00")
+    behind = desk.subscribe("behind@example.org", query="tram", send_at="08:00")
+    assert desk.plan_digests() == []  # the newcomers' windows start now
+    for reader, window_start in ((fresh, None), (behind, NOW)):
+        with desk.database.session_scope() as session:
+            session.execute(
+                update(Subscriber)
+                .where(Subscriber.id == reader)
+                .values(last_digest_at=window_start)
+            )
+        planned = desk.plan_digests()
+        assert [d.subscriber_id for d in desk.deliveries() if d.id in planned] == [reader]
+
+
 def test_alerts_and_digests_are_queued_apart_also_when_the_sweeper_requeues(
     desk: Desk,
 ) -> None:
