@@ -30,6 +30,8 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import time as clock_time
 from datetime import timedelta
 from pathlib import Path
@@ -139,42 +141,53 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    name = f"alerts_soak_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    redis.Redis.from_url(REDIS_BROKER).flushdb()
-    data_dir = Path(f"/tmp/{name}")
-    data_dir.mkdir()
-    smtp_port, web_port = free_port(), free_port()
-    smtp_log = data_dir / "smtp.log"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("ALERTS_", "PROMETHEUS"))},
-        "ALERTS_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-        "ALERTS_BROKER_URL": REDIS_BROKER,
-        "ALERTS_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-        "ALERTS_SECRET_KEY": "soak-test-secret",
-        "ALERTS_DATA_DIR": str(data_dir),
-        "ALERTS_MAIL_FROM": "Soak <soak@soak.example.org>",
-        "ALERTS_ALERT_MAX_PER_HOUR": "20",
-        "ALERTS_CLOCK_TICK_SECONDS": "10",
-        "ALERTS_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(REPO),
-    }
-    os.environ.update(env)
     # `timeout` and `kill` stop the run through the clean-up below, too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
-    processes: dict[str, subprocess.Popen[bytes]] = {}
+    with scratch_database("alerts_soak") as name:
+        redis.Redis.from_url(REDIS_BROKER).flushdb()
+        data_dir = Path(f"/tmp/{name}")
+        data_dir.mkdir()
+        smtp_port, web_port = free_port(), free_port()
+        smtp_log = data_dir / "smtp.log"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("ALERTS_", "PROMETHEUS"))},
+            "ALERTS_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+            "ALERTS_BROKER_URL": REDIS_BROKER,
+            "ALERTS_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "ALERTS_SECRET_KEY": "soak-test-secret",
+            "ALERTS_DATA_DIR": str(data_dir),
+            "ALERTS_MAIL_FROM": "Soak <soak@soak.example.org>",
+            "ALERTS_ALERT_MAX_PER_HOUR": "20",
+            "ALERTS_CLOCK_TICK_SECONDS": "10",
+            "ALERTS_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(REPO),
+        }
+        os.environ.update(env)
+        processes: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            run(args, env, data_dir, smtp_port, smtp_log, web_port, processes)
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+            for process in processes.values():
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database for one run, dropped afterwards whatever happens."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        run(args, env, data_dir, smtp_port, smtp_log, web_port, processes)
+        yield name
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        # A second SIGTERM (`timeout` passes its own on) must not cut this short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         from alerts.db import _databases
 
         for database in _databases.values():
