@@ -89,7 +89,7 @@ def plan_due_digests(
             if force
             else latest_slot(now, frequency, timezone, send_at, weekly_day)
         )
-        if not never and oldest >= slot.at:
+        if not never and oldest is not None and oldest >= slot.at:
             continue  # every reader of this schedule has had this slot's digest
         due = session.execute(
             select(Subscriber.id, Subscriber.email, Subscriber.last_digest_at).where(

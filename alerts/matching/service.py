@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
@@ -143,8 +144,11 @@ def store_matches(session: Session, rows: list[tuple[Any, ...]]) -> list[NewMatc
     stored; returns the ones that are new."""
     if not rows:
         return []
+    inserted: Sequence[tuple[Any, ...]]
     if session.get_bind().dialect.name == "postgresql":
-        with session.connection().connection.driver_connection.cursor() as cursor:
+        driver = session.connection().connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        with driver.cursor() as cursor:
             cursor.execute(STAGING_TABLE)
             with cursor.copy(f"COPY staged_matches ({_COLUMN_LIST}) FROM STDIN") as copy:
                 copy.set_types(list(MATCH_COLUMNS.values()))
