@@ -135,18 +135,17 @@ def run(args: argparse.Namespace, database: Any) -> None:
     cache = IndexCache(gazetteer(), settings)
     with database.session_scope() as session:
         cache.refresh(session)
-        articles = []
-        for n, (title, body, tags) in enumerate(corpus[: args.articles]):
-            articles.append(
-                Article(
-                    title=title,
-                    body=body,
-                    tags=tags,
-                    language="en",
-                    fingerprint=f"bench-{n}",
-                    title_key=f"bench-{n}",
-                )
+        articles = [
+            Article(
+                title=title,
+                body=body,
+                tags=tags,
+                language="en",
+                fingerprint=f"bench-{n}",
+                title_key=f"bench-{n}",
             )
+            for n, (title, body, tags) in enumerate(corpus[: args.articles])
+        ]
         session.add_all(articles)
         session.flush()
         documents = [

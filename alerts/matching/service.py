@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.json import JsonbDumper
 from sqlalchemy import func, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
@@ -113,24 +114,17 @@ class NewMatch:
     interest_id: int
 
 
-# Column names and PostgreSQL types of a stored match, in the order rows are built.
-MATCH_COLUMNS = {
-    "article_id": "bigint",
-    "interest_id": "bigint",
-    "subscriber_id": "bigint",
-    "score": "double precision",
-    "explanation": "jsonb",
-    "matched_at": "timestamptz",
-}
+# The columns of a stored match, in the order rows are built.
+MATCH_COLUMNS = ("article_id", "interest_id", "subscriber_id", "score", "explanation", "matched_at")
 _COLUMN_LIST = ", ".join(MATCH_COLUMNS)
 # Matches arrive in thousands per article. On PostgreSQL they are copied into a
-# scratch table of the connection and moved over in one statement: a multi-row
-# INSERT spent most of its time having its thousands of placeholders parsed.
-# Both routes keep a redelivered task from storing a match twice.
+# scratch table of the connection (shaped like ``matches``, without its keys)
+# and moved over in one statement: a multi-row INSERT spent most of its time
+# having its thousands of placeholders parsed. Both routes keep a redelivered
+# task from storing a match twice.
 STAGING_TABLE = (
-    "CREATE TEMPORARY TABLE IF NOT EXISTS staged_matches ("
-    + ", ".join(f"{name} {kind}" for name, kind in MATCH_COLUMNS.items())
-    + ") ON COMMIT DELETE ROWS"
+    "CREATE TEMPORARY TABLE IF NOT EXISTS staged_matches ON COMMIT DELETE ROWS"  # noqa: S608
+    f" AS SELECT {_COLUMN_LIST} FROM matches WITH NO DATA"
 )
 MOVE_STAGED = (
     f"INSERT INTO matches ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM staged_matches"  # noqa: S608
@@ -149,9 +143,9 @@ def store_matches(session: Session, rows: list[tuple[Any, ...]]) -> list[NewMatc
         driver = session.connection().connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
         with driver.cursor() as cursor:
+            cursor.adapters.register_dumper(dict, JsonbDumper)  # the explanation
             cursor.execute(STAGING_TABLE)
             with cursor.copy(f"COPY staged_matches ({_COLUMN_LIST}) FROM STDIN") as copy:
-                copy.set_types(list(MATCH_COLUMNS.values()))
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(MOVE_STAGED)
