@@ -17,8 +17,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from alerts.config import Settings, get_settings
 
@@ -39,11 +39,19 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The sqlite3 module's own transaction handling issues BEGIN only before
+    # INSERT/UPDATE/DELETE, so a SAVEPOINT could open the transaction and its
+    # RELEASE commit it: rows from a savepoint then outlived the rollback of the
+    # unit of work. Turning it off (SQLAlchemy's pysqlite recipe, which works on
+    # Python 3.11; ``autocommit=False`` would need 3.12) lets SQLAlchemy emit
+    # BEGIN and SAVEPOINT itself, so transactions mean what they mean on PostgreSQL.
+    dbapi_connection.isolation_level = None
     # WAL lets the web app read while a worker writes; the busy timeout makes
     # concurrent writers (web, worker, clock, CLI) wait instead of failing.
     cursor = dbapi_connection.cursor()
@@ -54,6 +62,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
 class Database:
     """An engine plus its session factory; one per process and database URL."""
 
@@ -62,7 +74,7 @@ class Database:
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self.sessions, "after_commit", _run_after_commit)
-        event.listen(self.sessions, "after_soft_rollback", _drop_after_commit)
+        event.listen(self.sessions, "after_soft_rollback", _drop_rolled_back)
 
     @contextlib.contextmanager
     def session_scope(self) -> Iterator[Session]:
@@ -107,18 +119,45 @@ def after_commit(session: Session, callback: AfterCommit) -> None:
     """Run ``callback`` once the session's transaction commits (never on rollback).
 
     This is how work is queued: a task must not start before the rows it reads
-    are visible to other connections.
+    are visible to other connections. A callback added inside a savepoint is
+    dropped when that savepoint (or anything around it) rolls back; the
+    rollback of a savepoint leaves the callbacks of the transaction around it.
     """
-    session.info.setdefault("after_commit", []).append(callback)
+    opened_in = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault("after_commit", []).append((opened_in, callback))
 
 
 def _run_after_commit(session: Session) -> None:
-    for callback in session.info.pop("after_commit", []):
+    # SQLAlchemy also fires after_commit when a savepoint that began the session's
+    # transaction is released; the unit of work is still open then.
+    if session.in_nested_transaction():
+        return
+    for _opened_in, callback in session.info.pop("after_commit", []):
         callback()
 
 
-def _drop_after_commit(session: Session, _previous_transaction: Any) -> None:
-    session.info.pop("after_commit", None)
+def _drop_rolled_back(session: Session, rolled_back: SessionTransaction) -> None:
+    """Forget the callbacks whose transaction, or one around it, was rolled back."""
+    pending = session.info.get("after_commit")
+    if not pending:
+        return
+    if rolled_back.parent is None:  # the whole unit of work
+        session.info.pop("after_commit")
+        return
+    kept = [
+        (opened_in, callback)
+        for opened_in, callback in pending
+        if not _within(opened_in, rolled_back)
+    ]
+    session.info["after_commit"] = kept
+
+
+def _within(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 def _alembic_config(engine: Engine) -> Config:
