@@ -3,6 +3,8 @@ after-commit hook: a savepoint that rolls back takes only its own work with it."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -11,7 +13,7 @@ from alerts.db import Database, after_commit
 from alerts.models import Subscriber
 
 
-class Failed(Exception):
+class FailedOnPurposeError(Exception):
     """Raised on purpose to roll a savepoint or a unit of work back."""
 
 
@@ -23,23 +25,32 @@ def _count(database: Database) -> int:
 def test_rows_of_a_released_savepoint_go_when_the_unit_of_work_rolls_back(
     database: Database,
 ) -> None:
-    with pytest.raises(Failed), database.session_scope() as session:
-        for number in range(3):
-            with session.begin_nested():
-                session.add(Subscriber(email=f"reader{number}@example.org"))
-        raise Failed
+    def unit_of_work() -> None:
+        with database.session_scope() as session:
+            for number in range(3):
+                with session.begin_nested():
+                    session.add(Subscriber(email=f"reader{number}@example.org"))
+            raise FailedOnPurposeError
+
+    with pytest.raises(FailedOnPurposeError):
+        unit_of_work()
     assert _count(database) == 0
 
 
 def test_a_rolled_back_savepoint_keeps_the_rest_of_the_unit_of_work(database: Database) -> None:
     with database.session_scope() as session:
         session.add(Subscriber(email="kept@example.org"))
-        with pytest.raises(Failed), session.begin_nested():
-            session.add(Subscriber(email="dropped@example.org"))
-            session.flush()
-            raise Failed
+        with pytest.raises(FailedOnPurposeError):
+            _fail_in_a_savepoint(session, lambda: session.add(Subscriber(email="gone@example.org")))
     with database.session_scope() as session:
         assert session.scalars(select(Subscriber.email)).all() == ["kept@example.org"]
+
+
+def _fail_in_a_savepoint(session: Session, work: Callable[[], object]) -> None:
+    with session.begin_nested():
+        work()
+        session.flush()
+        raise FailedOnPurposeError
 
 
 def _queue(session: Session, ran: list[str], name: str) -> None:
@@ -55,22 +66,26 @@ def test_a_savepoint_rollback_keeps_the_callbacks_queued_around_it(database: Dat
         with session.begin_nested():
             session.add(Subscriber(email="two@example.org"))
             _queue(session, ran, "in a released savepoint")
-        with pytest.raises(Failed), session.begin_nested():
-            _queue(session, ran, "in a failed savepoint")
-            raise Failed
+        with pytest.raises(FailedOnPurposeError):
+            _fail_in_a_savepoint(session, lambda: _queue(session, ran, "in a failed savepoint"))
         _queue(session, ran, "after the savepoint")
     assert ran == ["before the savepoint", "in a released savepoint", "after the savepoint"]
 
 
 def test_nothing_queued_runs_when_the_unit_of_work_rolls_back(database: Database) -> None:
     ran: list[str] = []
-    with pytest.raises(Failed), database.session_scope() as session:
-        _queue(session, ran, "before any statement")
-        session.add(Subscriber(email="one@example.org"))
-        with session.begin_nested():
-            session.add(Subscriber(email="two@example.org"))
-            _queue(session, ran, "in a released savepoint")
-        raise Failed
+
+    def unit_of_work() -> None:
+        with database.session_scope() as session:
+            _queue(session, ran, "before any statement")
+            session.add(Subscriber(email="one@example.org"))
+            with session.begin_nested():
+                session.add(Subscriber(email="two@example.org"))
+                _queue(session, ran, "in a released savepoint")
+            raise FailedOnPurposeError
+
+    with pytest.raises(FailedOnPurposeError):
+        unit_of_work()
     with database.session_scope() as session:
         session.add(Subscriber(email="three@example.org"))
         _queue(session, ran, "next unit of work")
