@@ -119,6 +119,31 @@ class Settings(BaseSettings):
         default=48, description="How long a double opt-in confirmation link works."
     )
 
+    # Retention (see alerts.retention): how long history is kept; 0 keeps it forever.
+    retain_articles_days: int = Field(
+        default=180, description="Days an article (and its matches) is kept after ingest."
+    )
+    retain_matches_days: int = Field(
+        default=90, description="Days the matches of an article are kept (digests, previews)."
+    )
+    retain_deliveries_days: int = Field(
+        default=90,
+        description="Days a settled alert, digest, confirmation or test delivery row is kept.",
+    )
+    retain_webhook_deliveries_days: int = Field(
+        default=30, description="Days a settled webhook delivery is kept."
+    )
+    retain_rate_events_days: int = Field(
+        default=7, description="Days a rate-limit event is kept (every window is shorter)."
+    )
+    retain_audit_days: int = Field(default=0, description="Days the audit log is kept; 0: forever.")
+    prune_batch_rows: int = Field(
+        default=5000, description="Rows of each kind deleted per transaction when pruning."
+    )
+    prune_hour_utc: int = Field(
+        default=3, description="Hour (UTC) of the clock's daily prune.", ge=0, le=23
+    )
+
     # The clock.
     clock_tick_seconds: int = Field(
         default=60, description="How often the clock looks for due sources and digests."

@@ -22,6 +22,7 @@ from alerts.db import get_database, utcnow
 from alerts.leader import release, try_lead
 from alerts.logs import configure_logging
 from alerts.metrics import LEADER
+from alerts.retention import prune_all
 from alerts.tick import run_tick
 
 log = logging.getLogger("alerts.clock")
@@ -58,6 +59,19 @@ def tick(holder: str) -> bool:
     return True
 
 
+def prune(holder: str) -> bool:
+    """The daily retention run, by the leading clock only; True when it ran."""
+    settings = get_settings()
+    with get_database().session_scope() as session:
+        now = utcnow()
+        ttl = timedelta(seconds=settings.leader_lock_ttl_seconds)
+        if not try_lead(session, LEASE_NAME, holder, now, ttl):
+            return False
+    report = prune_all(settings, now)
+    log.info("pruned %d rows past their retention: %s", report.total, report.as_dict())
+    return True
+
+
 def main() -> None:
     settings = get_settings()
     configure_logging(settings, "clock")
@@ -77,6 +91,10 @@ def main() -> None:
         seconds=settings.clock_tick_seconds,
         id="tick",
         next_run_time=utcnow(),
+    )
+    # A clock down at this hour prunes the next day: retention counts in days.
+    scheduler.add_job(
+        prune, "cron", args=[holder], hour=settings.prune_hour_utc, minute=17, id="prune"
     )
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

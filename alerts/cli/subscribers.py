@@ -146,6 +146,7 @@ def run_schedule_list(_args: argparse.Namespace) -> int:
     settings = get_settings()
     now = utcnow()
     print(f"clock tick every {settings.clock_tick_seconds} s: source polls, due digests, sweeper")
+    print(f"daily at {settings.prune_hour_utc:02d}:17 UTC: prune history past its retention")
     with get_database(settings).session_scope() as session:
         schedules = Counter(
             session.execute(
