@@ -188,7 +188,8 @@ def main() -> None:
         runs = [run_year(args, Path(scratch), prune) for prune in (False, True)]
     print(f"{'month':>5} {'baseline MB':>12} {'pruned MB':>10}")
     for month, (plain, pruned) in enumerate(
-        zip(runs[0]["sizes"], runs[1]["sizes"], strict=True), start=1  # type: ignore[call-overload]
+        zip(runs[0]["sizes"], runs[1]["sizes"], strict=True),
+        start=1,  # type: ignore[call-overload]
     ):
         print(f"{month:>5} {plain / 1e6:>12.1f} {pruned / 1e6:>10.1f}")
     for run in runs:
