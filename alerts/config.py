@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     mail_from: str = Field(
         default="Alerts <alerts@localhost>", description="From header of every mail."
     )
+    bounce_domain: str | None = Field(
+        default=None,
+        description="Domain whose mail comes back to this system (bounces, complaints, "
+        "unsubscribe requests); unset: the From domain.",
+    )
+    bounce_local_part: str = Field(
+        default="bounces",
+        description="Local part of the return path; each delivery's address is "
+        "<local>+<signed token>@<bounce domain> (VERP).",
+    )
     dkim_selector: str | None = Field(default=None, description="DKIM selector; unset: no DKIM.")
     dkim_domain: str | None = Field(default=None, description="DKIM signing domain (d=).")
     dkim_private_key_file: Path | None = Field(

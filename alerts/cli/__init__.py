@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "alerts.cli.newsletters",
     "alerts.cli.webhooks",
     "alerts.cli.prune",
+    "alerts.cli.bounces",
 )
 
 

@@ -1,0 +1,318 @@
+"""Reading mail that comes back: bounces, complaints, auto-replies, unsubscribe requests.
+
+Behind a relay, a failed delivery returns minutes later as a mail to the
+envelope sender. Every such message, however it arrives (``alerts bounces
+parse``, and later an LMTP receiver or a polled mailbox), goes through
+``classify``, which looks, in this order, for:
+
+1. the VERP token of the return path (``<local>+<token>@<bounce domain>``),
+   which names the delivery the message is about and cannot be forged;
+2. an RFC 3464 delivery status notification (``multipart/report;
+   report-type=delivery-status``): per recipient, its Action and Status;
+3. an RFC 5965 complaint (``report-type=feedback-report``);
+4. the heuristic detectors of flufl.bounce (the ones GNU Mailman uses) for MTAs
+   that send prose instead of a DSN (Exim, qmail, old Exchange, Yahoo...);
+5. an RFC 3834 auto-reply (out of office), which is never counted;
+6. a reader's mail to the per-recipient ``mailto:`` unsubscribe address.
+
+Nothing here touches the database: the answer is a ``BounceReport`` that the
+caller records (suppression, scores) in its own transaction.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import hmac
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from email.message import Message
+from email.utils import getaddresses, parseaddr
+from typing import Any, Literal
+
+from flufl.bounce import all_failures
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["hard", "soft", "complaint", "auto-reply", "unsubscribe", "not-a-bounce"]
+# A bounce names its recipient in its first part; the original message it may
+# quote is of no use beyond that, so a huge message is read only this far.
+MAX_BOUNCE_BYTES = 2 * 1024 * 1024
+VERP_SEPARATOR = "+"
+# 64 bits of HMAC: enough that nobody guesses a token for another delivery,
+# short enough that the local part stays under RFC 5321's 64 characters.
+VERP_MAC_HEX = 16
+UNSUBSCRIBE_LOCAL = "unsubscribe"
+# Mailbox full is a 5.2.2, but the mailbox exists and empties again: soft.
+SOFT_PERMANENT_CODES = frozenset({"5.2.2"})
+_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_VERP = re.compile(r"^(?P<local>[^+@]+)\+(?P<id>[0-9a-z]{1,13})-(?P<mac>[0-9a-f]{16})$")
+# Headers in which MTAs record the envelope recipient of the bounce itself.
+ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
+AUTO_REPLY_SUBJECTS = re.compile(
+    r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|out of (the )?office|abwesenheit"
+    r"|automatische antwort|автоответ|автоматический ответ|отсутству)",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class BounceReport:
+    """What a message that came back says; the JSON of ``alerts bounces parse``."""
+
+    kind: Kind
+    recipients: list[str] = field(default_factory=list)
+    status: str | None = None
+    delivery: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- VERP ---------------------------------------------------------------------------
+
+
+def _verp_mac(secret: str, delivery_id: int) -> str:
+    digest = hmac.new(f"verp:{secret}".encode(), str(delivery_id).encode(), hashlib.sha256)
+    return digest.hexdigest()[:VERP_MAC_HEX]
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if number == 0:
+            return text
+
+
+def verp_address(local: str, domain: str, delivery_id: int, secret: str) -> str:
+    """The envelope sender of one delivery: its bounce comes back naming it.
+
+    Lower-case only, since some MTAs fold the local part.
+    """
+    token = f"{_base36(delivery_id)}-{_verp_mac(secret, delivery_id)}"
+    return f"{local}{VERP_SEPARATOR}{token}@{domain}"
+
+
+def delivery_from_address(address: str, secret: str) -> int | None:
+    """The delivery a VERP address names, or None when it is not one of ours or forged."""
+    local = address.rpartition("@")[0].lower()
+    matched = _VERP.match(local)
+    if not matched:
+        return None
+    delivery_id = int(matched["id"], 36)
+    if not hmac.compare_digest(matched["mac"], _verp_mac(secret, delivery_id)):
+        return None
+    return delivery_id
+
+
+# --- classification -----------------------------------------------------------------
+
+
+def parse_message(raw: bytes) -> Message:
+    return email.message_from_bytes(raw[:MAX_BOUNCE_BYTES], policy=email.policy.compat32)
+
+
+def classify(raw: bytes, secret: str, *, bounce_domain: str | None = None) -> BounceReport:
+    """What ``raw`` (a whole message as received) says about our mail."""
+    message = parse_message(raw)
+    delivery = _delivery_named(message, secret)
+    report = (
+        _delivery_status(message)
+        or _complaint(message)
+        or _heuristic(message)
+        or _auto_reply(message)
+        or _unsubscribe_request(message)
+        or BounceReport("not-a-bounce")
+    )
+    if bounce_domain:  # a bounce of a bounce: never a reader's address
+        own = "@" + bounce_domain.lower()
+        report.recipients = [r for r in report.recipients if not r.endswith(own)]
+    report.delivery = delivery if report.kind != "not-a-bounce" else None
+    return report
+
+
+def _delivery_named(message: Message, secret: str) -> int | None:
+    for header in ENVELOPE_HEADERS:
+        for _name, address in getaddresses([str(v) for v in message.get_all(header, [])]):
+            delivery = delivery_from_address(address, secret)
+            if delivery is not None:
+                return delivery
+    original = _original_headers(message)
+    if original is not None:
+        for header in ("Return-Path", "From"):
+            _name, address = parseaddr(str(original.get(header, "")))
+            delivery = delivery_from_address(address, secret)
+            if delivery is not None:
+                return delivery
+    return None
+
+
+def _sub_messages(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        return []
+    return [item for item in payload if isinstance(item, Message)]
+
+
+def _decoded(part: Message) -> bytes:
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _report_parts(message: Message, report_type: str) -> list[Message]:
+    """The sub-parts of a multipart/report of ``report_type`` (anywhere in the tree)."""
+    found: list[Message] = []
+    for part in message.walk():
+        if (
+            part.get_content_type() == "multipart/report"
+            and str(part.get_param("report-type", "")).lower() == report_type
+        ):
+            found.extend(_sub_messages(part))
+    return found
+
+
+def _original_headers(message: Message) -> Message | None:
+    for part in message.walk():
+        content_type = part.get_content_type()
+        if content_type == "message/rfc822":
+            inner = _sub_messages(part)
+            if inner:
+                return inner[0]
+        if content_type == "text/rfc822-headers":
+            return email.message_from_bytes(_decoded(part), policy=email.policy.compat32)
+    return None
+
+
+def _address(field_value: str) -> str:
+    """``rfc822; Reader@Example.org`` -> ``reader@example.org``."""
+    _kind, _, address = field_value.partition(";")
+    address = (address or field_value).strip().strip("<>")
+    return address.lower()
+
+
+def _status_kind(status: str | None, action: str) -> Kind:
+    if action == "delayed":
+        return "soft"
+    if status is None:
+        return "hard" if action == "failed" else "soft"
+    if status.startswith("5") and status not in SOFT_PERMANENT_CODES:
+        return "hard"
+    return "soft"
+
+
+def _delivery_status(message: Message) -> BounceReport | None:
+    """RFC 3464: each recipient block has Final-Recipient, Action and Status."""
+    for part in _report_parts(message, "delivery-status"):
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        blocks = _sub_messages(part)
+        failures: list[tuple[str, str | None, Kind]] = []
+        for block in blocks[1:]:  # the first block describes the reporting MTA
+            action = str(block.get("Action", "")).strip().lower()
+            if action not in ("failed", "delayed"):
+                continue
+            # Without a recipient field the report still counts: the VERP
+            # token names the delivery, and so the reader.
+            recipient = block.get("Original-Recipient") or block.get("Final-Recipient")
+            matched = _STATUS.search(str(block.get("Status", "")))
+            status = ".".join(matched.groups()) if matched else None
+            address = _address(str(recipient)) if recipient else ""
+            failures.append((address, status, _status_kind(status, action)))
+        if failures:
+            # One hard failure makes the whole report hard: that address is gone.
+            worst = next((f for f in failures if f[2] == "hard"), failures[0])
+            return BounceReport(worst[2], sorted({f[0] for f in failures if f[0]}), worst[1])
+    return None
+
+
+def _complaint(message: Message) -> BounceReport | None:
+    """RFC 5965: a reader pressed "this is spam" and their provider tells us."""
+    for part in _report_parts(message, "feedback-report"):
+        if part.get_content_type() != "message/feedback-report":
+            continue
+        fields = _feedback_fields(part)
+        if fields.get("feedback-type", "abuse").lower() == "not-spam":
+            return None
+        recipients = [_address(v) for k, v in fields.items() if k == "original-rcpt-to"]
+        if not recipients:
+            original = _original_headers(message)
+            if original is not None:
+                recipients = [
+                    address.lower()
+                    for _name, address in getaddresses([str(original.get("To", ""))])
+                    if "@" in address
+                ]
+        return BounceReport("complaint", sorted(set(recipients)))
+    return None
+
+
+def _feedback_fields(part: Message) -> dict[str, str]:
+    blocks = _sub_messages(part)
+    if blocks:  # the email package reads it as header blocks
+        return {key.lower(): str(value) for block in blocks for key, value in block.items()}
+    parsed = email.message_from_bytes(_decoded(part), policy=email.policy.compat32)
+    return {key.lower(): str(value) for key, value in parsed.items()}
+
+
+def _heuristic(message: Message) -> BounceReport | None:
+    """Bounces in prose: Mailman's detectors know the MTAs that write them."""
+    try:
+        temporary, permanent = all_failures(message)
+    except Exception:
+        log.warning("bounce detectors failed on a message", exc_info=True)
+        return None
+    if not temporary and not permanent:
+        return None
+    addresses = sorted(
+        {a.decode("utf-8", "replace").lower() for a in (permanent or temporary) if a}
+    )
+    matched = _STATUS.search(_text_of(message))
+    status = ".".join(matched.groups()) if matched else None
+    kind: Kind = "hard" if permanent else "soft"
+    if status in SOFT_PERMANENT_CODES:
+        kind = "soft"
+    return BounceReport(kind, addresses, status)
+
+
+def _text_of(message: Message) -> str:
+    texts = []
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                texts.append(payload.decode("utf-8", "replace"))
+    return "\n".join(texts)
+
+
+def _sender(message: Message) -> list[str]:
+    _name, address = parseaddr(str(message.get("From", "")))
+    return [address.lower()] if "@" in address else []
+
+
+def _auto_reply(message: Message) -> BounceReport | None:
+    """RFC 3834 and the common non-standard markers; never counted as a bounce."""
+    auto = str(message.get("Auto-Submitted", "no")).strip().lower()
+    precedence = str(message.get("Precedence", "")).strip().lower()
+    marked = (
+        auto.startswith("auto-replied")
+        or precedence == "auto_reply"
+        or message.get("X-Autoreply") is not None
+        or message.get("X-Autorespond") is not None
+        or AUTO_REPLY_SUBJECTS.match(str(message.get("Subject", ""))) is not None
+    )
+    return BounceReport("auto-reply", _sender(message)) if marked else None
+
+
+def _unsubscribe_request(message: Message) -> BounceReport | None:
+    """A reader's mail to the ``mailto:`` of List-Unsubscribe."""
+    for header in ENVELOPE_HEADERS:
+        for _name, address in getaddresses([str(v) for v in message.get_all(header, [])]):
+            local = address.rpartition("@")[0].lower()
+            if local == UNSUBSCRIBE_LOCAL or local.startswith(UNSUBSCRIBE_LOCAL + VERP_SEPARATOR):
+                return BounceReport("unsubscribe", _sender(message))
+    return None
