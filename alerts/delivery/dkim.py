@@ -4,6 +4,9 @@ relaxed/relaxed canonicalisation survives the header refolding and trailing
 whitespace changes relays like to make. The signed header list covers what a
 reader trusts (From, Subject, Date) and what one-click unsubscribe relies on
 (List-Unsubscribe and List-Unsubscribe-Post must be signed, RFC 8058 section 4).
+Those are also oversigned (named once more in h= than they occur, RFC 6376
+section 8.15): a second Subject or List-Unsubscribe added above ours by
+someone on the way then breaks the signature instead of riding on it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import dkim
 if TYPE_CHECKING:
     from alerts.config import Settings
 
-SIGNED_HEADERS = (
+OVERSIGNED_HEADERS = (
     b"From",
     b"To",
     b"Subject",
@@ -24,6 +27,13 @@ SIGNED_HEADERS = (
     b"List-Id",
     b"List-Unsubscribe",
     b"List-Unsubscribe-Post",
+)
+SIGNED_HEADERS = (
+    *OVERSIGNED_HEADERS,
+    *OVERSIGNED_HEADERS,  # each occurs once in our mail: the second names its absence
+    b"Auto-Submitted",
+    b"Precedence",
+    b"Feedback-ID",
     b"MIME-Version",
     b"Content-Type",
 )

@@ -55,6 +55,10 @@ _STRUCTURAL_HEADERS = frozenset(
         "list-id",
         "list-unsubscribe",
         "list-unsubscribe-post",
+        "auto-submitted",
+        "x-auto-response-suppress",
+        "precedence",
+        "feedback-id",
     }
 )
 
@@ -214,9 +218,19 @@ def build_message(
     list_id: str,
     unsubscribe_url: str,
     unsubscribe_mailto: str | None,
+    automatic: bool = False,
+    bulk: bool = False,
+    feedback_id: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
 ) -> bytes:
-    """One multipart/alternative message (text first, then HTML), CRLF, 7-bit."""
+    """One multipart/alternative message (text first, then HTML), CRLF, 7-bit.
+
+    ``automatic`` marks mail no person wrote (alerts, digests): RFC 3834's
+    ``Auto-Submitted`` tells vacation responders not to answer. ``bulk`` adds
+    ``Precedence: bulk`` (digests, newsletters). ``feedback_id`` is Gmail's
+    ``Feedback-ID`` (``campaign:kind:sender``), which its complaint reports quote.
+    Every message asks Exchange not to send out-of-office replies.
+    """
     if date.tzinfo is None or date.utcoffset() is None:
         raise ValueError("date must be timezone-aware")
     message_id = clean_header_value(message_id)
@@ -250,7 +264,17 @@ def build_message(
         _fold("List-Id", _unstructured_words(list_id)),
         _fold("List-Unsubscribe", [word + "," for word in unsubscribe[:-1]] + unsubscribe[-1:]),
         f"List-Unsubscribe-Post: List-Unsubscribe=One-Click{CRLF}",
+        f"X-Auto-Response-Suppress: OOF, AutoReply{CRLF}",
     ]
+    if automatic:
+        headers.append(f"Auto-Submitted: auto-generated{CRLF}")
+    if bulk:
+        headers.append(f"Precedence: bulk{CRLF}")
+    if feedback_id:
+        feedback = clean_header_value(feedback_id)
+        if not re.fullmatch(r"[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+){1,3}", feedback):
+            raise ValueError(f"Feedback-ID must be up to four ':'-separated words: {feedback!r}")
+        headers.append(f"Feedback-ID: {feedback}{CRLF}")
     for name, value in (extra_headers or {}).items():
         if not _HEADER_NAME.fullmatch(name) or name.lower() in _STRUCTURAL_HEADERS:
             raise ValueError(f"extra header name not allowed: {name!r}")

@@ -76,6 +76,24 @@ def test_tampered_subject_fails_verification(key_pair: tuple[bytes, bytes]) -> N
     assert not verify(tampered, txt)
 
 
+@pytest.mark.parametrize(
+    "added",
+    [
+        b"Subject: Urgent: verify your account\r\n",
+        b"List-Unsubscribe: <https://elsewhere.example/trap>\r\n",
+        b"From: Bank <security@bank.example>\r\n",
+    ],
+)
+def test_a_header_added_above_the_signed_one_fails_verification(
+    key_pair: tuple[bytes, bytes], added: bytes
+) -> None:
+    private_pem, txt = key_pair
+    signed = DkimSigner(SELECTOR, DOMAIN, private_pem).sign(message())
+    signature_end = signed.index(b"\r\nFrom: ") + 2  # just after the DKIM-Signature header
+    assert verify(signed, txt)
+    assert not verify(signed[:signature_end] + added + signed[signature_end:], txt)
+
+
 def test_bad_key_fails_at_construction() -> None:
     with pytest.raises(DkimConfigurationError):
         DkimSigner(SELECTOR, DOMAIN, b"not a key")

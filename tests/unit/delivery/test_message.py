@@ -185,3 +185,26 @@ def test_any_text_round_trips(subject: str, text: str, html: str) -> None:
 def test_utc_date_header() -> None:
     message = parse(build(date=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)))
     assert message["Date"] == "Tue, 02 Jan 2024 03:04:05 +0000"
+
+
+def test_automatic_and_bulk_mail_say_so_and_ask_for_no_auto_replies() -> None:
+    digest = parse(build(automatic=True, bulk=True, feedback_id="digest:digest:alerts"))
+    assert digest["Auto-Submitted"] == "auto-generated"
+    assert digest["Precedence"] == "bulk"
+    assert digest["Feedback-ID"] == "digest:digest:alerts"
+    assert digest["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+    newsletter = parse(build(bulk=True))
+    assert newsletter["Auto-Submitted"] is None
+    assert newsletter["Feedback-ID"] is None
+    assert newsletter["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+
+
+@pytest.mark.parametrize("feedback_id", ["one", "a:b\r\nBcc: x@example.org", "a:b:c:d:e", "a b:c"])
+def test_a_malformed_feedback_id_is_refused(feedback_id: str) -> None:
+    with pytest.raises(ValueError, match="Feedback-ID"):
+        build(feedback_id=feedback_id)
+
+
+def test_the_new_headers_cannot_be_set_as_extra_headers() -> None:
+    with pytest.raises(ValueError, match="not allowed"):
+        build(extra_headers={"Auto-Submitted": "no"})
