@@ -35,6 +35,7 @@ from alerts.models import (
     Suppression,
     SuppressionReason,
 )
+from alerts.retention import database_bytes, retention_days, storage_sizes
 from alerts.schedule import UnknownTimezoneError, zone
 from alerts.subscribers import (
     REGION_SEPARATOR,
@@ -353,6 +354,9 @@ class Dashboard:
     sources: list[SourceHealth] = field(default_factory=list)
     failed_deliveries: list[FailedDelivery] = field(default_factory=list)
     failing_sources: list[Source] = field(default_factory=list)
+    # What the growing tables hold, and the retention period of each.
+    storage: list[dict[str, Any]] = field(default_factory=list)
+    database_bytes: int | None = None
 
 
 def _grouped(session: Session, column: Any, *conditions: Any) -> dict[str, int]:
@@ -403,4 +407,9 @@ def dashboard(session: Session, settings: Settings, now: datetime) -> Dashboard:
         sources=health,
         failed_deliveries=[FailedDelivery(d, title) for d, title in failed],
         failing_sources=[h.source for h in health if h.source.last_status == SOURCE_ERROR_STATUS],
+        storage=[
+            {**row, "kept_days": retention_days(settings, row["kind"])}
+            for row in storage_sizes(session)
+        ],
+        database_bytes=database_bytes(session),
     )

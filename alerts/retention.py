@@ -76,16 +76,15 @@ class PruneReport:
         return {**counts, "total": self.total, "cutoffs": self.cutoffs}
 
 
+def retention_days(settings: Settings, kind: str) -> int:
+    """Days rows of ``kind`` are kept; 0 is forever."""
+    days: int = getattr(settings, f"retain_{kind.removesuffix('_entries')}_days")
+    return days
+
+
 def cutoffs(settings: Settings, now: datetime) -> dict[str, datetime]:
     """The moment before which each kind of row goes; kinds kept forever are absent."""
-    periods = {
-        "articles": settings.retain_articles_days,
-        "matches": settings.retain_matches_days,
-        "deliveries": settings.retain_deliveries_days,
-        "webhook_deliveries": settings.retain_webhook_deliveries_days,
-        "rate_events": settings.retain_rate_events_days,
-        "audit_entries": settings.retain_audit_days,
-    }
+    periods = {kind: retention_days(settings, kind) for kind in PRUNE_ORDER}
     return {kind: now - timedelta(days=days) for kind, days in periods.items() if days > 0}
 
 
@@ -162,15 +161,28 @@ def prune_batch(
 
 
 def storage_sizes(session: Session) -> list[dict[str, Any]]:
-    """Rows, and bytes where the database can tell, of each table that grows."""
+    """Rows, and bytes where the database can tell, of each table that grows.
+
+    On PostgreSQL the row count is the planner's estimate (``reltuples``, kept by
+    autovacuum): an exact count of a billion matches would take minutes.
+    """
     dialect = session.get_bind().dialect.name
     sizes = []
     for kind, table in _TABLES.items():
-        rows = session.scalar(select(func.count()).select_from(table)) or 0
+        name = table.__tablename__
         size: int | None = None
         if dialect == "postgresql":
-            size = session.scalar(select(func.pg_total_relation_size(table.__tablename__)))
-        sizes.append({"kind": kind, "table": table.__tablename__, "rows": rows, "bytes": size})
+            estimate, size = session.execute(
+                text(
+                    "SELECT reltuples, pg_total_relation_size(oid) FROM pg_class "
+                    "WHERE oid = to_regclass(:name)"
+                ),
+                {"name": name},
+            ).one()
+            rows = max(int(estimate), 0)
+        else:
+            rows = session.scalar(select(func.count()).select_from(table)) or 0
+        sizes.append({"kind": kind, "table": name, "rows": rows, "bytes": size})
     return sizes
 
 
