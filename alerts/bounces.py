@@ -15,8 +15,8 @@ parse``, and later an LMTP receiver or a polled mailbox), goes through
 5. an RFC 3834 auto-reply (out of office), which is never counted;
 6. a reader's mail to the per-recipient ``mailto:`` unsubscribe address.
 
-Nothing here touches the database: the answer is a ``BounceReport`` that the
-caller records (suppression, scores) in its own transaction.
+``classify`` touches no database: its ``BounceReport`` is then applied by
+``record`` (suppression, scores, unsubscribes) in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -27,12 +27,30 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 from typing import Any, Literal
 
 from flufl.bounce import all_failures
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from alerts.config import Settings
+from alerts.delivery.outbound import suppress
+from alerts.models import (
+    BounceEvent,
+    Delivery,
+    DeliveryState,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    SuppressionReason,
+)
+from alerts.subscribers import unsubscribe
+from alerts.webhooks import emit
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +135,23 @@ def parse_message(raw: bytes) -> Message:
     return email.message_from_bytes(raw[:MAX_BOUNCE_BYTES], policy=email.policy.compat32)
 
 
-def classify(raw: bytes, secret: str, *, bounce_domain: str | None = None) -> BounceReport:
-    """What ``raw`` (a whole message as received) says about our mail."""
+def classify(
+    raw: bytes,
+    secret: str,
+    *,
+    bounce_domain: str | None = None,
+    envelope_to: Sequence[str] = (),
+) -> BounceReport:
+    """What ``raw`` (a whole message as received) says about our mail.
+
+    ``envelope_to`` are the RCPT TO addresses it came with, when known: the VERP
+    address is always among them, whatever headers the MTA wrote.
+    """
     message = parse_message(raw)
-    delivery = _delivery_named(message, secret)
+    delivery = next(
+        (d for d in (delivery_from_address(a, secret) for a in envelope_to) if d is not None),
+        None,
+    ) or _delivery_named(message, secret)
     report = (
         _delivery_status(message)
         or _complaint(message)
@@ -316,3 +347,153 @@ def _unsubscribe_request(message: Message) -> BounceReport | None:
             if local == UNSUBSCRIBE_LOCAL or local.startswith(UNSUBSCRIBE_LOCAL + VERP_SEPARATOR):
                 return BounceReport("unsubscribe", _sender(message))
     return None
+
+
+# --- recording: the bounce policy ---------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    """What recording one report did, per address: for logs, the CLI and tests."""
+
+    email: str
+    action: str  # suppressed | scored | unsubscribed | ignored | unknown recipient
+    score: float = 0.0
+
+
+def bounce_score(session: Session, email: str, settings: Settings, now: datetime) -> float:
+    """The reader's recent bounces, each fading linearly to nothing over the window."""
+    window = timedelta(days=settings.bounce_window_days)
+    events = session.execute(
+        select(BounceEvent.weight, BounceEvent.received_at).where(
+            BounceEvent.email == email, BounceEvent.received_at > now - window
+        )
+    ).all()
+    return sum(weight * (1 - (now - at) / window) for weight, at in events)
+
+
+def record(
+    session: Session, report: BounceReport, settings: Settings, now: datetime
+) -> list[Recorded]:
+    """Apply the bounce policy to one report, like Mailman's per-member scores.
+
+    A hard bounce or a complaint proven by the VERP token suppresses at once; a
+    soft bounce, or a hard one nothing proves, adds to a score that fades over
+    ``ALERTS_BOUNCE_WINDOW_DAYS``, and crossing ``ALERTS_BOUNCE_SCORE_THRESHOLD``
+    suppresses. Only addresses of known readers are ever touched, so a forged
+    report about a stranger changes nothing. Auto-replies are never counted.
+    """
+    if report.kind in ("auto-reply", "not-a-bounce"):
+        return [Recorded(address, "ignored") for address in report.recipients]
+    delivery = session.get(Delivery, report.delivery) if report.delivery else None
+    verified = delivery is not None
+    if delivery is not None:
+        addresses = [delivery.recipient]
+    elif report.kind == "unsubscribe":
+        addresses = report.recipients  # the From of a reader's own mail
+    else:
+        addresses = report.recipients
+    outcomes = []
+    for address in addresses:
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address.lower()))
+        if subscriber is None:
+            outcomes.append(Recorded(address, "unknown recipient"))
+            continue
+        outcomes.append(_apply(session, report, subscriber, delivery, verified, settings, now))
+    return outcomes
+
+
+def _apply(
+    session: Session,
+    report: BounceReport,
+    subscriber: Subscriber,
+    delivery: Delivery | None,
+    verified: bool,
+    settings: Settings,
+    now: datetime,
+) -> Recorded:
+    email = subscriber.email
+    weight = 0.0
+    if report.kind == "unsubscribe":
+        unsubscribe(session, subscriber.id, now)
+        action = "unsubscribed"
+    elif report.kind == "complaint":
+        suppress(session, email, SuppressionReason.COMPLAINT, "spam complaint", now)
+        unsubscribe(session, subscriber.id, now)
+        action = "suppressed"
+    elif report.kind == "hard" and verified:
+        _bounced(session, subscriber, delivery, f"hard bounce {report.status or ''}".strip(), now)
+        action = "suppressed"
+    else:
+        weight = (
+            settings.bounce_soft_weight
+            if report.kind == "soft"
+            else (settings.bounce_unproven_hard_weight)
+        )
+        action = "scored"
+    session.add(
+        BounceEvent(
+            email=email,
+            subscriber_id=subscriber.id,
+            delivery_id=delivery.id if delivery else None,
+            kind=report.kind,
+            status=report.status,
+            verified=verified,
+            weight=weight,
+            action=action,
+            received_at=now,
+        )
+    )
+    session.flush()
+    score = bounce_score(session, email, settings, now)
+    if action == "scored" and score >= settings.bounce_score_threshold:
+        _bounced(session, subscriber, delivery, f"bounce score {score:.1f}", now)
+        action = "suppressed"
+    return Recorded(email, action, round(score, 2))
+
+
+def _bounced(
+    session: Session,
+    subscriber: Subscriber,
+    delivery: Delivery | None,
+    reason: str,
+    now: datetime,
+) -> None:
+    suppress(session, subscriber.email, SuppressionReason.HARD_BOUNCE, reason, now)
+    if subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
+        subscriber.status = SubscriberStatus.BOUNCED
+    if delivery is not None and delivery.state is DeliveryState.SENT:
+        delivery.state = DeliveryState.BOUNCED  # the relay took it; the mailbox did not
+        delivery.reason = reason
+    emit(
+        session,
+        "delivery.bounced",
+        {
+            "delivery_id": delivery.id if delivery else None,
+            "subscriber_id": subscriber.id,
+            "reason": reason,
+        },
+        now,
+    )
+
+
+def reactivate(session: Session, subscriber: Subscriber) -> bool:
+    """An admin's "this address works again": off the list, score cleared."""
+    if subscriber.status is not SubscriberStatus.BOUNCED:
+        return False
+    session.execute(delete(Suppression).where(Suppression.email == subscriber.email))
+    session.execute(delete(BounceEvent).where(BounceEvent.email == subscriber.email))
+    subscriber.status = SubscriberStatus.CONFIRMED
+    return True
+
+
+def history(session: Session, subscriber_id: int, limit: int = 50) -> list[BounceEvent]:
+    """A reader's returned mail, newest first, for the console."""
+    return list(
+        session.scalars(
+            select(BounceEvent)
+            .where(BounceEvent.subscriber_id == subscriber_id)
+            .order_by(BounceEvent.received_at.desc(), BounceEvent.id.desc())
+            .limit(limit)
+        )
+    )

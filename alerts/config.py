@@ -75,6 +75,18 @@ class Settings(BaseSettings):
         description="Local part of the return path; each delivery's address is "
         "<local>+<signed token>@<bounce domain> (VERP).",
     )
+    bounce_score_threshold: float = Field(
+        default=5.0, description="Bounce score at which a reader is marked bounced and suppressed."
+    )
+    bounce_soft_weight: float = Field(default=1.0, description="Score of one soft bounce.")
+    bounce_unproven_hard_weight: float = Field(
+        default=2.5,
+        description="Score of a hard bounce that no VERP token proves (a proven one "
+        "suppresses at once).",
+    )
+    bounce_window_days: int = Field(
+        default=7, description="Days over which a bounce's score fades to nothing."
+    )
     dkim_selector: str | None = Field(default=None, description="DKIM selector; unset: no DKIM.")
     dkim_domain: str | None = Field(default=None, description="DKIM signing domain (d=).")
     dkim_private_key_file: Path | None = Field(

@@ -1,15 +1,36 @@
-"""``alerts bounces``: what returned mail says (parse), without touching the database."""
+"""``alerts bounces``: read returned mail; ``parse`` prints, ``serve`` records.
+
+``serve`` is an LMTP (or SMTP) receiver for the bounce domain: the MTA hands
+it every message addressed there (bounces to VERP addresses, complaints,
+mailto unsubscribe requests). A message is acknowledged only once what it says
+is committed; if the database cannot be reached the answer is a 451 and the
+MTA keeps the message and tries again, so nothing is lost.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
+import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from alerts.bounces import MAX_BOUNCE_BYTES, classify
-from alerts.config import get_settings
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope
+from sqlalchemy.exc import SQLAlchemyError
+
+from alerts.bounces import MAX_BOUNCE_BYTES, Recorded, classify, record
+from alerts.config import Settings, get_settings
+from alerts.db import get_database, utcnow
 from alerts.delivery.outbound import mail_domain
+from alerts.logs import configure_logging
+
+log = logging.getLogger("alerts.bounces")
+DEFAULT_PORT = 8024
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,12 +40,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parse.add_argument("files", nargs="+", metavar="FILE", help="a message as received (.eml)")
     parse.add_argument("--json", action="store_true", help="one JSON object per file")
     parse.set_defaults(handler=run_parse)
+    serve = actions.add_parser(
+        "serve", help="receive the bounce domain's mail from the MTA and record it"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
+    serve.add_argument(
+        "--protocol", choices=("lmtp", "smtp"), default="lmtp", help="what the MTA speaks"
+    )
+    serve.set_defaults(handler=run_serve)
+
+
+def _bounce_domain(settings: Settings) -> str:
+    return settings.bounce_domain or mail_domain(settings)
 
 
 def run_parse(args: argparse.Namespace) -> int:
     settings = get_settings()
     secret = settings.resolved_secret_key
-    bounce_domain = settings.bounce_domain or mail_domain(settings)
     code = 0
     for name in args.files:
         try:
@@ -34,7 +67,7 @@ def run_parse(args: argparse.Namespace) -> int:
             print(f"alerts bounces parse: cannot read {name}: {error.strerror}", file=sys.stderr)
             code = 1
             continue
-        report = classify(raw, secret, bounce_domain=bounce_domain)
+        report = classify(raw, secret, bounce_domain=_bounce_domain(settings))
         if args.json:
             print(json.dumps({"file": name, **report.as_dict()}, ensure_ascii=False))
         else:
@@ -43,3 +76,70 @@ def run_parse(args: argparse.Namespace) -> int:
             delivery = f" (delivery {report.delivery})" if report.delivery else ""
             print(f"{name}: {report.kind}{status}: {who}{delivery}")
     return code
+
+
+def take_in(raw: bytes, envelope_to: Sequence[str], settings: Settings) -> list[Recorded]:
+    """Classify one returned message and apply the bounce policy, in one transaction."""
+    report = classify(
+        raw,
+        settings.resolved_secret_key,
+        bounce_domain=_bounce_domain(settings),
+        envelope_to=envelope_to,
+    )
+    with get_database(settings).session_scope() as session:
+        recorded = record(session, report, settings, utcnow())
+    log.info(
+        "returned mail: %s %s",
+        report.kind,
+        ", ".join(f"{r.email} {r.action}" for r in recorded) or "no reader",
+        extra={"kind": report.kind, "delivery": report.delivery},
+    )
+    return recorded
+
+
+class ReturnedMailHandler:
+    """aiosmtpd handler: one reply per recipient (LMTP), after the commit."""
+
+    def __init__(self, settings: Settings, lmtp: bool) -> None:
+        self.settings = settings
+        self.lmtp = lmtp
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+        raw = envelope.original_content or b""
+        recipients = list(envelope.rcpt_tos)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, take_in, raw, recipients, self.settings
+            )
+            reply = "250 2.0.0 recorded"
+        except SQLAlchemyError:
+            log.exception("could not record returned mail; the MTA will retry")
+            reply = "451 4.3.0 cannot record it now, try again later"
+        # LMTP answers DATA once per accepted recipient (RFC 2033 section 4.2).
+        return "\r\n".join([reply] * len(recipients)) if self.lmtp else reply
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    configure_logging(settings, "bounces")
+    get_database(settings)  # migrate and fail now, not at the first message
+    lmtp = args.protocol == "lmtp"
+    protocol = LMTP if lmtp else SMTP
+    handler = ReturnedMailHandler(settings, lmtp)
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: protocol(handler, data_size_limit=MAX_BOUNCE_BYTES * 4),
+            host=args.host,
+            port=args.port,
+        )
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("receiving returned mail (%s) on %s:%d", args.protocol, args.host, args.port)
+        async with server:
+            await stop.wait()
+
+    asyncio.run(serve())
+    return 0
