@@ -373,20 +373,27 @@ def bounce_score(session: Session, email: str, settings: Settings, now: datetime
 
 
 def record(
-    session: Session, report: BounceReport, settings: Settings, now: datetime
+    session: Session,
+    report: BounceReport,
+    settings: Settings,
+    now: datetime,
+    *,
+    proven: bool = False,
 ) -> list[Recorded]:
     """Apply the bounce policy to one report, like Mailman's per-member scores.
 
     A hard bounce or a complaint proven by the VERP token suppresses at once; a
     soft bounce, or a hard one nothing proves, adds to a score that fades over
     ``ALERTS_BOUNCE_WINDOW_DAYS``, and crossing ``ALERTS_BOUNCE_SCORE_THRESHOLD``
-    suppresses. Only addresses of known readers are ever touched, so a forged
-    report about a stranger changes nothing. Auto-replies are never counted.
+    suppresses. ``proven`` says the report is authentic by other means (a
+    provider's signed webhook). Only addresses of known readers are ever
+    touched, so a forged report about a stranger changes nothing. Auto-replies
+    are never counted.
     """
     if report.kind in ("auto-reply", "not-a-bounce"):
         return [Recorded(address, "ignored") for address in report.recipients]
     delivery = session.get(Delivery, report.delivery) if report.delivery else None
-    verified = delivery is not None
+    verified = delivery is not None or proven
     if delivery is not None:
         addresses = [delivery.recipient]
     elif report.kind == "unsubscribe":

@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     bounce_window_days: int = Field(
         default=7, description="Days over which a bounce's score fades to nothing."
     )
+    postmark_webhook_token: str | None = Field(
+        default=None,
+        description="Password Postmark sends (HTTP basic auth) to /hooks/bounces/postmark.",
+    )
+    mailgun_signing_key: str | None = Field(
+        default=None, description="Mailgun's webhook signing key, for /hooks/bounces/mailgun."
+    )
+    sendgrid_verification_key: str | None = Field(
+        default=None,
+        description="SendGrid's event webhook verification key (ECDSA public key, base64 "
+        "or PEM), for /hooks/bounces/sendgrid.",
+    )
     dkim_selector: str | None = Field(default=None, description="DKIM selector; unset: no DKIM.")
     dkim_domain: str | None = Field(default=None, description="DKIM signing domain (d=).")
     dkim_private_key_file: Path | None = Field(

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from alerts.web import admin, api, editor, public, status
+from alerts.web import admin, api, editor, hooks, public, status
 from alerts.web.security import security_middleware
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -21,6 +21,7 @@ def create_app() -> FastAPI:
     app.include_router(public.router)
     app.include_router(admin.router)
     app.include_router(editor.router)
+    app.include_router(hooks.router)
     # After the public routes, so the sign-up form's open /api/... endpoints match first.
     app.mount("/api", api.create_api())
     return app
