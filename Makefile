@@ -32,7 +32,13 @@ run: $(VENV)/.installed
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium); \
 	else echo "browser tests need /usr/bin/chromium: sudo apt-get install chromium"; fi
 
-test: $(VENV)/.installed-dev /usr/bin/chromium
+# The bounce mailbox tests read a real Dovecot (IMAP and POP3) that they start themselves.
+/usr/sbin/dovecot:
+	@if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-imapd dovecot-pop3d || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-imapd dovecot-pop3d); \
+	else echo "bounce mailbox tests need Dovecot: sudo apt-get install dovecot-imapd dovecot-pop3d"; fi
+
+test: $(VENV)/.installed-dev /usr/bin/chromium /usr/sbin/dovecot
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest

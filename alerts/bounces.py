@@ -39,7 +39,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from alerts.config import Settings
-from alerts.delivery.outbound import suppress
+from alerts.db import get_database, utcnow
+from alerts.delivery.outbound import mail_domain, suppress
 from alerts.models import (
     BounceEvent,
     Delivery,
@@ -52,7 +53,7 @@ from alerts.models import (
 from alerts.subscribers import unsubscribe
 from alerts.webhooks import emit
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("alerts.bounces")
 
 Kind = Literal["hard", "soft", "complaint", "auto-reply", "unsubscribe", "not-a-bounce"]
 # A bounce names its recipient in its first part; the original message it may
@@ -504,3 +505,31 @@ def history(session: Session, subscriber_id: int, limit: int = 50) -> list[Bounc
             .limit(limit)
         )
     )
+
+
+def bounce_domain(settings: Settings) -> str:
+    """Where returned mail is addressed: the setting, or the From address's domain."""
+    return settings.bounce_domain or mail_domain(settings)
+
+
+def take_in(raw: bytes, envelope_to: Sequence[str], settings: Settings) -> list[Recorded]:
+    """Classify one returned message and apply the bounce policy (every way in calls this).
+
+    It owns its transaction, like an edge: the receiver and the mailbox poller
+    acknowledge or delete the message only once this has returned.
+    """
+    report = classify(
+        raw,
+        settings.resolved_secret_key,
+        bounce_domain=bounce_domain(settings),
+        envelope_to=envelope_to,
+    )
+    with get_database(settings).session_scope() as session:
+        recorded = record(session, report, settings, utcnow())
+    log.info(
+        "returned mail: %s %s",
+        report.kind,
+        ", ".join(f"{r.email} {r.action}" for r in recorded) or "no reader",
+        extra={"kind": report.kind, "delivery": report.delivery},
+    )
+    return recorded

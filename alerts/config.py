@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     bounce_window_days: int = Field(
         default=7, description="Days over which a bounce's score fades to nothing."
     )
+    bounce_mailbox_url: str | None = Field(
+        default=None,
+        description="Mailbox the relay delivers returned mail to, read by the clock: "
+        "imaps://user:password@host/INBOX, imap://, pop3s:// or pop3://; unset: none.",
+    )
+    bounce_poll_minutes: int = Field(
+        default=5, description="How often the clock reads the bounce mailbox.", ge=1
+    )
     postmark_webhook_token: str | None = Field(
         default=None,
         description="Password Postmark sends (HTTP basic auth) to /hooks/bounces/postmark.",

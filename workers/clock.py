@@ -17,6 +17,8 @@ from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from alerts.bounce_mailbox import Mailbox, MailboxError, poll
+from alerts.bounces import take_in
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.leader import release, try_lead
@@ -72,6 +74,27 @@ def prune(holder: str) -> bool:
     return True
 
 
+def read_bounce_mailbox(holder: str) -> bool:
+    """Record the returned mail waiting in ALERTS_BOUNCE_MAILBOX_URL, leading clock only."""
+    settings = get_settings()
+    if not settings.bounce_mailbox_url:
+        return False
+    with get_database().session_scope() as session:
+        ttl = timedelta(seconds=settings.leader_lock_ttl_seconds)
+        if not try_lead(session, LEASE_NAME, holder, utcnow(), ttl):
+            return False
+    try:
+        report = poll(
+            Mailbox.from_url(settings.bounce_mailbox_url), lambda raw: take_in(raw, (), settings)
+        )
+    except MailboxError as error:
+        log.warning("bounce mailbox: %s", error)
+        return False
+    if report.taken or report.failed:
+        log.info("bounce mailbox: recorded %d, failed %d", report.taken, report.failed)
+    return True
+
+
 def main() -> None:
     settings = get_settings()
     configure_logging(settings, "clock")
@@ -91,6 +114,13 @@ def main() -> None:
         seconds=settings.clock_tick_seconds,
         id="tick",
         next_run_time=utcnow(),
+    )
+    scheduler.add_job(
+        read_bounce_mailbox,
+        "interval",
+        args=[holder],
+        minutes=settings.bounce_poll_minutes,
+        id="bounce-mailbox",
     )
     # A clock down at this hour prunes the next day: retention counts in days.
     scheduler.add_job(

@@ -15,7 +15,6 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope
 from sqlalchemy.exc import SQLAlchemyError
 
-from alerts.bounces import MAX_BOUNCE_BYTES, Recorded, classify, record
+from alerts.bounce_mailbox import Mailbox, MailboxError, poll
+from alerts.bounces import MAX_BOUNCE_BYTES, bounce_domain, classify, take_in
 from alerts.config import Settings, get_settings
-from alerts.db import get_database, utcnow
-from alerts.delivery.outbound import mail_domain
+from alerts.db import get_database
 from alerts.logs import configure_logging
 
 log = logging.getLogger("alerts.bounces")
@@ -49,10 +48,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--protocol", choices=("lmtp", "smtp"), default="lmtp", help="what the MTA speaks"
     )
     serve.set_defaults(handler=run_serve)
-
-
-def _bounce_domain(settings: Settings) -> str:
-    return settings.bounce_domain or mail_domain(settings)
+    poller = actions.add_parser(
+        "poll", help="record and delete the returned mail in ALERTS_BOUNCE_MAILBOX_URL once"
+    )
+    poller.set_defaults(handler=run_poll)
 
 
 def run_parse(args: argparse.Namespace) -> int:
@@ -67,7 +66,7 @@ def run_parse(args: argparse.Namespace) -> int:
             print(f"alerts bounces parse: cannot read {name}: {error.strerror}", file=sys.stderr)
             code = 1
             continue
-        report = classify(raw, secret, bounce_domain=_bounce_domain(settings))
+        report = classify(raw, secret, bounce_domain=bounce_domain(settings))
         if args.json:
             print(json.dumps({"file": name, **report.as_dict()}, ensure_ascii=False))
         else:
@@ -76,25 +75,6 @@ def run_parse(args: argparse.Namespace) -> int:
             delivery = f" (delivery {report.delivery})" if report.delivery else ""
             print(f"{name}: {report.kind}{status}: {who}{delivery}")
     return code
-
-
-def take_in(raw: bytes, envelope_to: Sequence[str], settings: Settings) -> list[Recorded]:
-    """Classify one returned message and apply the bounce policy, in one transaction."""
-    report = classify(
-        raw,
-        settings.resolved_secret_key,
-        bounce_domain=_bounce_domain(settings),
-        envelope_to=envelope_to,
-    )
-    with get_database(settings).session_scope() as session:
-        recorded = record(session, report, settings, utcnow())
-    log.info(
-        "returned mail: %s %s",
-        report.kind,
-        ", ".join(f"{r.email} {r.action}" for r in recorded) or "no reader",
-        extra={"kind": report.kind, "delivery": report.delivery},
-    )
-    return recorded
 
 
 class ReturnedMailHandler:
@@ -143,3 +123,18 @@ def run_serve(args: argparse.Namespace) -> int:
 
     asyncio.run(serve())
     return 0
+
+
+def run_poll(_args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not settings.bounce_mailbox_url:
+        print("alerts bounces poll: ALERTS_BOUNCE_MAILBOX_URL is not set", file=sys.stderr)
+        return 2
+    try:
+        mailbox = Mailbox.from_url(settings.bounce_mailbox_url)
+        report = poll(mailbox, lambda raw: take_in(raw, (), settings))
+    except MailboxError as error:
+        print(f"alerts bounces poll: {error}", file=sys.stderr)
+        return 1
+    print(f"recorded {report.taken}, failed {report.failed}, left for the next poll {report.left}")
+    return 1 if report.failed else 0

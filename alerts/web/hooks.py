@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse

@@ -20,43 +20,18 @@ from alerts.db import Database
 from alerts.models import (
     BounceEvent,
     Delivery,
-    DeliveryKind,
     DeliveryState,
     Subscriber,
     SubscriberStatus,
     Suppression,
     SuppressionReason,
     WebhookDelivery,
-    WebhookEndpoint,
 )
 from tests.conftest import REPO_ROOT, free_port, wait_until
+from tests.factories import reader_with_a_sent_digest
 from tests.unit.test_bounces import dsn
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
-
-
-def _reader(database: Database, email: str = "reader@example.org") -> tuple[int, int]:
-    """A confirmed reader with one sent digest: (subscriber id, delivery id)."""
-    with database.session_scope() as session:
-        reader = Subscriber(email=email, status=SubscriberStatus.CONFIRMED)
-        session.add(reader)
-        session.flush()
-        delivery = Delivery(
-            dedup_key=f"digest:{reader.id}:w",
-            kind=DeliveryKind.DIGEST,
-            state=DeliveryState.SENT,
-            subscriber_id=reader.id,
-            recipient=email,
-            message_id=f"<{reader.id}@test>",
-        )
-        session.add(delivery)
-        session.add(
-            WebhookEndpoint(
-                url="https://hooks.example.org/x", events=["delivery.bounced"], secret="s"
-            )
-        )
-        session.flush()
-        return reader.id, delivery.id
 
 
 def _apply(database: Database, report: BounceReport, at: datetime = NOW) -> list[str]:
@@ -75,7 +50,7 @@ def _standing(database: Database, reader_id: int) -> tuple[SubscriberStatus, str
 def test_a_proven_hard_bounce_suppresses_at_once_and_tells_the_webhooks(
     database: Database,
 ) -> None:
-    reader, delivery = _reader(database)
+    reader, delivery = reader_with_a_sent_digest(database)
     assert _apply(database, BounceReport("hard", [], "5.1.1", delivery)) == ["suppressed"]
     assert _standing(database, reader) == (SubscriberStatus.BOUNCED, SuppressionReason.HARD_BOUNCE)
     with database.session_scope() as session:
@@ -85,7 +60,7 @@ def test_a_proven_hard_bounce_suppresses_at_once_and_tells_the_webhooks(
 
 
 def test_soft_bounces_add_up_fade_and_cross_the_threshold(database: Database) -> None:
-    reader, _delivery = _reader(database)
+    reader, _delivery = reader_with_a_sent_digest(database)
     soft = BounceReport("soft", ["reader@example.org"], "4.2.2")
     for day in range(4):
         assert _apply(database, soft, NOW + timedelta(hours=day)) == ["scored"]
@@ -103,13 +78,13 @@ def test_soft_bounces_add_up_fade_and_cross_the_threshold(database: Database) ->
 
 
 def test_an_unproven_hard_bounce_only_scores(database: Database) -> None:
-    reader, _delivery = _reader(database)
+    reader, _delivery = reader_with_a_sent_digest(database)
     assert _apply(database, BounceReport("hard", ["reader@example.org"], "5.1.1")) == ["scored"]
     assert _standing(database, reader) == (SubscriberStatus.CONFIRMED, None)
 
 
 def test_a_complaint_suppresses_and_unsubscribes(database: Database) -> None:
-    reader, delivery = _reader(database)
+    reader, delivery = reader_with_a_sent_digest(database)
     assert _apply(database, BounceReport("complaint", [], None, delivery)) == ["suppressed"]
     assert _standing(database, reader) == (
         SubscriberStatus.UNSUBSCRIBED,
@@ -118,14 +93,14 @@ def test_a_complaint_suppresses_and_unsubscribes(database: Database) -> None:
 
 
 def test_a_mailto_unsubscribe_takes_effect_at_once(database: Database) -> None:
-    reader, _delivery = _reader(database)
+    reader, _delivery = reader_with_a_sent_digest(database)
     report = BounceReport("unsubscribe", ["reader@example.org"])
     assert _apply(database, report) == ["unsubscribed"]
     assert _standing(database, reader) == (SubscriberStatus.UNSUBSCRIBED, None)
 
 
 def test_strangers_auto_replies_and_erased_readers_change_nothing(database: Database) -> None:
-    reader, _delivery = _reader(database)
+    reader, _delivery = reader_with_a_sent_digest(database)
     assert _apply(database, BounceReport("hard", ["stranger@example.org"], "5.1.1")) == [
         "unknown recipient"
     ]
@@ -137,8 +112,8 @@ def test_strangers_auto_replies_and_erased_readers_change_nothing(database: Data
     assert _standing(database, reader) == (SubscriberStatus.CONFIRMED, None)
 
 
-def test_an_admin_reactivates_a_bounced_reader(database: Database) -> None:
-    reader, delivery = _reader(database)
+def test_an_admin_reactivates_a_bouncedreader_with_a_sent_digest(database: Database) -> None:
+    reader, delivery = reader_with_a_sent_digest(database)
     _apply(database, BounceReport("hard", [], "5.1.1", delivery))
     with database.session_scope() as session:
         subscriber = session.get(Subscriber, reader)
@@ -184,7 +159,7 @@ def test_the_lmtp_receiver_records_a_dsn_for_its_verp_address(
 ) -> None:
     monkeypatch.setenv("ALERTS_SECRET_KEY", "test-secret")
     get_settings.cache_clear()
-    reader, delivery = _reader(database, "gone@reader.example")
+    reader, delivery = reader_with_a_sent_digest(database, "gone@reader.example")
     verp = verp_address("bounces", "news.example.org", delivery, "test-secret")
     message = dsn("failed", "5.1.1", verp=verp)
     assert classify(message, "test-secret").delivery == delivery
