@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     bounce_poll_minutes: int = Field(
         default=5, description="How often the clock reads the bounce mailbox.", ge=1
     )
+    ses_topic_arns: str | None = Field(
+        default=None,
+        description="Comma-separated SNS topic ARNs whose SES bounce and complaint "
+        "notifications /hooks/bounces/ses accepts; unset: none.",
+    )
     postmark_webhook_token: str | None = Field(
         default=None,
         description="Password Postmark sends (HTTP basic auth) to /hooks/bounces/postmark.",

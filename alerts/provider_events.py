@@ -11,6 +11,11 @@ gives, so one policy (``alerts.bounces.record``) decides what happens.
 - Mailgun: ``signature: {timestamp, token, signature}`` in the JSON body,
   HMAC-SHA256 of timestamp + token with the webhook signing key
   (``ALERTS_MAILGUN_SIGNING_KEY``).
+- Amazon SES, through SNS: the SNS message signature (RSA, SHA1 for
+  SignatureVersion 1, SHA256 for 2) checked against the certificate at
+  SigningCertURL, which must be an https URL on an ``sns.<region>.amazonaws.com``
+  host; the topic must be one of ``ALERTS_SES_TOPIC_ARNS``. A subscription
+  confirmation is confirmed by fetching its SubscribeURL (same host rule).
 - SendGrid: ECDSA (P-256, SHA-256) over timestamp + raw body in the
   ``X-Twilio-Email-Event-Webhook-Signature`` header, checked with the public key
   from its console (``ALERTS_SENDGRID_VERIFICATION_KEY``).
@@ -26,22 +31,28 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from alerts.bounces import BounceReport
 from alerts.config import Settings
+from alerts.ingest.fetch import fetch_url
+from alerts.ingest.formats import SourceError
+from alerts.ingest.limits import IngestLimits
 
 # A signed call older (or newer) than this is a replay, or a clock far off.
 MAX_CLOCK_SKEW_SECONDS = 300
 MAX_EVENT_BYTES = 5 * 1024 * 1024
-PROVIDERS = ("postmark", "mailgun", "sendgrid")
+PROVIDERS = ("ses", "postmark", "mailgun", "sendgrid")
 
 
 class ProviderEventError(ValueError):
@@ -213,8 +224,163 @@ def sendgrid(call: SignedCall, settings: Settings, now: datetime) -> Events:
     return Events(reports, f"sendgrid-call:{signed}")
 
 
+# --- Amazon SES through SNS ---------------------------------------------------------
+
+SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+# The fields an SNS signature covers, in the order it covers them, by message type.
+SNS_SIGNED_FIELDS = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+    "UnsubscribeConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+}
+SNS_HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
+MAX_CERTIFICATE_BYTES = 64 * 1024
+
+
+def _sns_url(url: object, what: str) -> str:
+    parts = urlsplit(str(url))
+    if parts.scheme != "https" or not SNS_HOST.match(parts.hostname or ""):
+        raise ProviderEventError(f"the {what} is not an Amazon SNS https URL")
+    return str(url)
+
+
+class SnsCertificates:
+    """SNS signing certificates by URL, fetched once per process (they change rarely)."""
+
+    def __init__(self, fetch: Callable[[str], bytes] | None = None) -> None:
+        self._fetch = fetch or _fetch_public
+        self._by_url: dict[str, x509.Certificate] = {}
+
+    def remember(self, url: str, pem: bytes) -> None:
+        self._by_url[url] = x509.load_pem_x509_certificate(pem)
+
+    def get(self, url: str) -> x509.Certificate:
+        if url not in self._by_url:
+            try:
+                self.remember(url, self._fetch(url))
+            except ValueError as error:
+                raise ProviderEventError("the signing certificate cannot be read") from error
+        return self._by_url[url]
+
+
+def _fetch_public(url: str) -> bytes:
+    """A public https document, through the guarded fetch every outbound request uses."""
+    try:
+        fetched = fetch_url(url, limits=IngestLimits(max_source_bytes=MAX_CERTIFICATE_BYTES))
+    except SourceError as error:
+        raise ProviderEventError(f"cannot fetch from Amazon SNS: {error}") from error
+    return fetched.data or b""
+
+
+SNS_CERTIFICATES = SnsCertificates()
+
+
+def _sns_verified(message: dict[str, Any], certificates: SnsCertificates) -> None:
+    kind = message.get("Type")
+    fields = SNS_SIGNED_FIELDS.get(str(kind))
+    version = str(message.get("SignatureVersion", ""))
+    if fields is None or version not in SNS_HASHES:
+        raise ProviderEventError("not an SNS message this endpoint takes")
+    signed = "".join(
+        f"{name}\n{message[name]}\n" for name in fields if message.get(name) is not None
+    ).encode()
+    certificate = certificates.get(_sns_url(message.get("SigningCertURL"), "signing certificate"))
+    key = certificate.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ProviderEventError("the signing certificate holds no RSA key")
+    try:
+        signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
+        key.verify(signature, signed, padding.PKCS1v15(), SNS_HASHES[version]())
+    except (InvalidSignature, binascii.Error, ValueError) as error:
+        raise ProviderEventError("the signature does not match") from error
+
+
+def ses(
+    call: SignedCall,
+    settings: Settings,
+    _now: datetime,
+    certificates: SnsCertificates = SNS_CERTIFICATES,
+) -> Events:
+    topics = {arn.strip() for arn in (settings.ses_topic_arns or "").split(",") if arn.strip()}
+    if not topics:
+        raise ProviderEventError("Amazon SES events are not set up (ALERTS_SES_TOPIC_ARNS)")
+    message = _json(call.body)
+    if not isinstance(message, dict):
+        raise ProviderEventError("an SNS message is one JSON object")
+    if message.get("TopicArn") not in topics:
+        raise ProviderEventError("the topic is not one of ALERTS_SES_TOPIC_ARNS")
+    _sns_verified(message, certificates)
+    replay_key = f"sns-message:{str(message.get('MessageId', ''))[:100]}"
+    if message["Type"] == "SubscriptionConfirmation":
+        _fetch_public(_sns_url(message.get("SubscribeURL"), "subscription URL"))
+        return Events([], replay_key)
+    if message["Type"] != "Notification":
+        return Events([], replay_key)
+    try:
+        notification = json.loads(str(message.get("Message", "")))
+    except json.JSONDecodeError as error:
+        raise ProviderEventError("the SES notification is not JSON") from error
+    return Events(_ses_reports(notification), replay_key)
+
+
+def _ses_reports(notification: Any) -> list[BounceReport]:
+    if not isinstance(notification, dict):
+        return []
+    kind = notification.get("notificationType") or notification.get("eventType")
+    if kind == "Bounce":
+        bounce = notification.get("bounce") or {}
+        permanent = bounce.get("bounceType") == "Permanent"
+        # SES's "Permanent/OnAccountSuppressionList" is its own list, not the reader's box.
+        permanent = permanent and bounce.get("bounceSubType") != "OnAccountSuppressionList"
+        reports = []
+        for recipient in bounce.get("bouncedRecipients") or []:
+            if isinstance(recipient, dict):
+                status = (
+                    recipient.get("status") if isinstance(recipient.get("status"), str) else None
+                )
+                reports.append(
+                    BounceReport(
+                        "hard" if permanent else "soft",
+                        _address(recipient.get("emailAddress")),
+                        status,
+                    )
+                )
+        return reports
+    if kind == "Complaint":
+        complaint = notification.get("complaint") or {}
+        if complaint.get("complaintFeedbackType") == "not-spam":
+            return []
+        return [
+            BounceReport("complaint", _address(r.get("emailAddress")))
+            for r in complaint.get("complainedRecipients") or []
+            if isinstance(r, dict)
+        ]
+    return []
+
+
 Reader = Callable[[SignedCall, Settings, datetime], Events]
-READERS: dict[str, Reader] = {"postmark": postmark, "mailgun": mailgun, "sendgrid": sendgrid}
+READERS: dict[str, Reader] = {
+    "ses": ses,
+    "postmark": postmark,
+    "mailgun": mailgun,
+    "sendgrid": sendgrid,
+}
 
 
 def read_events(provider: str, call: SignedCall, settings: Settings, now: datetime) -> Events:

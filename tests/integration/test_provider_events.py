@@ -8,16 +8,20 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from alerts.config import get_settings
 from alerts.db import Database
 from alerts.models import BounceEvent, Subscriber, SubscriberStatus, Suppression
+from alerts.provider_events import SNS_CERTIFICATES
 from alerts.web.app import create_app
 
 MAILGUN_KEY = "key-for-tests"
@@ -171,3 +175,112 @@ def test_an_unknown_provider_or_an_unset_secret_is_refused(
     refused = client.post("/hooks/bounces/postmark", json={"RecordType": "Bounce"})
     assert refused.status_code == 401
     assert "not set up" in refused.json()["error"]
+
+
+SNS_CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem"
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-bounces"
+
+
+@pytest.fixture
+def sns_key(monkeypatch: pytest.MonkeyPatch) -> rsa.RSAPrivateKey:
+    """A key and certificate the test makes, known to the app as SNS's at SNS_CERT_URL."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    monkeypatch.setitem(SNS_CERTIFICATES._by_url, SNS_CERT_URL, certificate)
+    monkeypatch.setenv("ALERTS_SES_TOPIC_ARNS", f"arn:aws:sns:us-east-1:1:other,{TOPIC}")
+    get_settings.cache_clear()
+    return key
+
+
+def _sns(key: rsa.RSAPrivateKey, notification: dict[str, object], **changes: str) -> bytes:
+    message: dict[str, str] = {
+        "Type": "Notification",
+        "MessageId": hashlib.sha256(json.dumps(notification).encode()).hexdigest(),
+        "TopicArn": TOPIC,
+        "Message": json.dumps(notification),
+        "Timestamp": "2026-12-03T12:00:00.000Z",
+        "SignatureVersion": "2",
+        "SigningCertURL": SNS_CERT_URL,
+    }
+    signed = "".join(
+        f"{field}\n{message[field]}\n"
+        for field in ("Message", "MessageId", "Timestamp", "TopicArn", "Type")
+    )
+    signature = key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+    message["Signature"] = base64.b64encode(signature).decode()
+    message.update(changes)
+    return json.dumps(message).encode()
+
+
+def test_ses_notifications_need_the_sns_signature_and_an_allowed_topic(
+    client: TestClient, database: Database, sns_key: rsa.RSAPrivateKey
+) -> None:
+    bounce = {
+        "notificationType": "Bounce",
+        "bounce": {
+            "bounceType": "Permanent",
+            "bouncedRecipients": [{"emailAddress": "gone@reader.example", "status": "5.1.1"}],
+        },
+    }
+    complaint = {
+        "notificationType": "Complaint",
+        "complaint": {"complainedRecipients": [{"emailAddress": "angry@reader.example"}]},
+    }
+    hook = "/hooks/bounces/ses"
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert client.post(hook, content=_sns(stranger, bounce)).status_code == 401
+    assert client.post(hook, content=_sns(sns_key, bounce, TopicArn="arn:x")).status_code == 401
+    elsewhere = _sns(sns_key, bounce, SigningCertURL="https://attacker.example/cert.pem")
+    assert client.post(hook, content=elsewhere).status_code == 401
+    forged_message = _sns(sns_key, bounce, Message=json.dumps(complaint))
+    assert client.post(hook, content=forged_message).status_code == 401
+    assert _suppressed(database) == []
+    assert client.post(hook, content=_sns(sns_key, bounce)).json()["recorded"] == 1
+    assert client.post(hook, content=_sns(sns_key, complaint)).json()["recorded"] == 1
+    assert client.post(hook, content=_sns(sns_key, complaint)).json()["replay"] is True
+    assert _suppressed(database) == ["angry@reader.example", "gone@reader.example"]
+
+
+def test_an_ses_subscription_to_a_foreign_url_is_not_confirmed(
+    client: TestClient, sns_key: rsa.RSAPrivateKey
+) -> None:
+    message: dict[str, str] = {
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "m1",
+        "Token": "t",
+        "TopicArn": TOPIC,
+        "Message": "confirm",
+        "SubscribeURL": "http://127.0.0.1:9/confirm",
+        "Timestamp": "2026-12-03T12:00:00.000Z",
+        "SignatureVersion": "2",
+        "SigningCertURL": SNS_CERT_URL,
+    }
+    signed = "".join(
+        f"{field}\n{message[field]}\n"
+        for field in (
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        )
+    )
+    message["Signature"] = base64.b64encode(
+        sns_key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+    ).decode()
+    answer = client.post("/hooks/bounces/ses", content=json.dumps(message).encode())
+    assert answer.status_code == 401
+    assert "not an Amazon SNS https URL" in answer.json()["error"]
