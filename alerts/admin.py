@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts import metrics
+from alerts.bounces import DayOfReturns, daily_returns
 from alerts.config import Settings
 from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.delivery.outbound import suppress
@@ -357,6 +358,7 @@ class Dashboard:
     # What the growing tables hold, and the retention period of each.
     storage: list[dict[str, Any]] = field(default_factory=list)
     database_bytes: int | None = None
+    returns: list[DayOfReturns] = field(default_factory=list)
 
 
 def _grouped(session: Session, column: Any, *conditions: Any) -> dict[str, int]:
@@ -412,4 +414,5 @@ def dashboard(session: Session, settings: Settings, now: datetime) -> Dashboard:
             for row in storage_sizes(session)
         ],
         database_bytes=database_bytes(session),
+        returns=daily_returns(session, now),
     )

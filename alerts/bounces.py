@@ -29,13 +29,13 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 from typing import Any, Literal
 
 from flufl.bounce import all_failures
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from alerts.config import Settings
@@ -533,3 +533,53 @@ def take_in(raw: bytes, envelope_to: Sequence[str], settings: Settings) -> list[
         extra={"kind": report.kind, "delivery": report.delivery},
     )
     return recorded
+
+
+# Gmail's and Yahoo's bulk-sender rules: spam complaints must stay under this share.
+COMPLAINT_RATE_LIMIT = 0.003
+
+
+@dataclass
+class DayOfReturns:
+    day: date
+    sent: int
+    bounced: int
+    complaints: int
+
+    @property
+    def bounce_rate(self) -> float:
+        return self.bounced / self.sent if self.sent else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complaints / self.sent if self.sent else 0.0
+
+    @property
+    def over_complaint_limit(self) -> bool:
+        return self.complaint_rate >= COMPLAINT_RATE_LIMIT
+
+
+def daily_returns(session: Session, now: datetime, days: int = 14) -> list[DayOfReturns]:
+    """Mail sent, bounced and complained about per UTC day, newest first (three queries)."""
+    first = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    postgres = session.get_bind().dialect.name == "postgresql"
+
+    def per_day(column: Any, *conditions: Any) -> dict[date, int]:
+        # Grouped by UTC day in the database: a day may hold millions of rows.
+        day = func.date(func.timezone("UTC", column)) if postgres else func.date(column)
+        rows = session.execute(
+            select(day, func.count()).where(column >= first, *conditions).group_by(day)
+        )
+        return {
+            value if isinstance(value, date) else date.fromisoformat(str(value)): int(count)
+            for value, count in rows
+        }
+
+    sent = per_day(Delivery.sent_at)
+    bounced = per_day(BounceEvent.received_at, BounceEvent.kind.in_(("hard", "soft")))
+    complaints = per_day(BounceEvent.received_at, BounceEvent.kind == "complaint")
+    return [
+        DayOfReturns(day, sent.get(day, 0), bounced.get(day, 0), complaints.get(day, 0))
+        for day in ((now - timedelta(days=offset)).date() for offset in range(days))
+    ]

@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from alerts import admin, audit, users, webhooks
+from alerts import admin, audit, bounces, users, webhooks
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.models import ApiToken, Frequency, Role, Subscriber, SubscriberStatus, Suppression, User
@@ -34,6 +34,7 @@ NOTICES = {
     "saved": "Changes saved.",
     "suspended": "Subscriber suspended: no mail goes out to them.",
     "unsuspended": "Suspension lifted.",
+    "reactivated": "Reactivated: off the suppression list, bounce score cleared.",
     "erased": "Subscriber erased.",
     "suppressed": "Address added to the suppression list.",
     "unsuppressed": "Address removed from the suppression list.",
@@ -275,6 +276,7 @@ def _subscriber_page(
     error: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
+    settings = get_settings()
     return render(
         request,
         "subscriber.html",
@@ -282,6 +284,10 @@ def _subscriber_page(
             "user": user,
             "subscriber": subscriber,
             "deliveries": admin.recent_deliveries(session, subscriber.id),
+            "bounces": bounces.history(session, subscriber.id),
+            "bounce_score": bounces.bounce_score(session, subscriber.email, settings, utcnow()),
+            "bounce_threshold": settings.bounce_score_threshold,
+            "bounce_window": settings.bounce_window_days,
             "frequencies": [f.value for f in Frequency],
             "error": error,
         },
@@ -354,6 +360,16 @@ def unsuspend_subscriber(request: Request, subscriber_id: int) -> Any:
                 {"status": subscriber.status.value},
             )
     return see_other(f"/admin/subscribers/{subscriber_id}?notice=unsuspended")
+
+
+@router.post("/subscribers/{subscriber_id:int}/reactivate")
+def reactivate_subscriber(request: Request, subscriber_id: int) -> Any:
+    with get_database().session_scope() as session:
+        user = admin_user(request, session)
+        subscriber = _subscriber(session, subscriber_id)
+        if bounces.reactivate(session, subscriber):
+            audit.record(session, user, "subscriber.reactivate", "subscriber", subscriber.id)
+    return see_other(f"/admin/subscribers/{subscriber_id}?notice=reactivated")
 
 
 @router.get("/subscribers/{subscriber_id:int}/delete", response_class=HTMLResponse)

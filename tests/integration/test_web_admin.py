@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 from sqlalchemy import select
 
+from alerts.bounces import BounceReport, record
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.metrics import INGEST_ENTRIES
@@ -61,6 +62,7 @@ ADMIN_POSTS = (
     "/admin/subscribers/1",
     "/admin/subscribers/1/suspend",
     "/admin/subscribers/1/unsuspend",
+    "/admin/subscribers/1/reactivate",
     "/admin/subscribers/1/delete",
     "/admin/suppressions",
     "/admin/suppressions/1/delete",
@@ -579,6 +581,58 @@ def test_dashboard_shows_figures_queue_and_errors(database: Database) -> None:
     assert re.search(rf"<td>deliveries</td>\s*<td>{delivery_rows}</td>", text)
     assert re.search(r"<td>audit entries</td>(.|\n)*?<td>forever</td>", text)
     assert "whole database" in text
+    assert re.search(r"<td>\d{4}-\d\d-\d\d</td>\s*<td>0</td>", text)  # one row a day
+
+
+def test_the_dashboard_flags_a_day_over_the_complaint_limit(database: Database) -> None:
+    add_user(database, ADMIN, Role.ADMIN)
+    now = utcnow()
+    with database.session_scope() as session:
+        for number in range(100):
+            session.add(
+                Delivery(
+                    dedup_key=f"sent{number}",
+                    kind=DeliveryKind.DIGEST,
+                    state=DeliveryState.SENT,
+                    recipient=f"r{number}@example.org",
+                    message_id=f"<{number}@x>",
+                    sent_at=now,
+                )
+            )
+    add_reader(database, "angry@example.org")
+    with database.session_scope() as session:
+        record(session, BounceReport("complaint", ["angry@example.org"]), get_settings(), now)
+    text = signed_in(ADMIN).get("/admin").text
+    today = now.date().isoformat()
+    assert re.search(
+        rf'<tr class="over-limit">\s*<td>{today}</td>\s*<td>100</td>(.|\n)*?1.00 %', text
+    )
+    assert "over 0.3 %" in text
+
+
+def test_a_bounced_reader_shows_the_bounce_history_and_can_be_reactivated(
+    database: Database,
+) -> None:
+    add_user(database, ADMIN, Role.ADMIN)
+    reader = add_reader(database, "gone@example.org")
+    with database.session_scope() as session:
+        report = BounceReport("soft", ["gone@example.org"], "4.2.2")
+        for _ in range(6):
+            record(session, report, get_settings(), utcnow())
+    client = signed_in(ADMIN)
+    page = client.get(f"/admin/subscribers/{reader}").text
+    assert page.count("<td>soft</td>") == 6
+    assert "Reactivate" in page
+    done = post(client, f"/admin/subscribers/{reader}/reactivate")
+    assert done.status_code == 303, done.text
+    page = client.get(f"/admin/subscribers/{reader}?notice=reactivated").text
+    assert 'id="subscriber-status">confirmed<' in page
+    assert "No bounce, complaint" in page
+    with database.session_scope() as session:
+        assert session.scalars(select(Suppression)).all() == []
+        assert [e.action for e in session.scalars(select(AuditEntry))][-1] == (
+            "subscriber.reactivate"
+        )
 
 
 def test_webhooks_are_registered_shown_with_their_answers_and_deactivated(
