@@ -97,13 +97,11 @@ def analyze(
     if lead is None:
         lead, body = split_lead(body)
     lang = normalise_language(language)
-    zones = [
-        ("title", tokenize_with_case(title)),
-        ("lead", tokenize_with_case(lead)),
-        ("body", tokenize_with_case(body)),
-    ]
+    zones = [("title", tokenize_with_case(title)), ("lead", tokenize_with_case(lead)),
+             ("body", tokenize_with_case(body))]
     title_tokens = [token[0] for token in zones[0][1]]
-    surfaces = [*title_tokens, GAP, *(t[0] for t in zones[1][1]), GAP, *(t[0] for t in zones[2][1])]
+    surfaces = [*title_tokens, GAP, *(t[0] for t in zones[1][1]), GAP,
+                *(t[0] for t in zones[2][1])]
     title_end = len(title_tokens)
     lead_end = title_end + 1 + len(zones[1][1])
     surface_positions: dict[str, list[int]] = {}
@@ -121,7 +119,9 @@ def analyze(
         positions.sort()
     folded_tags = frozenset(filter(None, (fold_field_value(tag) for tag in tags)))
     folded_source = fold_field_value(source)
-    assignment = gazetteer.detect_tokens(zones, tags) if gazetteer else None
+    assignment = (
+        gazetteer.detect_tokens(zones, tags) if gazetteer else None
+    )
     region_ids = assignment.regions if assignment else frozenset()
     keys: set[str] = set(stem_positions)
     for surface in surface_positions:

@@ -157,7 +157,6 @@ def leaves(node: Node) -> Iterator[tuple[Leaf, bool]]:
 
 # --- lexer ----------------------------------------------------------------
 
-
 @dataclass(frozen=True, slots=True)
 class _Tok:
     kind: str  # "(" ")" "NOT" "AND" "OR" "WORD" "PHRASE" "FIELD" "EOF"
@@ -315,7 +314,9 @@ class _Parser:
             if len(parts) != 1:
                 raise self.error("a prefix must be one word", tok.pos)
             if len(parts[0]) < MIN_PREFIX_LENGTH:
-                raise self.error(f"a prefix needs at least {MIN_PREFIX_LENGTH} characters", tok.pos)
+                raise self.error(
+                    f"a prefix needs at least {MIN_PREFIX_LENGTH} characters", tok.pos
+                )
             self.count_term(tok.pos)
             return Prefix(parts[0], _text_field(field_name), tok.pos)
         parts = tokenize(text)
@@ -353,9 +354,8 @@ def _text_field(name: str) -> TextField:
 def _check_positive(node: Node, query: str) -> None:
     """Refuse queries that could match an article containing none of their terms."""
     if not _positive(node):
-        raise QueryError(
-            "the query needs at least one term that is not negated", _negative_pos(node), query
-        )
+        raise QueryError("the query needs at least one term that is not negated",
+                         _negative_pos(node), query)
 
 
 def _positive(node: Node) -> bool:

@@ -38,15 +38,8 @@ def _clean_name(name: str) -> str | None:
 
 
 def _entry(region_id: str, name: str, kind: str, parents: list[str]) -> dict[str, Any]:
-    return {
-        "id": region_id,
-        "name": name,
-        "kind": kind,
-        "parents": parents,
-        "aliases": [name],
-        "demonyms": [],
-        "generated": True,
-    }
+    return {"id": region_id, "name": name, "kind": kind, "parents": parents,
+            "aliases": [name], "demonyms": [], "generated": True}
 
 
 def _countries(curated: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -78,9 +71,8 @@ def _subdivisions(curated: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _cities(
-    curated: dict[str, Any], known: dict[str, dict[str, Any]], taken: set[tuple[str, str]]
-) -> dict[str, dict[str, Any]]:
+def _cities(curated: dict[str, Any], known: dict[str, dict[str, Any]],
+            taken: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
     thresholds = curated["city_population"]
     neighbourhood = set(curated["subdivision_countries"]) - {"us"}
     blocked = {fold(name) for name in curated["blocked_generated_names"]}
@@ -124,11 +116,8 @@ def build() -> dict[str, Any]:
                 merged["parents"] = list(dict.fromkeys(item["parents"] + base["parents"]))
         merged.setdefault("demonyms", [])
         regions[item["id"]] = merged
-    taken = {
-        (_country_of(rid), fold(alias))
-        for rid, region in regions.items()
-        for alias in region["aliases"]
-    }
+    taken = {(_country_of(rid), fold(alias))
+             for rid, region in regions.items() for alias in region["aliases"]}
     regions.update(_cities(curated, regions, taken))
     missing = sorted({p for r in regions.values() for p in r["parents"] if p not in regions})
     if missing:
@@ -139,9 +128,8 @@ def build() -> dict[str, Any]:
 def main() -> None:
     """Write the compiled gazetteer next to the curated table."""
     data = build()
-    GAZETTEER_PATH.write_text(
-        json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8"
-    )
+    GAZETTEER_PATH.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n",
+                              encoding="utf-8")
     print(f"wrote {len(data['regions'])} regions to {GAZETTEER_PATH}")
 
 

@@ -114,15 +114,8 @@ class Gazetteer:
         for item in data["regions"]:
             prior = float(item.get("prior", KIND_PRIOR.get(item["kind"], 1.0)))
             cues = tuple(tuple(tokenize(cue)) for cue in item.get("cues", []))
-            region = Region(
-                item["id"],
-                item["name"],
-                item["kind"],
-                tuple(item["parents"]),
-                prior,
-                bool(item.get("generated")),
-                cues,
-            )
+            region = Region(item["id"], item["name"], item["kind"], tuple(item["parents"]),
+                            prior, bool(item.get("generated")), cues)
             regions.append(region)
             for alias in [*item["aliases"], *item.get("demonyms", [])]:
                 words = tuple(tokenize(alias))
@@ -190,11 +183,8 @@ class Gazetteer:
                 end = i + len(words)
                 if end > n or any(tokens[i + k][0] != words[k] for k in range(1, len(words))):
                     continue
-                ids = [
-                    r.region_id
-                    for r in readings
-                    if zone == "tag" or not r.needs_capital or tokens[i][1]
-                ]
+                ids = [r.region_id for r in readings
+                       if zone == "tag" or not r.needs_capital or tokens[i][1]]
                 if ids:
                     found.append((i, end, ids))
                     step = len(words)
@@ -202,9 +192,8 @@ class Gazetteer:
             i += step
         return found
 
-    def _score(
-        self, candidate: str, context: set[str], cue_before: Sequence[str], previous: str
-    ) -> float:
+    def _score(self, candidate: str, context: set[str], cue_before: Sequence[str],
+               previous: str) -> float:
         region = self.regions[candidate]
         score = region.prior
         countries = self.countries(candidate)
@@ -218,26 +207,19 @@ class Gazetteer:
         if previous and candidate in self.ancestors(previous):
             score += ADJACENT_BONUS
         for cue in region.cues:
-            if tuple(cue_before[-len(cue) :]) == cue:
+            if tuple(cue_before[-len(cue):]) == cue:
                 score += CUE_BONUS
         return score
 
-    def detect(
-        self, *, title: str = "", lead: str = "", body: str = "", tags: Sequence[str] = ()
-    ) -> RegionAssignment:
+    def detect(self, *, title: str = "", lead: str = "", body: str = "",
+               tags: Sequence[str] = ()) -> RegionAssignment:
         """Apply the region rule to one article (``body`` excludes the lead)."""
-        return self.detect_tokens(
-            [
-                ("title", tokenize_with_case(title)),
-                ("lead", tokenize_with_case(lead)),
-                ("body", tokenize_with_case(body)),
-            ],
-            tags,
-        )
+        return self.detect_tokens([
+            ("title", tokenize_with_case(title)), ("lead", tokenize_with_case(lead)),
+            ("body", tokenize_with_case(body))], tags)
 
-    def detect_tokens(
-        self, zones: Sequence[tuple[str, list[Token]]], tags: Sequence[str] = ()
-    ) -> RegionAssignment:
+    def detect_tokens(self, zones: Sequence[tuple[str, list[Token]]],
+                      tags: Sequence[str] = ()) -> RegionAssignment:
         """:meth:`detect` for text already tokenised (``analyze`` shares its tokens)."""
         zones = [*(("tag", tokenize_with_case(tag)) for tag in tags), *zones]
         raw = [(zone, tokens, self._scan(tokens, zone)) for zone, tokens in zones]
@@ -250,7 +232,7 @@ class Gazetteer:
                 if len(ids) > 1:
                     adjacent = previous_id if previous_end == start else ""
                     others = context - set(ids)
-                    before = [t[0] for t in tokens[max(0, start - 4) : start]]
+                    before = [t[0] for t in tokens[max(0, start - 4):start]]
                     chosen = max(ids, key=lambda c: self._score(c, others, before, adjacent))
                 text = " ".join(t[0] for t in tokens[start:end])
                 mentions.append(Mention(chosen, zone, text, start))

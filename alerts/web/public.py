@@ -107,7 +107,9 @@ def subscriber_from(token: str, purpose: str) -> int:
     except ExpiredToken as error:
         raise HTTPException(
             status_code=400,
-            detail=N_("This link has expired: sign up again and we will send you a fresh one."),
+            detail=N_(
+                "This link has expired: sign up again and we will send you a fresh one."
+            ),
         ) from error
     except InvalidToken as error:
         raise HTTPException(
