@@ -14,7 +14,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
@@ -128,7 +128,14 @@ class Settings(BaseSettings):
         default=200_000, description="Longest article text accepted."
     )
     ingest_fetch_timeout: float = Field(
-        default=20.0, description="Seconds before a fetch gives up."
+        default=20.0,
+        description="Seconds for a whole fetch (DNS, every redirect, headers and body).",
+    )
+    fetch_allowed_networks: str = Field(
+        default="",
+        description="Networks or hosts that sources and webhooks may reach although they are "
+        "not on the public internet, comma-separated (10.1.0.0/16, cms.intranet). "
+        "Default: none; loopback, private, link-local and metadata addresses are refused.",
     )
     source_default_poll_minutes: int = Field(
         default=15, description="Poll interval for sources registered without one."
@@ -227,6 +234,14 @@ class Settings(BaseSettings):
         default=False,
         description="Tests: fail instead of skip when PostgreSQL, Redis or SMTP is missing.",
     )
+
+    @field_validator("fetch_allowed_networks")
+    @classmethod
+    def _readable_allow_list(cls, value: str) -> str:
+        from alerts.netguard import Policy  # the guard owns the syntax; it imports no settings
+
+        Policy.parse(value)
+        return value
 
     @property
     def job_queues(self) -> dict[str, str]:

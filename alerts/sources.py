@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from alerts.config import get_settings
 from alerts.models import Article, Source
+from alerts.netguard import Outbound, OutboundError
 
 MIN_POLL_MINUTES = 1
 MAX_POLL_MINUTES = 24 * 60
@@ -65,13 +67,24 @@ def parse_tags(text: str) -> list[str]:
     return tags
 
 
-def validate_url(url: str) -> str:
+def validate_url(url: str, outbound: Outbound | None = None) -> str:
+    """A source address that polls will be allowed to fetch.
+
+    Refuses hosts on the server's own network (loopback, private, metadata...)
+    through the same guard that every fetch passes; ``outbound`` defaults to
+    the guard the settings describe.
+    """
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme.lower() not in URL_SCHEMES or not parts.hostname:
         raise SourceInputError("url", "give an http:// or https:// address with a host name")
     if len(url) > MAX_URL:
         raise SourceInputError("url", f"the address is longer than {MAX_URL} characters")
+    guard = outbound or Outbound.from_settings(get_settings())
+    try:
+        guard.check_url(url)
+    except OutboundError as error:
+        raise SourceInputError("url", str(error)) from error
     return url
 
 

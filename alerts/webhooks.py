@@ -6,6 +6,9 @@ carries ``X-Alerts-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
 "<t>.<body>" with the endpoint's secret>``, so a receiver can check both who
 sent it and that it is fresh. A refused or failed POST is retried with
 exponential backoff (the clock's sweeper picks up due retries), then failed.
+
+POSTs go through the outbound guard (alerts.netguard): an endpoint on the
+server's own network is refused when it is added and again at every POST.
 """
 
 from __future__ import annotations
@@ -20,14 +23,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from alerts.config import get_settings
 from alerts.db import Database
 from alerts.delivery.ledger import MAX_ATTEMPTS, retry_delay
 from alerts.jobs import enqueue_after_commit
 from alerts.models import DeliveryState, WebhookDelivery, WebhookEndpoint
+from alerts.netguard import Outbound, OutboundError
 
 EVENTS = frozenset(
     {
@@ -43,6 +47,8 @@ SIGNATURE_HEADER = "X-Alerts-Signature"
 EVENT_HEADER = "X-Alerts-Event"
 TIMEOUT_SECONDS = 10
 RESPONSE_KEPT_CHARS = 500  # of each answer, shown in the admin console
+# Bytes read of an answer: enough for RESPONSE_KEPT_CHARS in any UTF-8 text.
+RESPONSE_READ_BYTES = 4 * RESPONSE_KEPT_CHARS
 SECRET_BYTES = 24
 
 
@@ -69,11 +75,26 @@ def verify(
     return hmac.compare_digest(sign(secret, timestamp, body), header)
 
 
-def add_endpoint(
-    session: Session, url: str, events: Sequence[str], now: datetime
-) -> WebhookEndpoint:
+def check_url(url: str, outbound: Outbound | None = None) -> str:
+    """The endpoint URL, or WebhookError when no POST could be allowed to reach it."""
     if not url.startswith(("https://", "http://")):
         raise WebhookError(f"{url!r} is not an http(s) URL")
+    guard = outbound or Outbound.from_settings(get_settings())
+    try:
+        guard.check_url(url)
+    except OutboundError as error:
+        raise WebhookError(str(error)) from error
+    return url
+
+
+def add_endpoint(
+    session: Session,
+    url: str,
+    events: Sequence[str],
+    now: datetime,
+    outbound: Outbound | None = None,
+) -> WebhookEndpoint:
+    check_url(url, outbound)
     unknown = sorted(set(events) - EVENTS)
     if unknown or not events:
         raise WebhookError(f"events must be some of {', '.join(sorted(EVENTS))}")
@@ -149,9 +170,9 @@ def claim(
 
 
 def post(
-    client: httpx.Client, delivery: WebhookDelivery, endpoint: WebhookEndpoint, now: datetime
+    outbound: Outbound, delivery: WebhookDelivery, endpoint: WebhookEndpoint, now: datetime
 ) -> Attempt:
-    """One signed POST; never raises for the receiver's faults."""
+    """One signed POST, redirects not followed; never raises for the receiver's faults."""
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {
         "Content-Type": "application/json",
@@ -159,10 +180,21 @@ def post(
         EVENT_HEADER: delivery.event,
     }
     try:
-        response = client.post(endpoint.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
-    except httpx.HTTPError as error:
-        return Attempt(delivery.id, None, f"{type(error).__name__}: {error}"[:RESPONSE_KEPT_CHARS])
-    return Attempt(delivery.id, response.status_code, response.text[:RESPONSE_KEPT_CHARS])
+        with outbound.open(
+            "POST",
+            endpoint.url,
+            content=body,
+            headers=headers,
+            timeout=TIMEOUT_SECONDS,
+            max_redirects=0,
+        ) as reply:
+            try:
+                text = reply.read_prefix(RESPONSE_READ_BYTES).decode("utf-8", "replace")
+            except OutboundError as error:  # the status counts even if the body is broken
+                text = f"(answer unreadable: {error})"
+            return Attempt(delivery.id, reply.status_code, text[:RESPONSE_KEPT_CHARS])
+    except OutboundError as error:
+        return Attempt(delivery.id, None, str(error)[:RESPONSE_KEPT_CHARS])
 
 
 def record(session: Session, attempt: Attempt, attempts: int, now: datetime) -> None:
@@ -203,7 +235,7 @@ def due_retries(session: Session, now: datetime) -> list[int]:
 def deliver(
     database: Database,
     delivery_ids: Sequence[int],
-    client: httpx.Client,
+    outbound: Outbound,
     clock: Callable[[], datetime],
 ) -> list[Attempt]:
     """POST each claimed delivery and record its answer.
@@ -215,7 +247,7 @@ def deliver(
         claimed = claim(session, delivery_ids, clock())
     attempts = []
     for delivery, endpoint in claimed:
-        attempt = post(client, delivery, endpoint, clock())
+        attempt = post(outbound, delivery, endpoint, clock())
         with database.session_scope() as session:
             record(session, attempt, delivery.attempts, clock())
         attempts.append(attempt)

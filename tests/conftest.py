@@ -193,8 +193,21 @@ class FeedServer:
         return Handler
 
 
+# What tests that fetch from their own loopback servers allow on purpose: the
+# outbound guard refuses loopback unless the operator's allow-list names it.
+LOOPBACK_NETWORKS = "127.0.0.0/8, ::1"
+
+
 @pytest.fixture
-def feed_server() -> Iterator[FeedServer]:
+def allow_loopback_fetches(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Let sources and webhooks reach servers on loopback, as an operator could allow."""
+    monkeypatch.setenv("ALERTS_FETCH_ALLOWED_NETWORKS", LOOPBACK_NETWORKS)
+    get_settings.cache_clear()
+    return LOOPBACK_NETWORKS
+
+
+@pytest.fixture
+def feed_server(allow_loopback_fetches: str) -> Iterator[FeedServer]:
     server = FeedServer()
     server.thread.start()
     yield server

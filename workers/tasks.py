@@ -7,7 +7,6 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-import httpx
 from celery.signals import (
     setup_logging,
     task_postrun,
@@ -24,6 +23,7 @@ from alerts.ingest.service import limits_from, poll_source
 from alerts.logs import configure_logging, current_task_id
 from alerts.mailer import default_mailer
 from alerts.matching.service import IndexCache
+from alerts.netguard import Outbound
 from alerts.subscribers import gazetteer
 from alerts.webhooks import deliver
 from workers.base import DatabaseTask
@@ -101,8 +101,8 @@ def match_articles_task(self: DatabaseTask, article_ids: list[int]) -> None:
 
 
 @lru_cache(maxsize=1)
-def webhook_client() -> httpx.Client:
-    return httpx.Client(follow_redirects=False)
+def webhook_client() -> Outbound:
+    return Outbound.from_settings(get_settings())
 
 
 @app.task(name="alerts.deliver_webhooks")

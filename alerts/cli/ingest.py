@@ -16,6 +16,7 @@ from alerts.ingest.service import ingest_document, limits_from
 from alerts.ingest.store import IngestReport
 from alerts.models import Source
 from alerts.progress import tracked
+from alerts.sources import SourceInputError, validate_url
 
 EXIT_UNREADABLE = 1
 
@@ -71,6 +72,11 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 def run_sources_add(args: argparse.Namespace) -> int:
     settings = get_settings()
+    try:
+        validate_url(args.url)  # the address rules every way of adding a source shares
+    except SourceInputError as error:
+        print(f"alerts sources add: {error}", file=sys.stderr)
+        return 1
     with get_database(settings).session_scope() as session:
         existing = session.scalar(select(Source).where(Source.url == args.url))
         if existing:

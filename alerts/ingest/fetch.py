@@ -1,21 +1,30 @@
 """Reading a source: a file, standard input or an HTTP(S) URL, always within the limits.
 
 Nothing here parses; every failure to get the bytes becomes a SourceError with
-a one-line reason that an editor can act on ("HTTP 404 Not Found ...").
+a one-line reason that an editor can act on ("HTTP 404 Not Found ...") and that
+is safe on the public status page. URLs are fetched through the outbound guard
+(alerts.netguard), which refuses the server's own networks.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import httpx
-
+from alerts.config import get_settings
 from alerts.ingest.formats import SourceError
 from alerts.ingest.limits import IngestLimits
+from alerts.netguard import (
+    MAX_REDIRECTS,
+    Outbound,
+    OutboundError,
+    OutboundTimeoutError,
+    Reply,
+    ResponseTooLargeError,
+    TooManyRedirectsError,
+)
 
 USER_AGENT = "alerts-ingest/0.1 (+newsroom alert system)"
 STDIN_SPEC = "-"
@@ -24,8 +33,6 @@ WEB_SCHEMES = ("http://", "https://")
 READ_CHUNK_BYTES = 64 * 1024
 HTTP_NOT_MODIFIED = 304
 HTTP_ERROR_FROM = 400
-# Redirect chains longer than this are a misconfigured or hostile server.
-MAX_REDIRECTS = 5
 FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json, "
     "application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.8, text/plain;q=0.7, */*;q=0.5"
@@ -56,66 +63,57 @@ def fetch_url(
     etag: str | None = None,
     last_modified: str | None = None,
     limits: IngestLimits = IngestLimits(),  # noqa: B008 - frozen dataclass, safe as a default
-    client: httpx.Client | None = None,
+    outbound: Outbound | None = None,
 ) -> FetchResult:
-    """Conditional GET of ``url``, streamed and cut off at ``limits.max_source_bytes``.
+    """Conditional GET of ``url`` through the outbound guard, within ``limits``.
 
     Pass the ETag / Last-Modified from the previous fetch to get a cheap 304.
-    ``limits.fetch_timeout`` bounds both each network wait and the whole download,
-    so a server that trickles bytes cannot hold a worker forever.
+    ``limits.fetch_timeout`` bounds the whole fetch (every redirect and the
+    body), and ``limits.max_source_bytes`` the body once decoded. ``outbound``
+    defaults to the guard the settings describe.
     """
+    guard = outbound or Outbound.from_settings(get_settings())
     headers = {"User-Agent": USER_AGENT, "Accept": FEED_ACCEPT}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    own_client = client is None
-    http = client or httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS)
-    deadline = time.monotonic() + limits.fetch_timeout
     try:
-        with http.stream("GET", url, headers=headers, timeout=limits.fetch_timeout) as response:
-            return _read_response(response, url, limits, deadline)
-    except httpx.TimeoutException as exc:
-        raise SourceError(f"timed out after {limits.fetch_timeout:g} s fetching {url}") from exc
-    except httpx.TooManyRedirects as exc:
-        raise SourceError(f"too many redirects fetching {url}") from exc
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        detail = " ".join(str(exc).split())  # transport messages may span lines
-        raise SourceError(f"cannot fetch {url}: {type(exc).__name__}: {detail}") from exc
-    finally:
-        if own_client:
-            http.close()
+        with guard.open(
+            "GET", url, headers=headers, timeout=limits.fetch_timeout, max_redirects=MAX_REDIRECTS
+        ) as reply:
+            return _read_reply(reply, url, limits)
+    except OutboundTimeoutError as error:
+        raise SourceError(f"timed out after {limits.fetch_timeout:g} s fetching {url}") from error
+    except TooManyRedirectsError as error:
+        raise SourceError(f"too many redirects fetching {url}") from error
+    except ResponseTooLargeError as error:
+        raise _too_large(limits, f"response from {url}") from error
+    except OutboundError as error:
+        raise SourceError(f"cannot fetch {url}: {error}") from error
 
 
-def _read_response(
-    response: httpx.Response, url: str, limits: IngestLimits, deadline: float
-) -> FetchResult:
-    content_type = response.headers.get("content-type")
+def _read_reply(reply: Reply, url: str, limits: IngestLimits) -> FetchResult:
     result = FetchResult(
         data=None,
-        status=response.status_code,
-        etag=response.headers.get("etag"),
-        last_modified=response.headers.get("last-modified"),
-        content_type=content_type,
-        url=str(response.url),
+        status=reply.status_code,
+        etag=reply.headers.get("etag"),
+        last_modified=reply.headers.get("last-modified"),
+        content_type=reply.headers.get("content-type"),
+        url=reply.url,
     )
-    if response.status_code == HTTP_NOT_MODIFIED:
+    if reply.status_code == HTTP_NOT_MODIFIED:
         return result
-    if response.status_code >= HTTP_ERROR_FROM:
-        raise SourceError(f"HTTP {response.status_code} {response.reason_phrase} from {url}")
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_source_bytes:
+    if reply.status_code >= HTTP_ERROR_FROM:
+        raise SourceError(f"HTTP {reply.status_code} {reply.reason_phrase} from {url}")
+    declared = reply.headers.get("content-length", "")
+    if (
+        declared.isdigit()
+        and int(declared) > limits.max_source_bytes
+        and "content-encoding" not in reply.headers
+    ):
         raise _too_large(limits, f"response of {declared} bytes from {url}")
-    chunks: list[bytes] = []
-    received = 0
-    for chunk in response.iter_bytes(READ_CHUNK_BYTES):
-        received += len(chunk)
-        if received > limits.max_source_bytes:
-            raise _too_large(limits, f"response from {url}")
-        if time.monotonic() > deadline:
-            raise SourceError(f"timed out after {limits.fetch_timeout:g} s fetching {url}")
-        chunks.append(chunk)
-    result.data = b"".join(chunks)
+    result.data = reply.read(limits.max_source_bytes)
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
@@ -17,7 +18,11 @@ from alerts.metrics import INGEST_ENTRIES, INGEST_FAILURES
 from alerts.models import Source
 from alerts.webhooks import emit
 
+logger = logging.getLogger(__name__)
+
 MATCH_JOB = "match_articles"
+# Shown for a failure that is not the source's fault; the log holds the traceback.
+UNEXPECTED_FAILURE = "could not read this source because of an internal error (see the server log)"
 # The metrics label of documents read by `alerts ingest` rather than a source.
 COMMAND_LINE_SOURCE = "command line"
 # Articles per match task: big enough to amortise loading the index, small
@@ -82,6 +87,14 @@ def claim_due_sources(session: Session, now: datetime) -> list[int]:
     return [source.id for source in sources]
 
 
+def _record_failure(session: Session, source: Source, reason: str, now: datetime) -> None:
+    INGEST_FAILURES.labels(source.name).inc()
+    if source.last_status != "error":  # once when it starts failing, not every poll
+        emit(session, "source.failing", {"source_id": source.id, "error": reason}, now)
+    source.last_status = "error"
+    source.last_error = reason
+
+
 def poll_source(
     session: Session, source_id: int, now: datetime, limits: IngestLimits
 ) -> IngestReport:
@@ -111,10 +124,12 @@ def poll_source(
             source.last_status = "ok"
         source.last_error = None
     except SourceError as error:
-        INGEST_FAILURES.labels(source.name).inc()
-        if source.last_status != "error":  # once when it starts failing, not every poll
-            emit(session, "source.failing", {"source_id": source.id, "error": str(error)}, now)
-        source.last_status = "error"
-        source.last_error = str(error)
+        _record_failure(session, source, str(error), now)
+    except Exception:
+        # A bug or a missing package (trafilatura without lxml_html_clean raised
+        # ImportError) must not vanish into a task traceback: the source says it
+        # failed, and the log has the detail.
+        logger.exception("polling source %s (%s) failed unexpectedly", source.id, source.url)
+        _record_failure(session, source, UNEXPECTED_FAILURE, now)
     source.last_counts = {key: value for key, value in report.as_json().items() if key != "errors"}
     return report

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from alerts import admin, audit
+from alerts import sources as source_rules
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.outbound import queue_sending
@@ -219,7 +220,10 @@ class SourceCreate(BaseModel):
         value = value.strip()
         if not value.lower().startswith(SOURCE_SCHEMES):
             raise ValueError("a source URL starts with http:// or https://")
-        return value
+        try:
+            return source_rules.validate_url(value)  # the address rules of every edge
+        except source_rules.SourceInputError as error:
+            raise ValueError(str(error)) from error
 
 
 class SourceUpdate(BaseModel):

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import REPO_ROOT, FeedServer, free_port, wait_until
+from tests.conftest import LOOPBACK_NETWORKS, REPO_ROOT, FeedServer, free_port, wait_until
 
 STARTUP_SECONDS = 90
 REDIS_TEST_DB = 7  # a database of its own, so the test's queue is private
@@ -28,6 +28,7 @@ def stack_env(request: pytest.FixtureRequest, isolated_settings: Path) -> dict[s
     env.update(
         ALERTS_DATA_DIR=str(isolated_settings),
         ALERTS_CLOCK_TICK_SECONDS="1",
+        ALERTS_FETCH_ALLOWED_NETWORKS=LOOPBACK_NETWORKS,  # the feed server is on loopback
         PYTHONPATH=str(REPO_ROOT),
     )
     if request.param == "production":

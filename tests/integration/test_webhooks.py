@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.models import DeliveryState, WebhookDelivery
+from alerts.netguard import Outbound
 from alerts.subscribers import NewSubscriber, add_subscriber, unsubscribe
 from alerts.webhooks import (
     EVENT_HEADER,
@@ -25,6 +25,11 @@ from alerts.webhooks import (
     verify,
 )
 from tests.conftest import FeedServer, RecordedJobs
+
+
+def guard() -> Outbound:
+    """The guard the settings describe (the fixtures allow loopback), as the worker builds it."""
+    return Outbound.from_settings(get_settings())
 
 
 class Receiver(FeedServer):
@@ -49,7 +54,7 @@ class Receiver(FeedServer):
 
 
 @pytest.fixture
-def receiver() -> Receiver:
+def receiver(allow_loopback_fetches: str) -> Receiver:
     server = Receiver()
     server.thread.start()
     yield server  # type: ignore[misc]
@@ -72,8 +77,7 @@ def test_signed_event_reaches_the_receiver_and_verifies(
         )
         unsubscribe(session, subscriber.id, now)
     [job] = recorded_jobs.named("deliver_webhooks")
-    with httpx.Client() as client:
-        [attempt] = deliver(database, job["delivery_ids"], client, utcnow)
+    [attempt] = deliver(database, job["delivery_ids"], guard(), utcnow)
     assert attempt.status == 200
     [(headers, body)] = receiver.posts
     assert headers[EVENT_HEADER] == "subscriber.unsubscribed"
@@ -100,15 +104,15 @@ def test_failing_receiver_gets_retries_with_backoff(
     with database.session_scope() as session:
         add_endpoint(session, receiver.url("/hook"), ["source.failing"], now)
         ids = emit(session, "source.failing", {"source_id": 3}, now)
-    with httpx.Client() as client:
-        assert [a.status for a in deliver(database, ids, client, lambda: now)] == [500]
-        with database.session_scope() as session:
-            assert due_retries(session, now) == []  # backing off
-            later = now + timedelta(hours=1)
-            assert due_retries(session, later) == ids
-        receiver.status = 200
-        assert [a.status for a in deliver(database, ids, client, lambda: later)] == [200]
-        assert deliver(database, ids, client, lambda: later) == []  # settled: nothing twice
+    client = guard()
+    assert [a.status for a in deliver(database, ids, client, lambda: now)] == [500]
+    with database.session_scope() as session:
+        assert due_retries(session, now) == []  # backing off
+        later = now + timedelta(hours=1)
+        assert due_retries(session, later) == ids
+    receiver.status = 200
+    assert [a.status for a in deliver(database, ids, client, lambda: later)] == [200]
+    assert deliver(database, ids, client, lambda: later) == []  # settled: nothing twice
     assert len(receiver.posts) == 2
     with database.session_scope() as session:
         row = session.scalars(select(WebhookDelivery)).one()

@@ -9,10 +9,11 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
+from alerts.config import get_settings
 from alerts.ingest import IngestLimits, SourceError, fetch_url, read_source
+from alerts.netguard import Outbound, Policy
 
 FEED_BODY = b'<rss version="2.0"><channel><title>Loopback</title></channel></rss>'
 ETAG = '"loopback-v1"'
@@ -23,6 +24,7 @@ SHORT_TIMEOUT = 0.5
 # The slow handler waits on this event; the fixture sets it so shutdown is prompt.
 RELEASE_SLOW = threading.Event()
 SLOW_HANDLER_WAIT = 30.0
+LOOPBACK = Policy.parse("127.0.0.0/8")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -97,6 +99,17 @@ class _Handler(BaseHTTPRequestHandler):
             return  # the client refuses on the header alone
 
 
+@pytest.fixture(autouse=True)
+def _loopback_allowed(allow_loopback_fetches: str) -> None:
+    """This module's servers are on loopback, which an operator allows on purpose."""
+
+
+@pytest.fixture
+def no_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ALERTS_FETCH_ALLOWED_NETWORKS")
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     RELEASE_SLOW.clear()
@@ -154,11 +167,22 @@ def test_declared_length_over_the_limit_is_refused(server: str) -> None:
         fetch_url(f"{server}/huge-declared")
 
 
-def test_caller_supplied_client_is_used_and_left_open(server: str) -> None:
-    with httpx.Client() as client:
-        result = fetch_url(f"{server}/etag", client=client)
-        assert result.data == FEED_BODY
-        assert not client.is_closed
+def test_caller_supplied_guard_is_used(server: str) -> None:
+    assert fetch_url(f"{server}/etag", outbound=Outbound(LOOPBACK)).data == FEED_BODY
+    with pytest.raises(SourceError, match="address not allowed"):
+        fetch_url(f"{server}/etag", outbound=Outbound())
+
+
+@pytest.mark.usefixtures("no_allow_list")
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "localhost", "127.1", "0x7f000001", "2130706433", "[::ffff:127.0.0.1]"]
+)
+def test_loopback_sources_are_refused_by_default(server: str, host: str) -> None:
+    port = server.rsplit(":", 1)[1]
+    with pytest.raises(SourceError, match="address not allowed"):
+        fetch_url(f"http://{host}:{port}/etag")
+    with pytest.raises(SourceError, match="address not allowed"):
+        read_source(f"http://{host}:{port}/etag")
 
 
 def test_read_source_over_http(server: str) -> None:
@@ -167,9 +191,12 @@ def test_read_source_over_http(server: str) -> None:
     assert content_type is not None
 
 
-def test_unreachable_port_is_a_source_error() -> None:
-    with pytest.raises(SourceError, match="cannot fetch"):
+def test_unreachable_port_is_a_source_error_without_transport_detail() -> None:
+    with pytest.raises(SourceError, match="cannot fetch") as failed:
         fetch_url("http://127.0.0.1:9/feed", limits=IngestLimits(fetch_timeout=SHORT_TIMEOUT))
+    assert str(failed.value) == (
+        "cannot fetch http://127.0.0.1:9/feed: could not connect to the server"
+    )
 
 
 def test_read_source_file(tmp_path: Path) -> None:
