@@ -553,13 +553,16 @@ def count_form_helper_call(
 ) -> None:
     """Count one call of a public form helper (``preview``, ``query-check``) by
     ``client``; RateLimitedError past ``preview_per_minute`` in a minute."""
-    check_rate(
-        session,
-        _rate_key(f"{helper}-ip", client, settings),
-        settings.preview_per_minute,
-        now,
-        window=FORM_HELPER_WINDOW,
+    key = _rate_key(f"{helper}-ip", client, settings)
+    # Every client leaves events behind, most never to come back: expired ones
+    # of this helper go now (the (key, at) index serves the prefix).
+    prefix = key[: key.rindex(".") + 1]
+    session.execute(
+        delete(RateEvent).where(
+            RateEvent.key.startswith(prefix), RateEvent.at < now - FORM_HELPER_WINDOW
+        )
     )
+    check_rate(session, key, settings.preview_per_minute, now, window=FORM_HELPER_WINDOW)
 
 
 def preview(
