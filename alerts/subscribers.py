@@ -9,8 +9,8 @@ through that one function.
 
 A CSV import commits every ``import_batch_rows`` rows
 (:func:`import_csv_in_batches`): on SQLite one long transaction would hold
-the database's only write lock for minutes and starve the clock and the
-workers.
+the database's only write lock for the whole file and starve the clock and
+the workers.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import time as time_module
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -51,6 +52,8 @@ FALSE_WORDS = frozenset({"", "0", "false", "no", "n"})
 # list for CSV injection); an export prefixes such a cell with a single quote.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_QUOTE = "'"
+# Seconds an import leaves SQLite's write lock free between two batches.
+SQLITE_PAUSE_BETWEEN_BATCHES = 0.25
 
 
 class SubscriberError(ValueError):
@@ -218,14 +221,17 @@ def _hold_one_transaction(session: Session) -> None:
     per-row SAVEPOINT comes first, so SQLite starts a transaction of its own
     with it and the RELEASE commits that row at once. Every row was then its
     own commit, and a failed batch could not be undone. BEGIN first, and the
-    savepoints nest inside the batch as intended.
+    savepoints nest inside the batch as intended. IMMEDIATE takes the write
+    lock now (waiting the busy timeout for it): a deferred transaction that
+    read first and then wants to write fails at once if another writer
+    committed in between.
     """
     connection = session.connection()
     if connection.dialect.name != "sqlite":
         return
     driver = connection.connection.driver_connection
     if driver is not None and not driver.in_transaction:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _add_rows(
@@ -306,6 +312,11 @@ def import_csv_in_batches(
     if rows is None:
         return report
     while batch_rows := list(itertools.islice(rows, settings.import_batch_rows)):
+        if report.batches and database.engine.dialect.name == "sqlite":
+            # SQLite hands its lock to no one: a waiting writer polls (every
+            # 100 ms at most), and the next batch would take the lock back
+            # before it looked. A pause longer than that lets it in.
+            time_module.sleep(SQLITE_PAUSE_BETWEEN_BATCHES)
         batch = ImportReport()
         try:
             with database.session_scope() as session:

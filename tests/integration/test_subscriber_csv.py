@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import time
 from pathlib import Path
@@ -18,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from alerts.admin import EXPORT_COLUMNS, export_csv
 from alerts.cli import main
 from alerts.config import Settings, get_settings
-from alerts.db import Database, utcnow
+from alerts.db import Database, get_database, utcnow
 from alerts.models import Frequency, Interest, Role, Subscriber, SubscriberStatus
 from alerts.subscribers import (
     FORMULA_PREFIXES,
@@ -297,3 +299,30 @@ def test_the_console_says_what_was_kept_when_an_import_stops(
     assert "3 subscribers from the lines before it are stored" in response.text
     assert "Stored in 1 batch of up to 3 rows, through line 4" in response.text
     assert emails(database) == [f"reader{n}@example.org" for n in range(3)]
+
+
+def test_a_waiting_sqlite_writer_gets_in_between_batches(small_batches: Settings) -> None:
+    """SQLite passes its lock to no one: a writer that waits (as the clock does,
+    with a busy timeout) must still find a gap before the import ends."""
+    database = get_database()  # the embedded default: SQLite in the data dir
+    path = str(database.engine.url.database)
+    seen: list[int] = []
+
+    def clock_tick() -> None:
+        with sqlite3.connect(path, timeout=60) as tick:
+            tick.execute("INSERT INTO rate_events (key, at) VALUES ('tick', '2026-01-01')")
+            seen.append(tick.execute("SELECT count(*) FROM subscribers").fetchone()[0])
+
+    waiting = threading.Thread(target=clock_tick)
+
+    def row_done() -> None:
+        if not waiting.is_alive() and not seen:
+            waiting.start()  # inside the first batch: the lock is taken
+
+    report = import_csv_in_batches(
+        database, readers_csv(30), small_batches, utcnow(), on_row=row_done
+    )
+    waiting.join()
+    assert report.added == 30
+    assert len(seen) == 1
+    assert seen[0] < 30  # it wrote while the import was still going
