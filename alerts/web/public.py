@@ -224,6 +224,7 @@ def _over_limit(helper: str) -> JSONResponse:
     return JSONResponse(
         {
             "ok": False,
+            "limited": True,
             "message": f"Too many {helper} requests from your network: wait a minute and "
             "try again.",
             "articles": [],

@@ -240,6 +240,7 @@ def test_form_helpers_are_rate_limited_per_client(
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "60"
     assert refused.json()["ok"] is False
+    assert refused.json()["limited"] is True
     assert "Too many" in refused.json()["message"]
     assert "wait a minute" in refused.json()["message"]
     assert other.client.get(path, params={"q": "flood"}).status_code == 200
