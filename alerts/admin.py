@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from alerts import metrics
 from alerts.bounces import DayOfReturns, daily_returns
 from alerts.config import Settings
+from alerts.db import Database
 from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.delivery.outbound import suppress
 from alerts.health import queue_depths
@@ -42,7 +43,8 @@ from alerts.subscribers import (
     REGION_SEPARATOR,
     ImportReport,
     SubscriberError,
-    import_csv,
+    import_csv_in_batches,
+    neutralised_cell,
     parse_send_at,
 )
 
@@ -56,8 +58,6 @@ LANGUAGE_LENGTH = 8
 WEEK_DAYS = 7
 # Celery's default queue is a Redis list of this name.
 SOURCE_ERROR_STATUS = "error"  # what alerts.ingest.service records for a failed poll
-# Spreadsheets run a cell that starts with one of these as a formula.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # The first six columns are the ones `alerts subscribers import` reads, so an
 # export can be imported elsewhere; the rest record consent and state.
 EXPORT_COLUMNS = (
@@ -234,18 +234,17 @@ def erase_subscriber(session: Session, subscriber: Subscriber) -> None:
 # --- CSV ----------------------------------------------------------------------
 
 
-def _cell(value: str | None) -> str:
-    """Free text made safe for spreadsheets (a leading quote disarms a formula)."""
-    text = value or ""
-    return f"'{text}" if text.startswith(FORMULA_PREFIXES) else text
-
-
 def _moment(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
 def export_csv(session: Session) -> str:
-    """Every subscriber with consent fields; the first interest in import's columns."""
+    """Every subscriber with consent fields; the first interest in import's columns.
+
+    Every cell goes through ``neutralised_cell``: an address, a query or a
+    name typed by a stranger at sign-up must not run as a formula in the
+    admin's spreadsheet. The import undoes the quote, so an export re-imports.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
@@ -254,32 +253,31 @@ def export_csv(session: Session) -> str:
     for subscriber in subscribers:
         interests = interests_by_subscriber.get(subscriber.id, [])
         first = interests[0] if interests else None
-        writer.writerow(
-            [
-                subscriber.email,
-                (first.query or "") if first else "",
-                REGION_SEPARATOR.join(first.regions) if first else "",
-                subscriber.frequency.value,
-                subscriber.timezone,
-                "yes" if subscriber.confirmed_at else "no",
-                subscriber.id,
-                _cell(subscriber.name),
-                subscriber.status.value,
-                subscriber.language,
-                subscriber.send_at.strftime("%H:%M"),
-                "yes" if subscriber.paused else "no",
-                _cell(subscriber.consent_source),
-                _moment(subscriber.created_at),
-                _moment(subscriber.confirmed_at),
-                _moment(subscriber.unsubscribed_at),
-                json.dumps(
-                    [{"query": i.query, "regions": i.regions} for i in interests[1:]],
-                    ensure_ascii=False,
-                )
-                if len(interests) > 1
-                else "",
-            ]
-        )
+        cells: list[str | int] = [
+            subscriber.email,
+            (first.query or "") if first else "",
+            REGION_SEPARATOR.join(first.regions) if first else "",
+            subscriber.frequency.value,
+            subscriber.timezone,
+            "yes" if subscriber.confirmed_at else "no",
+            subscriber.id,
+            subscriber.name or "",
+            subscriber.status.value,
+            subscriber.language,
+            subscriber.send_at.strftime("%H:%M"),
+            "yes" if subscriber.paused else "no",
+            subscriber.consent_source or "",
+            _moment(subscriber.created_at),
+            _moment(subscriber.confirmed_at),
+            _moment(subscriber.unsubscribed_at),
+            json.dumps(
+                [{"query": i.query, "regions": i.regions} for i in interests[1:]],
+                ensure_ascii=False,
+            )
+            if len(interests) > 1
+            else "",
+        ]
+        writer.writerow([neutralised_cell(c) if isinstance(c, str) else c for c in cells])
     return buffer.getvalue()
 
 
@@ -291,10 +289,14 @@ def _interests_by_subscriber(session: Session) -> dict[int, list[Interest]]:
 
 
 def import_subscribers(
-    session: Session, text: str, settings: Settings, now: datetime
+    database: Database,
+    text: str,
+    settings: Settings,
+    now: datetime,
+    on_batch: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
-    """The command line's CSV import, for the upload form."""
-    return import_csv(session, text, settings, now)
+    """The command line's CSV import, for the upload form: a commit per batch."""
+    return import_csv_in_batches(database, text, settings, now, on_batch=on_batch)
 
 
 # --- suppressions ---------------------------------------------------------------

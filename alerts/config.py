@@ -144,6 +144,33 @@ class Settings(BaseSettings):
     # Query language limits (see alerts.matching.query).
     query_max_length: int = Field(default=500, description="Longest keyword query, in characters.")
     query_max_terms: int = Field(default=32, description="Most terms in one keyword query.")
+    # At most 64 (alerts.matching.query.MAX_DEPTH_CEILING): deeper trees would
+    # bring the parser's and evaluator's recursion near Python's limit.
+    query_max_depth: int = Field(
+        default=16,
+        ge=1,
+        le=64,
+        description="Most levels of parentheses and negations in one keyword query.",
+    )
+
+    # The reader forms' helpers (/api/preview, /api/query-check) answer anyone.
+    preview_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Calls per client per minute to each of /api/preview and /api/query-check.",
+    )
+    preview_max_articles: int = Field(
+        default=500,
+        ge=1,
+        description="Newest stored articles a reader's preview looks through at most.",
+    )
+
+    # Subscriber CSV imports.
+    import_batch_rows: int = Field(
+        default=2000,
+        ge=1,
+        description="Rows per transaction of a CSV import; other writers get in between.",
+    )
 
     # Delivery.
     alert_max_per_hour: int = Field(

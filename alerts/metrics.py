@@ -61,6 +61,14 @@ MATCHES_PER_ARTICLE = Histogram(
     "Interests one article matched.",
     buckets=(0, 1, 5, 10, 50, 100, 500, 1000, 5000, 10000),
 )
+INTERESTS_SKIPPED = Gauge(
+    "alerts_interests_skipped",
+    "Stored interests a matching worker cannot parse or file, and so skips.",
+    multiprocess_mode="max",
+)
+PREVIEW_ARTICLES = Counter(
+    "alerts_preview_articles_total", "Stored articles analysed to preview an interest."
+)
 DELIVERIES = Counter(
     "alerts_deliveries_total", "Delivery outcomes, by kind and state.", ["kind", "state"]
 )

@@ -41,8 +41,7 @@ from alerts.delivery.outbound import (
 )
 from alerts.i18n import ENGLISH_UTC
 from alerts.i18n import LANGUAGES as LANGUAGE_NAMES
-from alerts.matching import Interest as InterestSpec
-from alerts.matching import QueryError, RegionNotFoundError, fold, prepare_interest, tokenize
+from alerts.matching import QueryError, RegionNotFoundError, fold, tokenize
 from alerts.matching.service import PreviewHit, preview_interest
 from alerts.models import (
     Delivery,
@@ -56,6 +55,7 @@ from alerts.models import (
 )
 from alerts.schedule import UnknownTimezoneError, zone
 from alerts.subscribers import (
+    InterestError,
     NewSubscriber,
     SubscriberError,
     add_subscriber,
@@ -79,6 +79,8 @@ LANGUAGES = dict(LANGUAGE_NAMES)
 # the window is analysed on request, so the window stays short.
 PREVIEW_WINDOW = timedelta(days=7)
 PREVIEW_LIMIT = 5
+# The public form helpers are rate-limited per minute (ALERTS_PREVIEW_PER_MINUTE).
+FORM_HELPER_WINDOW = timedelta(minutes=1)
 REGION_SUGGESTIONS = 10
 MIN_SUGGEST_CHARS = 2
 AUDIT_ACTOR = "subscriber"
@@ -110,13 +112,16 @@ def _rate_key(kind: str, value: str, settings: Settings) -> str:
     return f"signup.{kind}.{digest[:40]}"
 
 
-def check_rate(session: Session, key: str, limit: int, now: datetime) -> None:
-    """Count one attempt under ``key``, or raise RateLimitedError when over ``limit``.
+def check_rate(
+    session: Session, key: str, limit: int, now: datetime, window: timedelta = RATE_WINDOW
+) -> None:
+    """Count one attempt under ``key``, or raise RateLimitedError when over ``limit``
+    attempts in ``window``.
 
     Two requests racing past the count may both pass: the limit is a brake on
     abuse, not an exact quota, and a lock per key would cost more than it saves.
     """
-    since = now - RATE_WINDOW
+    since = now - window
     # Old events of this key are dead weight; dropping them keeps the table small.
     session.execute(delete(RateEvent).where(RateEvent.key == key, RateEvent.at < since))
     count = session.scalar(
@@ -537,21 +542,38 @@ def check_query(query: str, settings: Settings) -> QueryCheck:
     if not query.strip():
         return QueryCheck(ok=True)
     try:
-        prepare_interest(
-            InterestSpec(id="check", query=query, regions=()),
-            gazetteer(),
-            max_length=settings.query_max_length,
-            max_terms=settings.query_max_terms,
-        )
-    except QueryError as error:
+        validated_interest(query, (), settings)
+    except InterestError as error:
         return QueryCheck(ok=False, message=error.message, position=error.position)
     return QueryCheck(ok=True)
+
+
+def count_form_helper_call(
+    session: Session, helper: str, client: str, settings: Settings, now: datetime
+) -> None:
+    """Count one call of a public form helper (``preview``, ``query-check``) by
+    ``client``; RateLimitedError past ``preview_per_minute`` in a minute."""
+    key = _rate_key(f"{helper}-ip", client, settings)
+    # Every client leaves events behind, most never to come back: expired ones
+    # of this helper go now (the (key, at) index serves the prefix).
+    prefix = key[: key.rindex(".") + 1]
+    session.execute(
+        delete(RateEvent).where(
+            RateEvent.key.startswith(prefix), RateEvent.at < now - FORM_HELPER_WINDOW
+        )
+    )
+    check_rate(session, key, settings.preview_per_minute, now, window=FORM_HELPER_WINDOW)
 
 
 def preview(
     session: Session, query: str, regions: Sequence[str], settings: Settings, now: datetime
 ) -> list[PreviewHit]:
-    """Recent stored articles this interest would have matched; SubscriberError if bad."""
+    """Recent stored articles this interest would have matched; SubscriberError if bad.
+
+    Bounded for a caller who need not sign in: the newest
+    ``preview_max_articles`` articles of the window at most, and it stops at
+    the few hits the form shows.
+    """
     clean_query, region_ids = validated_interest(query, regions, settings)
     try:
         return preview_interest(
@@ -562,6 +584,7 @@ def preview(
             gazetteer=gazetteer(),
             settings=settings,
             limit=PREVIEW_LIMIT,
+            max_articles=settings.preview_max_articles,
         )
     except (QueryError, RegionNotFoundError) as error:
         raise SubscriberError(str(error)) from error

@@ -1,23 +1,35 @@
 """Subscribers and their interests: adding, importing, listing.
 
 Every entry point validates the same way: the address, the time zone, the
-send time, and each interest through the query parser and the gazetteer, so
-a bad row is refused with a reason before anything is stored.
+send time, and each interest through :func:`validated_interest` (the query
+parser with every configured limit, and the gazetteer), so a bad row is
+refused with a reason before anything is stored. Sign-up, the preference
+centre, the API, the CSV import and the command line all store interests
+through that one function.
+
+A CSV import commits every ``import_batch_rows`` rows
+(:func:`import_csv_in_batches`): on SQLite one long transaction would hold
+the database's only write lock for the whole file and starve the clock and
+the workers.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable
+import itertools
+import time as time_module
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from functools import lru_cache
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts.config import Settings
+from alerts.db import Database
 from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.matching import (
     Gazetteer,
@@ -36,10 +48,29 @@ CSV_COLUMNS = ("email", "query", "regions", "frequency", "timezone", "confirmed"
 REGION_SEPARATOR = ";"
 TRUE_WORDS = frozenset({"1", "true", "yes", "y", "confirmed"})
 FALSE_WORDS = frozenset({"", "0", "false", "no", "n"})
+# Spreadsheets run a cell that starts with one of these as a formula (OWASP's
+# list for CSV injection); an export prefixes such a cell with a single quote.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_QUOTE = "'"
+# Seconds an import leaves SQLite's write lock free between two batches.
+SQLITE_PAUSE_BETWEEN_BATCHES = 0.25
 
 
 class SubscriberError(ValueError):
     """Input that cannot become a subscriber; the message says why."""
+
+
+class InterestError(SubscriberError):
+    """An interest refused by :func:`validated_interest`.
+
+    ``message`` is the reason alone and ``position`` the character of the query
+    it points at (None for a region), for forms that mark the spot.
+    """
+
+    def __init__(self, text: str, message: str, position: int | None = None) -> None:
+        super().__init__(text)
+        self.message = message
+        self.position = position
 
 
 @lru_cache(maxsize=1)
@@ -72,7 +103,11 @@ def parse_send_at(value: str | time) -> time:
 def validated_interest(
     query: str | None, regions: Iterable[str], settings: Settings
 ) -> tuple[str | None, list[str]]:
-    """The query as typed and the regions as gazetteer ids, or SubscriberError."""
+    """The query as typed and the regions as gazetteer ids, or InterestError.
+
+    The one check every stored interest passes: the matching workers parse a
+    stored query with the same limits, so what this accepts they can file.
+    """
     query = (query or "").strip() or None
     names = [name.strip() for name in regions if name.strip()]
     try:
@@ -81,11 +116,13 @@ def validated_interest(
             gazetteer(),
             max_length=settings.query_max_length,
             max_terms=settings.query_max_terms,
+            max_depth=settings.query_max_depth,
         )
     except RegionNotFoundError as error:
-        raise SubscriberError(f"unknown region {error.region!r}") from error
+        message = f"unknown region {error.region!r}"
+        raise InterestError(message, message) from error
     except QueryError as error:
-        raise SubscriberError(f"query: {error}") from error
+        raise InterestError(f"query: {error}", error.message, error.position) from error
     return query, sorted(prepared.region_ids)
 
 
@@ -136,6 +173,98 @@ def add_subscriber(
 class ImportReport:
     added: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+    batches: int = 0  # transactions committed (by import_csv_in_batches)
+    last_line: int = 0  # the last line read and committed
+
+    def merge(self, batch: ImportReport) -> None:
+        """Take in a batch's figures once its transaction is committed."""
+        self.added += batch.added
+        self.errors.extend(batch.errors)
+        self.batches += 1
+        self.last_line = batch.last_line
+
+
+class ImportStoppedError(Exception):
+    """An import that failed part-way; ``report`` holds what was committed.
+
+    The batch that failed is rolled back whole; every batch before it stays.
+    """
+
+    def __init__(self, report: ImportReport, line: int, reason: str) -> None:
+        self.report = report
+        self.line = line
+        super().__init__(
+            f"the import stopped in the rows from line {line} ({reason}); "
+            f"{report.added} subscribers from the lines before it are stored"
+        )
+
+
+Row = tuple[int, dict[str, str | None]]  # (line number, cells by column)
+
+
+def _csv_rows(text: str, report: ImportReport) -> Iterator[Row] | None:
+    """The data rows with their line numbers; None (and the reason reported)
+    when the header lacks an email column."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = [name.strip().lower() for name in reader.fieldnames or []]
+    if "email" not in header:
+        report.errors.append((1, f"no 'email' column (columns: {', '.join(CSV_COLUMNS)})"))
+        return None
+    reader.fieldnames = header
+    return ((reader.line_num, row) for row in reader)
+
+
+def _hold_one_transaction(session: Session) -> None:
+    """Make the rows of one import one transaction on SQLite too.
+
+    pysqlite opens a transaction only before an INSERT, UPDATE or DELETE; the
+    per-row SAVEPOINT comes first, so SQLite starts a transaction of its own
+    with it and the RELEASE commits that row at once. Every row was then its
+    own commit, and a failed batch could not be undone. BEGIN first, and the
+    savepoints nest inside the batch as intended. IMMEDIATE takes the write
+    lock now (waiting the busy timeout for it): a deferred transaction that
+    read first and then wants to write fails at once if another writer
+    committed in between.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    driver = connection.connection.driver_connection
+    if driver is not None and not driver.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _add_rows(
+    session: Session,
+    rows: Iterable[Row],
+    settings: Settings,
+    now: datetime,
+    report: ImportReport,
+    on_row: Callable[[], None] | None,
+) -> None:
+    """Add each row in its own savepoint, so a bad row costs only itself."""
+    _hold_one_transaction(session)
+    for line, row in rows:
+        try:
+            with session.begin_nested():
+                add_subscriber(session, _row_to_subscriber(row), settings, now)
+        except SubscriberError as error:
+            report.errors.append((line, str(error)))
+        except IntegrityError:
+            if not _stored_since(session, row):
+                raise  # not a row's fault: the batch fails and says so
+            # a sign-up stored the same address between the check and the insert
+            report.errors.append((line, "the address is already subscribed"))
+        else:
+            report.added += 1
+        report.last_line = line
+        if on_row:
+            on_row()
+
+
+def _stored_since(session: Session, row: dict[str, str | None]) -> bool:
+    email = restored_cell((row.get("email") or "").strip()).strip().lower()
+    return session.scalar(select(Subscriber.id).where(Subscriber.email == email)) is not None
 
 
 def import_csv(
@@ -149,31 +278,76 @@ def import_csv(
 
     Columns: email, query, regions (separated by ';'), frequency, timezone,
     confirmed. Only email is required; a row that fails is skipped whole.
+    All rows share the caller's transaction: for files of any size use
+    :func:`import_csv_in_batches`.
     """
     report = ImportReport()
-    reader = csv.DictReader(io.StringIO(text))
-    header = [name.strip().lower() for name in reader.fieldnames or []]
-    if "email" not in header:
-        report.errors.append((1, f"no 'email' column (columns: {', '.join(CSV_COLUMNS)})"))
-        return report
-    reader.fieldnames = header
-    for row in reader:
-        line = reader.line_num
-        try:
-            with session.begin_nested():
-                add_subscriber(session, _row_to_subscriber(row), settings, now)
-        except SubscriberError as error:
-            report.errors.append((line, str(error)))
-        else:
-            report.added += 1
-        if on_row:
-            on_row()
+    rows = _csv_rows(text, report)
+    if rows is not None:
+        _add_rows(session, rows, settings, now, report, on_row)
     return report
+
+
+def import_csv_in_batches(
+    database: Database,
+    text: str,
+    settings: Settings,
+    now: datetime,
+    *,
+    on_row: Callable[[], None] | None = None,
+    on_batch: Callable[[ImportReport], None] | None = None,
+) -> ImportReport:
+    """:func:`import_csv`, committing every ``settings.import_batch_rows`` rows.
+
+    Like the send loop, it owns its transactions (one per batch) because it is
+    handed the database: between two batches the write lock is free, so the
+    clock, the workers and sign-ups carry on during a long import. Bad rows are
+    reported by line and good rows kept, as in one transaction. ``on_batch``
+    gets the running report after each commit (progress for the caller).
+    Raises :class:`ImportStoppedError` when a batch fails for another reason
+    than a bad row; the batches before it stay committed.
+    """
+    report = ImportReport()
+    rows = _csv_rows(text, report)
+    if rows is None:
+        return report
+    while batch_rows := list(itertools.islice(rows, settings.import_batch_rows)):
+        if report.batches and database.engine.dialect.name == "sqlite":
+            # SQLite hands its lock to no one: a waiting writer polls (every
+            # 100 ms at most), and the next batch would take the lock back
+            # before it looked. A pause longer than that lets it in.
+            time_module.sleep(SQLITE_PAUSE_BETWEEN_BATCHES)
+        batch = ImportReport()
+        try:
+            with database.session_scope() as session:
+                _add_rows(session, batch_rows, settings, now, batch, on_row)
+        except Exception as error:
+            # Re-raised with what is stored: the caller must tell the admin
+            # which lines to import again.
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ImportStoppedError(report, batch_rows[0][0], reason) from error
+        report.merge(batch)
+        if on_batch:
+            on_batch(report)
+    return report
+
+
+def neutralised_cell(value: str | None) -> str:
+    """Free text made safe for spreadsheets: a leading quote disarms a formula."""
+    text = value or ""
+    return FORMULA_QUOTE + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def restored_cell(value: str) -> str:
+    """The text :func:`neutralised_cell` was given: an export imports as it was."""
+    if value.startswith(FORMULA_QUOTE) and value[1:].startswith(FORMULA_PREFIXES):
+        return value[1:]
+    return value
 
 
 def _row_to_subscriber(row: dict[str, str | None]) -> NewSubscriber:
     def cell(name: str) -> str:
-        return (row.get(name) or "").strip()
+        return restored_cell((row.get(name) or "").strip()).strip()
 
     confirmed = cell("confirmed").lower()
     if confirmed not in TRUE_WORDS | FALSE_WORDS:

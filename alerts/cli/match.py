@@ -59,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     preview.add_argument("--region", action="append", default=[], metavar="R")
     preview.add_argument("--days", type=int, default=7, help="how far back to look")
     preview.add_argument("--limit", type=int, default=50, help="most articles listed")
+    preview.add_argument(
+        "--max-articles",
+        type=int,
+        default=None,
+        metavar="N",
+        help="look through the newest N stored articles at most (default: all in --days)",
+    )
     preview.add_argument("--json", action="store_true", help="one JSON line per article")
     preview.set_defaults(handler=run_preview_command)
 
@@ -76,6 +83,7 @@ def run_preview_command(args: argparse.Namespace) -> int:
                 gazetteer=load_gazetteer(),
                 settings=settings,
                 limit=args.limit,
+                max_articles=args.max_articles,
             )
     except RegionNotFoundError as error:
         print(f"alerts interests preview: unknown region {error.region!r}", file=sys.stderr)
@@ -128,6 +136,7 @@ def load_interests(
     path: Path, gazetteer: Gazetteer, err: TextIO
 ) -> list[tuple[str, PreparedInterest]] | None:
     """Parse every interest, reporting each bad one; ``None`` if any was bad."""
+    settings = get_settings()
     prepared: list[tuple[str, PreparedInterest]] = []
     failed = False
     for number, raw in _jsonl(path):
@@ -138,7 +147,16 @@ def load_interests(
             failed = True
             continue
         try:
-            prepared.append((interest.id, prepare_interest(interest, gazetteer)))
+            # the limits the workers apply to stored interests, so a file that
+            # passes here would also pass sign-up, the API and the import
+            item = prepare_interest(
+                interest,
+                gazetteer,
+                max_length=settings.query_max_length,
+                max_terms=settings.query_max_terms,
+                max_depth=settings.query_max_depth,
+            )
+            prepared.append((interest.id, item))
         except QueryError as exc:
             print(
                 f"{path}:{number}: interest {interest.id!r}: bad query: {exc.message} "

@@ -19,7 +19,14 @@ from alerts.mailer import default_mailer
 from alerts.models import Frequency, Source, Subscriber
 from alerts.progress import Progress, tracked
 from alerts.schedule import latest_slot, period_length
-from alerts.subscribers import NewSubscriber, SubscriberError, add_subscriber, import_csv
+from alerts.subscribers import (
+    ImportReport,
+    ImportStoppedError,
+    NewSubscriber,
+    SubscriberError,
+    add_subscriber,
+    import_csv_in_batches,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -84,6 +91,8 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    """Commits every ``ALERTS_IMPORT_BATCH_ROWS`` rows and says so on stderr, so a
+    long import neither locks out other writers nor leaves the admin guessing."""
     settings = get_settings()
     try:
         text = args.file.read_text(encoding="utf-8-sig")
@@ -91,13 +100,31 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"alerts subscribers import: cannot read {args.file}: {error}", file=sys.stderr)
         return 2
     bar = Progress(max(text.count("\n") - 1, 0), "import")
-    with get_database(settings).session_scope() as session:
-        report = import_csv(session, text, settings, utcnow(), on_row=bar.advance)
+
+    def committed(report: ImportReport) -> None:
+        if bar.enabled:
+            bar.advance(0, f"batch {report.batches} committed")
+        else:
+            print(
+                f"batch {report.batches} committed through line {report.last_line}: "
+                f"{report.added} added, {len(report.errors)} rejected so far",
+                file=sys.stderr,
+            )
+
+    stopped: ImportStoppedError | None = None
+    try:
+        report = import_csv_in_batches(
+            get_database(settings), text, settings, utcnow(), on_row=bar.advance, on_batch=committed
+        )
+    except ImportStoppedError as error:
+        stopped, report = error, error.report
     bar.close()
     for line, reason in report.errors:
         print(f"{args.file}:{line}: {reason}", file=sys.stderr)
+    if stopped is not None:
+        print(f"alerts subscribers import: {stopped}", file=sys.stderr)
     print(f"{report.added} added, {len(report.errors)} rejected")
-    return 1 if report.errors else 0
+    return 1 if report.errors or stopped else 0
 
 
 def run_list(args: argparse.Namespace) -> int:

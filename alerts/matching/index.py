@@ -37,6 +37,7 @@ from alerts.matching.document import (
     Document,
 )
 from alerts.matching.query import (
+    DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_LENGTH,
     DEFAULT_MAX_TERMS,
     And,
@@ -108,13 +109,24 @@ def prepare_interest(
     *,
     max_length: int = DEFAULT_MAX_LENGTH,
     max_terms: int = DEFAULT_MAX_TERMS,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> PreparedInterest:
     """Parse and resolve an interest; raises :class:`QueryError` or
-    :class:`RegionNotFoundError` naming what is wrong."""
+    :class:`RegionNotFoundError` naming what is wrong.
+
+    The parser bounds the tree's depth (``max_depth``, at most
+    ``MAX_DEPTH_CEILING``), which is what keeps the recursive walks below
+    (verification, clauses, canonical text) short: every tree reaching them
+    comes through here.
+    """
     query = (interest.query or "").strip()
     if not query and not interest.regions:
         raise QueryError("an interest needs a query or at least one region", 0, "")
-    node = parse_query(query, max_length=max_length, max_terms=max_terms) if query else None
+    node = (
+        parse_query(query, max_length=max_length, max_terms=max_terms, max_depth=max_depth)
+        if query
+        else None
+    )
     if node is not None and "region" in query.lower():  # cheap guard: most queries have none
         def resolve_leaf(leaf: FieldValue) -> str:
             try:
@@ -396,12 +408,14 @@ class InterestIndex:
         term_frequencies: Mapping[str, float] | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         max_terms: int = DEFAULT_MAX_TERMS,
+        max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         """``term_frequencies`` maps keys (stems, ``t:tag``, ``r:region`` ...) to the
         share of recent articles holding them; without it rarity is guessed."""
         self.gazetteer = gazetteer
         self.max_length = max_length
         self.max_terms = max_terms
+        self.max_depth = max_depth
         self._costs = _Costs(term_frequencies)
         # presearch key -> entries filed under it (their cheapest clause)
         self._postings: dict[str, list[_Entry]] = {}
@@ -422,7 +436,7 @@ class InterestIndex:
     def add(self, interest: Interest) -> None:
         """Compile and file ``interest``, replacing any interest with the same id."""
         prepared = prepare_interest(interest, self.gazetteer, max_length=self.max_length,
-                                    max_terms=self.max_terms)
+                                    max_terms=self.max_terms, max_depth=self.max_depth)
         self.add_prepared(interest.id, prepared)
 
     def add_all(self, interests: Iterable[Interest], *, freeze: bool = True) -> None:

@@ -11,8 +11,12 @@ Grammar (precedence NOT > AND > OR; AND is implicit between terms)::
 
 Operators are recognised only in upper case, so ``or`` is an ordinary word.
 Phrase words are matched on their folded surface form (not stemmed): a phrase
-asks for exactly those words. The parser never builds a regular expression
-from user input; terms are plain folded strings compared by equality.
+asks for exactly those words. Nesting (parentheses and negation) is limited
+to ``max_depth`` levels, counted over the tokens before the parser recurses,
+so no query can exhaust Python's recursion limit here or in the walks of the
+tree that follow (evaluation, canonical text, presearch clauses). The parser
+never builds a regular expression from user input; terms are plain folded
+strings compared by equality.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ from alerts.matching.analysis import fold, normalise_language, tokenize
 
 DEFAULT_MAX_LENGTH = 500
 DEFAULT_MAX_TERMS = 32
+#: Levels of parentheses and negation a query may nest. Readers' queries rarely
+#: need more than three; the limit keeps every recursive walk of the tree short.
+DEFAULT_MAX_DEPTH = 16
+#: The highest limit that may be configured. The parser spends four Python
+#: frames per parenthesis, evaluation two per tree level: at this ceiling a walk
+#: stays a few hundred frames deep, well inside the interpreter's limit of 1000
+#: even under a web server's or a worker's own stack.
+MAX_DEPTH_CEILING = 64
 #: Shortest prefix accepted before ``*``; shorter ones match most of the vocabulary.
 MIN_PREFIX_LENGTH = 3
 
@@ -203,13 +215,48 @@ def _word_tokens(query: str, start: int, text: str) -> list[_Tok]:
     return [_Tok("WORD", text, start)]
 
 
+def _check_depth(tokens: list[_Tok], max_depth: int, query: str) -> None:
+    """Refuse nesting deeper than ``max_depth`` before anything recurses.
+
+    A level is an open parenthesis or a negation still waiting for its term;
+    ``-(-(a))`` is four levels deep, ``(a) (b)`` one. Counting runs over the
+    flat token list, so a 10,000-deep query costs one pass and no recursion.
+    """
+    level = 0  # levels open at this token
+    pending_not = 0  # negations read since the last term or parenthesis
+    outer: list[int] = []  # the level each open parenthesis returns to when closed
+    for tok in tokens:
+        if tok.kind == "NOT":
+            pending_not += 1
+        elif tok.kind == "(":
+            outer.append(level)
+            level += pending_not + 1
+            pending_not = 0
+        elif tok.kind == ")":
+            if outer:  # a stray ')' is the parser's to report
+                level = outer.pop()
+            pending_not = 0
+        elif tok.kind != "FIELD":  # a field's value follows, still under its negations
+            pending_not = 0
+        if level + pending_not > max_depth:
+            raise QueryError(
+                f"nested too deeply (more than {max_depth} levels of parentheses "
+                "and negations)",
+                tok.pos,
+                query,
+            )
+
+
 # --- parser ---------------------------------------------------------------
 
 
 class _Parser:
-    def __init__(self, query: str, max_terms: int) -> None:
+    def __init__(
+        self, query: str, max_terms: int, max_depth: int = DEFAULT_MAX_DEPTH
+    ) -> None:
         self.query = query
         self.tokens = _lex(query)
+        _check_depth(self.tokens, max_depth, query)
         self.index = 0
         self.max_terms = max_terms
         self.terms = 0
@@ -400,9 +447,17 @@ def _parse_simple(text: str, max_terms: int) -> Node | None:
 
 
 def parse_query(
-    text: str, *, max_length: int = DEFAULT_MAX_LENGTH, max_terms: int = DEFAULT_MAX_TERMS
+    text: str,
+    *,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    max_terms: int = DEFAULT_MAX_TERMS,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> Node:
     """Parse ``text`` into an AST or raise :class:`QueryError` saying where it fails."""
+    if not 1 <= max_depth <= MAX_DEPTH_CEILING:
+        # a programming or settings error, not a reader's: the ceiling is what
+        # keeps the recursive walks of the tree safe
+        raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH_CEILING}")
     if len(text) > max_length:
         raise QueryError(f"query longer than {max_length} characters", max_length, text)
     if not text.strip():
@@ -410,7 +465,7 @@ def parse_query(
     simple = _parse_simple(text, max_terms)
     if simple is not None:
         return simple
-    node = _Parser(text, max_terms).parse()
+    node = _Parser(text, max_terms, max_depth).parse()
     if node is None:
         raise QueryError("the query has no searchable term", 0, text)
     _check_positive(node, text)
@@ -418,6 +473,8 @@ def parse_query(
 
 
 __all__ = [
+    "DEFAULT_MAX_DEPTH",
+    "MAX_DEPTH_CEILING",
     "And",
     "FieldValue",
     "Leaf",

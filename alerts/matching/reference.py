@@ -22,7 +22,11 @@ def _span(doc: Document, title_only: bool) -> range:
 
 
 def evaluate(node: Node, doc: Document) -> bool:
-    """Evaluate a query by scanning the document's tokens."""
+    """Evaluate a query by scanning the document's tokens.
+
+    Recursive, like the index's ``verify``: safe because every tree comes from
+    the parser, which refuses nesting past ``max_depth``.
+    """
     if isinstance(node, And):
         return all(evaluate(child, doc) for child in node.children)
     if isinstance(node, Or):

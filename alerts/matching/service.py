@@ -8,6 +8,7 @@ re-filed, deleted ones dropped; nothing is rebuilt from scratch.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,12 @@ from alerts.matching.document import analyze
 from alerts.matching.index import Explanation, InterestIndex
 from alerts.matching.index import Interest as IndexedInterest
 from alerts.matching.query import QueryError
-from alerts.metrics import MATCH_SECONDS, MATCHES_PER_ARTICLE
+from alerts.metrics import (
+    INTERESTS_SKIPPED,
+    MATCH_SECONDS,
+    MATCHES_PER_ARTICLE,
+    PREVIEW_ARTICLES,
+)
 from alerts.models import Article, Interest, Match
 from alerts.regions.gazetteer import Gazetteer
 
@@ -34,6 +40,8 @@ ZONE_WEIGHTS = {"title": 3.0, "tag": 2.0, "lead": 2.0, "body": 1.0}
 # Rows fetched per query while loading interests into the index.
 LOAD_CHUNK = 10_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+log = logging.getLogger("alerts.matching")
 
 
 @dataclass
@@ -52,6 +60,7 @@ class IndexCache:
             self.gazetteer,
             max_length=self.settings.query_max_length,
             max_terms=self.settings.query_max_terms,
+            max_depth=self.settings.query_max_depth,
         )
 
     def refresh(self, session: Session) -> InterestIndex:
@@ -72,14 +81,23 @@ class IndexCache:
         # some interests were deleted since.
         if count != len(self.subscriber_of) + len(self.broken):
             self._drop_deleted(session)
+        INTERESTS_SKIPPED.set(len(self.broken))
         return self.index
 
     def _file(self, interest_id: int, subscriber_id: int, query: str | None, regions: Any) -> None:
         try:
             self.index.add(IndexedInterest(str(interest_id), query, tuple(regions or ())))
         except (QueryError, ValueError) as error:
-            # Validated on the way in; one that no longer parses (a limit was
-            # lowered, a region renamed) is skipped and reported, never fatal.
+            # Validated on the way in; one that no longer parses (stored before
+            # a limit existed or was lowered, a region renamed) is skipped and
+            # reported, never fatal: every other reader still gets matched.
+            if self.broken.get(interest_id) != str(error):
+                log.warning(
+                    "interest %s skipped: it cannot be matched: %s",
+                    interest_id,
+                    getattr(error, "message", str(error)),
+                    extra={"subscriber_id": subscriber_id},
+                )
             self.broken[interest_id] = str(error)
             if str(interest_id) in self.index:
                 self.index.remove(str(interest_id))
@@ -206,7 +224,7 @@ def match_articles(
     return store_matches(session, rows)
 
 
-# Articles examined per query when previewing an interest.
+# Articles fetched per query when previewing an interest.
 PREVIEW_CHUNK = 500
 
 
@@ -227,34 +245,50 @@ def preview_interest(
     gazetteer: Gazetteer,
     settings: Settings,
     limit: int = 50,
+    max_articles: int | None = None,
 ) -> list[PreviewHit]:
     """The stored articles since ``since`` that this interest would have matched,
-    newest first. Raises QueryError or RegionNotFoundError for a bad interest."""
+    newest first. Raises QueryError or RegionNotFoundError for a bad interest.
+
+    Each article is analysed on the spot, so the cost grows with the articles
+    looked at: it stops at ``limit`` hits, and ``max_articles`` (the newest
+    ones) bounds it when the caller is anyone on the internet.
+    """
     index = InterestIndex(
-        gazetteer, max_length=settings.query_max_length, max_terms=settings.query_max_terms
+        gazetteer,
+        max_length=settings.query_max_length,
+        max_terms=settings.query_max_terms,
+        max_depth=settings.query_max_depth,
     )
     index.add(IndexedInterest("preview", query, tuple(regions)))
     hits: list[PreviewHit] = []
-    articles = session.scalars(
+    newest = (
         select(Article)
         .where(Article.ingested_at >= since)
         .order_by(Article.ingested_at.desc(), Article.id.desc())
-        .execution_options(yield_per=PREVIEW_CHUNK)
     )
-    for article in articles:
-        document = analyze(
-            str(article.id),
-            title=article.title,
-            body=article.body,
-            tags=article.tags,
-            source=article.source_name or "",
-            language=article.language,
-            gazetteer=gazetteer,
-        )
-        for match in index.match(document):
-            hits.append(
-                PreviewHit(article.id, article.title, article.published_at, match.explanation)
+    if max_articles is not None:
+        newest = newest.limit(max_articles)
+    articles = session.scalars(newest.execution_options(yield_per=PREVIEW_CHUNK))
+    try:
+        for article in articles:
+            PREVIEW_ARTICLES.inc()
+            document = analyze(
+                str(article.id),
+                title=article.title,
+                body=article.body,
+                tags=article.tags,
+                source=article.source_name or "",
+                language=article.language,
+                gazetteer=gazetteer,
             )
-        if len(hits) >= limit:
-            break
+            for match in index.match(document):
+                hits.append(
+                    PreviewHit(article.id, article.title, article.published_at, match.explanation)
+                )
+            if len(hits) >= limit:
+                break
+    finally:
+        # stopping early leaves PostgreSQL's server-side cursor open otherwise
+        articles.close()
     return hits

@@ -20,7 +20,7 @@ from alerts import admin, audit, bounces, users, webhooks
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.models import ApiToken, Frequency, Role, Subscriber, SubscriberStatus, Suppression, User
-from alerts.subscribers import SubscriberError
+from alerts.subscribers import ImportStoppedError, SubscriberError
 from alerts.web.security import end_session, require_csrf, session_user, start_session
 from alerts.web.templating import templates
 
@@ -243,22 +243,37 @@ async def import_subscribers(request: Request, file: UploadFile) -> Any:
 
 
 def _import(request: Request, text: str, error: str | None) -> HTMLResponse:
-    with get_database().session_scope() as session:
+    database = get_database()
+    with database.session_scope() as session:
         user = admin_user(request, session)
         if error:
             return render(
                 request, "import.html", {"user": user, "report": None, "error": error}, 400
             )
-        report = admin.import_subscribers(session, text, get_settings(), utcnow())
+    # Outside any request transaction: the import commits batch by batch, so
+    # the clock and the workers can write between batches.
+    try:
+        report = admin.import_subscribers(database, text, get_settings(), utcnow())
+    except ImportStoppedError as stopped:
+        report, error = stopped.report, f"{stopped}."
+    with database.session_scope() as session:
+        user = admin_user(request, session)
         audit.record(
             session,
             user,
             "subscribers.import",
             "subscriber",
             None,
-            {"added": report.added, "rejected": len(report.errors)},
+            {"added": report.added, "rejected": len(report.errors), "batches": report.batches},
         )
-        return render(request, "import.html", {"user": user, "report": report, "error": None})
+        context = {
+            "user": user,
+            "report": report,
+            "error": error,
+            "batch_rows": get_settings().import_batch_rows,
+        }
+        # a batch that failed is the database's trouble (locked, gone), not the file's
+        return render(request, "import.html", context, 503 if error else 200)
 
 
 def _subscriber(session: Session, subscriber_id: int) -> Subscriber:

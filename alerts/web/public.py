@@ -35,6 +35,7 @@ from alerts.signup import (
     add_interest,
     check_query,
     confirm,
+    count_form_helper_call,
     edit_interest,
     erase,
     export_data,
@@ -214,10 +215,38 @@ def signup_done(request: Request) -> Any:
     )
 
 
-@router.get("/api/query-check")
-def query_check(q: str = "") -> dict[str, Any]:
+# The form helpers answer anyone, so each is rate-limited per client; past the
+# limit the answer says why in the JSON the form reads.
+FORM_HELPER_RETRY_SECONDS = 60
+
+
+def _over_limit(helper: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "ok": False,
+            "limited": True,
+            "message": f"Too many {helper} requests from your network: wait a minute and "
+            "try again.",
+            "articles": [],
+        },
+        status_code=429,
+        headers={"Retry-After": str(FORM_HELPER_RETRY_SECONDS)},
+    )
+
+
+@router.get("/api/query-check", response_model=None)
+def query_check(request: Request, q: str = "") -> dict[str, Any] | JSONResponse:
     """Validation as you type: ok, or the parser's message and character position."""
-    result = check_query(q, get_settings())
+    settings = get_settings()
+    if q.strip():
+        try:
+            with get_database().session_scope() as session:
+                count_form_helper_call(
+                    session, "query-check", client_address(request), settings, utcnow()
+                )
+        except RateLimitedError:
+            return _over_limit("query check")
+    result = check_query(q, settings)
     return {"ok": result.ok, "message": result.message, "position": result.position}
 
 
@@ -235,15 +264,26 @@ def region_suggestions(q: str = "") -> list[dict[str, str]]:
     ]
 
 
-@router.get("/api/preview")
-def interest_preview(request: Request, q: str = "") -> dict[str, Any]:
-    """Recent articles the interest would have matched (titles only)."""
+@router.get("/api/preview", response_model=None)
+def interest_preview(request: Request, q: str = "") -> dict[str, Any] | JSONResponse:
+    """Recent articles the interest would have matched (titles only).
+
+    Rate-limited per client and bounded in the articles it reads
+    (``ALERTS_PREVIEW_PER_MINUTE``, ``ALERTS_PREVIEW_MAX_ARTICLES``): each call
+    analyses stored articles, which must not let anyone keep the server busy.
+    """
     regions = [r for r in request.query_params.getlist("region") if r.strip()]
     if not q.strip() and not regions:
         return {"ok": True, "articles": []}
+    settings = get_settings()
     try:
         with get_database().session_scope() as session:
-            hits = preview(session, q, regions, get_settings(), utcnow())
+            count_form_helper_call(session, "preview", client_address(request), settings, utcnow())
+    except RateLimitedError:
+        return _over_limit("preview")
+    try:
+        with get_database().session_scope() as session:
+            hits = preview(session, q, regions, settings, utcnow())
     except SubscriberError as error:
         return {"ok": False, "message": str(error), "articles": []}
     return {

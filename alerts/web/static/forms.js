@@ -19,7 +19,8 @@
     const url = new URL(path, window.location.origin);
     for (const [name, value] of params) url.searchParams.append(name, value);
     const response = await fetch(url, { headers: { Accept: "application/json" } });
-    if (!response.ok) throw new Error("HTTP " + response.status);
+    // 429 carries {"limited": true, "message": ...}: the helpers say so and wait.
+    if (!response.ok && response.status !== 429) throw new Error("HTTP " + response.status);
     return response.json();
   }
 
@@ -43,6 +44,11 @@
       try {
         const result = await getJson("/api/query-check", [["q", query]]);
         if (input.value !== query) return; // typed on since: a newer check follows
+        if (result.limited) {
+          output.textContent = ""; // no verdict: the form still checks on submit
+          output.className = "check";
+          return;
+        }
         if (result.ok) {
           output.textContent = "Looks good.";
           output.className = "check check--ok";
@@ -103,7 +109,9 @@
         section.hidden = false;
         list.replaceChildren();
         if (!result.ok) {
-          status.textContent = "No preview until the interest is valid.";
+          status.textContent = result.limited
+            ? result.message
+            : "No preview until the interest is valid.";
           return;
         }
         status.textContent = result.articles.length
