@@ -28,12 +28,11 @@ from alerts.models import (
     SubscriberStatus,
     Suppression,
     User,
-    WebSession,
     WebhookDelivery,
     WebhookEndpoint,
+    WebSession,
 )
 from alerts.subscribers import NewSubscriber, add_subscriber
-from alerts.tokens import sign_token
 from alerts.users import LOGIN_FREE_FAILURES, create_user
 from alerts.web.app import create_app
 from alerts.web.security import SESSION_COOKIE

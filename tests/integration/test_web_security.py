@@ -6,15 +6,20 @@ and the caps on interests, preference writes and API paging."""
 
 from __future__ import annotations
 
+import argparse
 import re
+import threading
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from alerts.cli.processes import run_web
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.delivery.outbound import (
@@ -37,7 +42,7 @@ from alerts.models import (
 from alerts.users import LOGIN_FAILURES_PER_CLIENT, LOGIN_FREE_FAILURES, create_api_token
 from alerts.web.app import create_app
 from alerts.web.security import CSRF_COOKIE, SESSION_COOKIE
-from tests.conftest import RecordedJobs
+from tests.conftest import RecordedJobs, free_port, wait_until
 from tests.integration.test_web_admin import (
     ADMIN,
     EDITOR,
@@ -241,6 +246,43 @@ def test_x_forwarded_for_is_ignored_from_peers_that_are_not_trusted_proxies(site
         headers={"X-Forwarded-For": "10.9.9.9"},
     )
     assert refused.status_code == 429
+
+
+def test_alerts_web_keeps_uvicorn_from_believing_forwarded_headers(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server as ``alerts web`` configures it, on loopback: uvicorn would
+    otherwise take the client address from X-Forwarded-For sent to 127.0.0.1."""
+    captured: dict[str, Any] = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: captured.update(options, app=app))
+    monkeypatch.setattr("alerts.cli.processes.configure_logging", lambda *_: None)
+    port = free_port()
+    run_web(argparse.Namespace(host="127.0.0.1", port=port))
+    server = uvicorn.Server(uvicorn.Config(captured.pop("app"), **captured))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 20, "the web server")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            answers = []
+            for number in range(11):
+                token = TOKEN_FIELD.search(client.get("/").text)
+                assert token
+                answers.append(
+                    client.post(
+                        "/signup",
+                        data={
+                            "csrf_token": token.group(1),
+                            "email": f"r{number}@example.org",
+                            "query": "flood",
+                        },
+                        headers={"X-Forwarded-For": f"10.0.0.{number}"},
+                    ).status_code
+                )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert answers == [303] * 10 + [429]
 
 
 def test_a_trusted_proxy_names_the_client(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
