@@ -16,7 +16,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
@@ -30,6 +30,16 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 def _items(text: str) -> list[str]:
     """The entries of a comma-separated setting, blanks dropped."""
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _networks(text: str) -> list[IPv4Network | IPv6Network]:
+    networks = []
+    for entry in _items(text):
+        try:
+            networks.append(ip_network(entry, strict=False))
+        except ValueError as error:
+            raise ValueError(f"ALERTS_TRUSTED_PROXIES: {entry!r} is not a network") from error
+    return networks
 
 
 class Settings(BaseSettings):
@@ -136,8 +146,8 @@ class Settings(BaseSettings):
     )
     trusted_hosts: str = Field(
         default="",
-        description="Comma-separated Host header values the web app answers; others get 400. "
-        "Default: the host of base_url plus 127.0.0.1, localhost and ::1.",
+        description="Comma-separated Host header values the web app answers; others get 400 "
+        "('*' answers any). Default: the host of base_url plus 127.0.0.1, localhost and ::1.",
     )
     session_max_age_hours: int = Field(
         default=12, description="A staff sign-in ends this many hours after it started."
@@ -207,16 +217,16 @@ class Settings(BaseSettings):
             "deliver_webhooks": self.queue_webhooks,
         }
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        """A typo here would silently trust nobody (or the wrong peer): refuse it at start."""
+        _networks(value)
+        return value
+
     @property
     def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:
-        """``trusted_proxies`` parsed; a bad entry is a clear error at first use."""
-        networks = []
-        for entry in _items(self.trusted_proxies):
-            try:
-                networks.append(ip_network(entry, strict=False))
-            except ValueError as error:
-                raise ValueError(f"ALERTS_TRUSTED_PROXIES: {entry!r} is not a network") from error
-        return networks
+        return _networks(self.trusted_proxies)
 
     @property
     def allowed_hosts(self) -> list[str]:

@@ -57,9 +57,7 @@ from alerts.models import (
 )
 from alerts.schedule import UnknownTimezoneError, zone
 from alerts.subscribers import (
-    NewSubscriber,
     SubscriberError,
-    add_subscriber,
     gazetteer,
     parse_send_at,
     validated_interest,
@@ -188,42 +186,46 @@ def sign_up(
     update_settings(Subscriber(), choices)  # validation only: a throwaway reader
     check_rate(session, _rate_key("ip", client, settings), SIGNUPS_PER_IP_PER_WINDOW, now)
     check_rate(session, _rate_key("address", email, settings), SIGNUPS_PER_ADDRESS_PER_WINDOW, now)
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
-    if subscriber is None:
-        # A new address: nobody's choices to protect, so the row starts with them
-        # (still pending, so nothing is sent but the confirmation).
-        data = NewSubscriber(
-            email=email,
-            query=form.query,
-            regions=form.regions,
-            frequency=form.frequency,
-            timezone=form.timezone,
-            send_at=form.send_at,
-            language=form.language,
-            consent_source=CONSENT_SOURCE,
-        )
-        try:
-            with session.begin_nested():
-                subscriber = add_subscriber(session, data, settings, now)
-        except IntegrityError:
-            # A concurrent sign-up for the same address won the insert and
-            # promised the confirmation; this one answers the same and sends nothing.
-            return []
-    if _recently_asked(session, subscriber, now):
-        # The mail sent within the hour still holds the earlier request; its
-        # link must keep meaning what that mail said.
-        return []
-    subscriber.pending_signup = {
+    frequency = Frequency(choices.frequency.strip().lower())
+    send_at = parse_send_at(choices.send_at)
+    request: dict[str, Any] = {
         "nonce": secrets.token_hex(PENDING_NONCE_BYTES),
         "requested_at": now.isoformat(),
         "query": query,
         "regions": region_ids,
-        "frequency": choices.frequency.strip().lower(),
+        "frequency": frequency.value,
         "timezone": choices.timezone.strip(),
-        "send_at": parse_send_at(choices.send_at).strftime("%H:%M"),
+        "send_at": send_at.strftime("%H:%M"),
         "language": choices.language,
     }
-    session.flush()
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
+    if subscriber is not None and _recently_asked(session, subscriber, now):
+        # The mail sent within the hour still holds the earlier request; its
+        # link must keep meaning what that mail said.
+        return []
+    try:
+        # One row written either way, in a savepoint either way: a new address
+        # gets a pending row holding nothing but the request, like everybody.
+        with session.begin_nested():
+            if subscriber is None:
+                subscriber = Subscriber(
+                    email=email,
+                    frequency=frequency,
+                    timezone=choices.timezone.strip(),
+                    send_at=send_at,
+                    language=choices.language,
+                    consent_source=CONSENT_SOURCE,
+                    status=SubscriberStatus.PENDING,
+                    created_at=now,
+                    last_digest_at=now,
+                )
+                session.add(subscriber)
+            subscriber.pending_signup = request
+            session.flush()
+    except IntegrityError:
+        # A concurrent sign-up for the same address won the insert and
+        # promised the confirmation; this one answers the same and sends nothing.
+        return []
     ids = promise_confirmation(session, subscriber, settings, now)
     queue_sending(session, ids, settings, urgent=True)
     return ids

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -87,14 +87,16 @@ def subscriber_links(
     """Signed links that every mail carries; they identify the reader without a password.
 
     Each carries the reader's ``token_version`` (bumping it kills every link
-    sent so far) and an expiry counted from ``issued_at`` (the delivery's
-    creation, so a retry builds the same message). The unsubscribe page shows
+    sent so far) and an expiry counted from the day of ``issued_at``. The unsubscribe page shows
     no stored data, so it learns the reader's language from the link; the
     preference centre reads it from the reader.
     """
     secret = settings.resolved_secret_key
     base = settings.base_url.rstrip("/")
     subject = reader_subject(subscriber_id, version)
+    # Counted from the start of the UTC day: every mail of one day (a preview
+    # and the send, a first try and a retry) carries the very same links.
+    issued_at = issued_at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     unsubscribe = sign_token(
         secret,
         UNSUBSCRIBE_PURPOSE,

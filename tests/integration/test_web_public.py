@@ -196,8 +196,10 @@ def test_sign_up_stores_a_pending_reader_and_promises_one_confirmation(
     assert subscriber.confirmed_at is None
     assert subscriber.timezone == "Europe/Berlin"
     assert subscriber.send_at.strftime("%H:%M") == "06:30"
-    [interest] = site.interests(subscriber.id)
-    assert (interest.query, interest.regions) == ("referendum", ["ge-c-tskhinvali"])
+    # The choices wait with the request until the link in the mail is used.
+    assert site.interests(subscriber.id) == []
+    assert subscriber.pending_signup is not None
+    assert subscriber.pending_signup["regions"] == ["ge-c-tskhinvali"]
     [delivery] = site.deliveries()
     assert delivery.kind is DeliveryKind.CONFIRMATION
     assert delivery.dedup_key == f"confirmation.{subscriber.id}"
@@ -206,6 +208,9 @@ def test_sign_up_stores_a_pending_reader_and_promises_one_confirmation(
     assert recorded_jobs.named("send_alerts") == [{"delivery_ids": [delivery.id]}]
     thanks = site.client.get("/signup/thanks")
     assert "Check your inbox" in thanks.text
+    assert site.post(f"/confirm/{token_for(CONFIRM_PURPOSE, subscriber.id)}").status_code == 200
+    [interest] = site.interests(subscriber.id)
+    assert (interest.query, interest.regions) == ("referendum", ["ge-c-tskhinvali"])
 
 
 def test_bad_input_is_shown_on_the_form_and_stores_nothing(site: Site) -> None:
