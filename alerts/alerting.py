@@ -19,7 +19,12 @@ from sqlalchemy.orm import Session
 from alerts.compose import EntryCache, reader_locales
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, alert_key, promise
-from alerts.delivery.outbound import message_id_for, queue_sending, subscriber_links
+from alerts.delivery.outbound import (
+    link_versions,
+    message_id_for,
+    queue_sending,
+    subscriber_links,
+)
 from alerts.i18n import ENGLISH_UTC
 from alerts.matching.service import IndexCache, NewMatch, match_articles
 from alerts.models import (
@@ -125,6 +130,7 @@ def compose_alerts(
     ):
         explanations[(subscriber_id, article_id)].append(explanation)
     locales = reader_locales(session, subscriber_ids)
+    versions = link_versions(session, subscriber_ids)
     entries = EntryCache(gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
@@ -143,7 +149,13 @@ def compose_alerts(
                     language=reader.language,
                     timezone=reader.timezone,
                 ),
-                "links": subscriber_links(settings, delivery.subscriber_id, reader.language),
+                "links": subscriber_links(
+                    settings,
+                    delivery.subscriber_id,
+                    reader.language,
+                    version=versions.get(delivery.subscriber_id, 0),
+                    issued_at=delivery.created_at,
+                ),
             },
         )
     return contexts

@@ -12,7 +12,9 @@ import contextlib
 import os
 import secrets
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +23,23 @@ SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 # Mail and page templates ship beside the package, in the repository's templates/.
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 SECRET_KEY_BYTES = 32
+# Names the app always answers to unless ALERTS_TRUSTED_HOSTS says otherwise.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _items(text: str) -> list[str]:
+    """The entries of a comma-separated setting, blanks dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _networks(text: str) -> list[IPv4Network | IPv6Network]:
+    networks = []
+    for entry in _items(text):
+        try:
+            networks.append(ip_network(entry, strict=False))
+        except ValueError as error:
+            raise ValueError(f"ALERTS_TRUSTED_PROXIES: {entry!r} is not a network") from error
+    return networks
 
 
 class Settings(BaseSettings):
@@ -224,6 +243,36 @@ class Settings(BaseSettings):
     prune_hour_utc: int = Field(
         default=3, description="Hour (UTC) of the clock's daily prune.", ge=0, le=23
     )
+    # Exposure to the internet (see docs/operations.md, "before you expose it").
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated networks (CIDR) of reverse proxies whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed. Default: none, the peer address is the client.",
+    )
+    trusted_hosts: str = Field(
+        default="",
+        description="Comma-separated Host header values the web app answers; others get 400 "
+        "('*' answers any). Default: the host of base_url plus 127.0.0.1, localhost and ::1.",
+    )
+    session_max_age_hours: int = Field(
+        default=12, description="A staff sign-in ends this many hours after it started."
+    )
+    preference_link_valid_days: int = Field(
+        default=180,
+        description="How long a preference-centre link in a mail works; every mail brings a "
+        "fresh one, and 'sign out of all links' ends them at once.",
+    )
+    unsubscribe_link_valid_days: int = Field(
+        default=365,
+        description="How long an unsubscribe link in a mail works (well past the 60 days "
+        "mailbox providers expect a List-Unsubscribe link to keep working).",
+    )
+    max_interests_per_reader: int = Field(
+        default=25, description="Most interests one reader may hold."
+    )
+    preference_writes_per_hour: int = Field(
+        default=30, description="Most preference-centre changes per reader per hour (then 429)."
+    )
 
     # The clock.
     clock_tick_seconds: int = Field(
@@ -280,6 +329,29 @@ class Settings(BaseSettings):
             "send_alerts": self.queue_alerts,
             "deliver_webhooks": self.queue_webhooks,
         }
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        """A typo here would silently trust nobody (or the wrong peer): refuse it at start."""
+        _networks(value)
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:
+        return _networks(self.trusted_proxies)
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        """Host names the app answers to (without port), lower case.
+
+        By default the host of ``base_url`` (what mail links point at) and the
+        loopback names an operator uses on the machine itself: nothing else.
+        """
+        if self.trusted_hosts.strip():
+            return [item.lower() for item in _items(self.trusted_hosts)]
+        own = (urlsplit(self.base_url).hostname or "").lower()
+        return [name for name in dict.fromkeys([own, *LOOPBACK_HOSTS]) if name]
 
     @property
     def resolved_database_url(self) -> str:

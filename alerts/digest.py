@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from alerts.compose import EntryCache
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, digest_key, promise
-from alerts.delivery.outbound import message_id_for, subscriber_links
+from alerts.delivery.outbound import link_versions, message_id_for, subscriber_links
 from alerts.i18n import ENGLISH_UTC, N_, ReaderLocale, format_day, translations
 from alerts.models import (
     Article,
@@ -303,6 +303,7 @@ def compose_digests(
     gathered, locales = gather(session, deliveries)
     interest_ids = {i for cs in gathered.values() for c in cs for i in c.interest_ids}
     labels = _interest_labels(session, interest_ids)
+    versions = link_versions(session, (d.subscriber_id for d in deliveries))
     entries = EntryCache(gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
@@ -342,7 +343,13 @@ def compose_digests(
                 ],
                 "total": len(shown),
                 "more": len(stories) - len(shown),
-                "links": subscriber_links(settings, delivery.subscriber_id or 0, reader.language),
+                "links": subscriber_links(
+                    settings,
+                    delivery.subscriber_id or 0,
+                    reader.language,
+                    version=versions.get(delivery.subscriber_id or 0, 0),
+                    issued_at=delivery.created_at,
+                ),
             },
         )
     return contexts

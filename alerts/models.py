@@ -7,6 +7,7 @@ SQLite too, which stores no zone.
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, datetime, time
 from typing import Any, ClassVar
 
@@ -44,6 +45,7 @@ EMAIL_LENGTH = 320  # RFC 5321: 64 for the local part + @ + 255 for the domain
 Json = JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+TOKEN_VERSION_START = 2**30  # first token_version is below this; bumps add one
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -218,6 +220,15 @@ class Subscriber(Base):
     unsubscribed_at: Mapped[datetime | None]
     # End of the last digest window planned: the next digest starts here.
     last_digest_at: Mapped[datetime | None]
+    # Mixed into every preference and unsubscribe link; bumping it (unsubscribe,
+    # erase, "sign out of all links") kills every link sent so far. New readers
+    # start at a random value, so a reused id (SQLite) never revives old links.
+    token_version: Mapped[int] = mapped_column(
+        Integer, default=lambda: secrets.randbelow(TOKEN_VERSION_START), server_default="0"
+    )
+    # What a sign-up for an existing address asked for, applied only when the
+    # confirmation link in the mail is used (see alerts.signup).
+    pending_signup: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
     interests: Mapped[list[Interest]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
@@ -355,6 +366,21 @@ class User(Base):
     # Sessions issued before this moment are dead.
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A staff sign-in. The browser holds a random secret; only its SHA-256 is kept,
+    so a copy of the database cannot sign anybody in."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
 
 
 class ApiToken(Base):

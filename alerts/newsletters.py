@@ -29,7 +29,7 @@ from alerts.compose import EntryCache
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, newsletter_key, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
-from alerts.delivery.outbound import message_id_for, subscriber_links
+from alerts.delivery.outbound import link_versions, message_id_for, subscriber_links
 from alerts.delivery.render import MailRenderer, RenderedMail
 from alerts.i18n import DEFAULT_LANGUAGE, N_, ReaderLocale, format_day, translations
 from alerts.matching import QueryError, RegionNotFoundError
@@ -497,12 +497,15 @@ class Reader:
     email: str
     language: str = DEFAULT_LANGUAGE
     timezone: str | None = None
+    token_version: int = 0  # the subscriber's, signed into their links
 
 
-def _reader(subscriber_id: int, email: str, locale: ReaderLocale | None) -> Reader:
+def _reader(
+    subscriber_id: int, email: str, locale: ReaderLocale | None, token_version: int = 0
+) -> Reader:
     if locale is None:
-        return Reader(subscriber_id, email)
-    return Reader(subscriber_id, email, locale.language, locale.timezone)
+        return Reader(subscriber_id, email, token_version=token_version)
+    return Reader(subscriber_id, email, locale.language, locale.timezone, token_version)
 
 
 def issue_context(
@@ -520,7 +523,13 @@ def issue_context(
     if articles is None:
         ids = {i for s in sections for i in s.get("article_ids", [])}
         articles = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids)))}
-    links = subscriber_links(settings, reader.subscriber_id, reader.language)
+    links = subscriber_links(
+        settings,
+        reader.subscriber_id,
+        reader.language,
+        version=reader.token_version,
+        issued_at=now,
+    )
     timezone = reader.timezone or newsletter.timezone
     why = translations(reader.language).gettext(EDITORS_CHOICE)
     values = {
@@ -589,6 +598,7 @@ def compose_newsletters(
     ids = {i for n in issues.values() for s in n.sections for i in s.get("article_ids", [])}
     articles = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids)))}
     by_id, by_address = _recipient_locales(session, deliveries)
+    versions = link_versions(session, (d.subscriber_id for d in deliveries))
     entries = EntryCache(gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
@@ -600,7 +610,12 @@ def compose_newsletters(
             if delivery.subscriber_id is not None
             else by_address.get(delivery.recipient)
         )
-        reader = _reader(delivery.subscriber_id or 0, delivery.recipient, locale)
+        reader = _reader(
+            delivery.subscriber_id or 0,
+            delivery.recipient,
+            locale,
+            versions.get(delivery.subscriber_id or 0, 0),
+        )
         contexts[delivery.id] = (
             "newsletter",
             issue_context(session, issue, reader, settings, now, entries, articles),
@@ -657,6 +672,7 @@ def preview(
         subscriber.id if subscriber else 0,
         email.strip().lower(),
         ReaderLocale.of(subscriber.language, subscriber.timezone) if subscriber else None,
+        subscriber.token_version if subscriber else 0,
     )
     frozen = Newsletter(
         subject=newsletter.subject,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -56,9 +57,7 @@ from alerts.models import (
 from alerts.schedule import UnknownTimezoneError, zone
 from alerts.subscribers import (
     InterestError,
-    NewSubscriber,
     SubscriberError,
-    add_subscriber,
     gazetteer,
     parse_send_at,
     validated_interest,
@@ -84,6 +83,10 @@ FORM_HELPER_WINDOW = timedelta(minutes=1)
 REGION_SUGGESTIONS = 10
 MIN_SUGGEST_CHARS = 2
 AUDIT_ACTOR = "subscriber"
+# A pending sign-up request is named by a random nonce, which its confirmation
+# link carries: a link confirms exactly the request its mail described.
+PENDING_NONCE_BYTES = 8
+CONFIRM_SEPARATOR = ":"
 
 
 class RateLimitedError(Exception):
@@ -97,6 +100,7 @@ class RateLimitedError(Exception):
 class ConfirmOutcome(enum.StrEnum):
     CONFIRMED = "confirmed"  # pending until now
     ALREADY = "already"  # confirmed before: a second click is harmless
+    SUPERSEDED = "superseded"  # a newer sign-up replaced the request this link confirms
     INACTIVE = "inactive"  # unsubscribed, suspended or bounced since: sign up again
     UNKNOWN = "unknown"  # erased
 
@@ -165,72 +169,119 @@ def check_language(language: str) -> str:
 def sign_up(
     session: Session, form: SignupForm, client: str, settings: Settings, now: datetime
 ) -> list[int]:
-    """Store a pending reader and promise one confirmation; flush only.
+    """Note what was asked for and promise one confirmation mail; flush only.
 
-    Raises SubscriberError for bad input (the same for every address, so it
-    reveals nothing) and RateLimitedError. Returns the confirmation ledger
-    ids queued, which callers must not show: for a known address it may be
-    empty, and the page must not differ.
+    Nothing about an existing reader changes here: the choices wait in
+    ``pending_signup`` until the link in the mail is used (``confirm``), so a
+    stranger who types somebody's address changes nothing. Every status takes
+    the same path (one row written, one mail promised), so neither the answer
+    nor its timing tells whether the address was already subscribed; the mail
+    itself says which (``compose_confirmations``), and the outbound check drops
+    it for suspended and bounced readers.
+
+    Raises SubscriberError for bad input (the same for every address) and
+    RateLimitedError. Returns the confirmation ledger ids queued, which
+    callers must not show.
     """
     email = normalised_address(form.email)
     check_language(form.language)
-    data = NewSubscriber(
-        email=email,
-        query=form.query,
-        regions=form.regions,
-        frequency=form.frequency,
-        timezone=form.timezone,
-        send_at=form.send_at,
-        language=form.language,
-        consent_source=CONSENT_SOURCE,
-    )
-    # Validated before counting, so a typo does not use up anybody's quota.
-    validated_interest(data.query, data.regions, settings)
+    # Everything validated before counting, so a typo uses up nobody's quota.
+    query, region_ids = validated_interest(form.query, form.regions, settings)
+    choices = SettingsForm(form.frequency, form.timezone, form.send_at, form.language)
+    update_settings(Subscriber(), choices)  # validation only: a throwaway reader
     check_rate(session, _rate_key("ip", client, settings), SIGNUPS_PER_IP_PER_WINDOW, now)
     check_rate(session, _rate_key("address", email, settings), SIGNUPS_PER_ADDRESS_PER_WINDOW, now)
-    existing = session.scalar(select(Subscriber).where(Subscriber.email == email))
-    if existing is None:
-        try:
-            with session.begin_nested():
-                subscriber = add_subscriber(session, data, settings, now)
-        except IntegrityError:
-            # A concurrent sign-up for the same address won the insert and
-            # promised the confirmation; this one answers the same and sends nothing.
-            return []
-    elif existing.status is SubscriberStatus.UNSUBSCRIBED:
-        subscriber = _rejoin(session, existing, data, settings, now)
-    elif existing.status is SubscriberStatus.PENDING:
-        subscriber = existing
-    else:
-        # Confirmed readers already get mail; suspended and bounced ones are an
-        # admin's decision. Either way nothing is sent and nothing changes.
+    frequency = Frequency(choices.frequency.strip().lower())
+    send_at = parse_send_at(choices.send_at)
+    request: dict[str, Any] = {
+        "nonce": secrets.token_hex(PENDING_NONCE_BYTES),
+        "requested_at": now.isoformat(),
+        "query": query,
+        "regions": region_ids,
+        "frequency": frequency.value,
+        "timezone": choices.timezone.strip(),
+        "send_at": send_at.strftime("%H:%M"),
+        "language": choices.language,
+    }
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
+    if subscriber is not None and _recently_asked(session, subscriber, now):
+        # The mail sent within the hour still holds the earlier request; its
+        # link must keep meaning what that mail said.
+        return []
+    try:
+        # One row written either way, in a savepoint either way: a new address
+        # gets a pending row holding nothing but the request, like everybody.
+        with session.begin_nested():
+            if subscriber is None:
+                subscriber = Subscriber(
+                    email=email,
+                    frequency=frequency,
+                    timezone=choices.timezone.strip(),
+                    send_at=send_at,
+                    language=choices.language,
+                    consent_source=CONSENT_SOURCE,
+                    status=SubscriberStatus.PENDING,
+                    created_at=now,
+                    last_digest_at=now,
+                )
+                session.add(subscriber)
+            subscriber.pending_signup = request
+            session.flush()
+    except IntegrityError:
+        # A concurrent sign-up for the same address won the insert and
+        # promised the confirmation; this one answers the same and sends nothing.
         return []
     ids = promise_confirmation(session, subscriber, settings, now)
     queue_sending(session, ids, settings, urgent=True)
     return ids
 
 
-def _rejoin(
-    session: Session, subscriber: Subscriber, data: NewSubscriber, settings: Settings, now: datetime
-) -> Subscriber:
-    """A reader who left and signs up again starts over as pending, with the new choices."""
-    query, region_ids = validated_interest(data.query, data.regions, settings)
+def _recently_asked(session: Session, subscriber: Subscriber, now: datetime) -> bool:
+    latest = session.scalar(
+        select(func.max(Delivery.created_at)).where(
+            Delivery.subscriber_id == subscriber.id, Delivery.kind == DeliveryKind.CONFIRMATION
+        )
+    )
+    return latest is not None and latest > now - CONFIRMATION_RESEND_AFTER
+
+
+def _apply_pending(
+    session: Session,
+    subscriber: Subscriber,
+    pending: dict[str, Any],
+    settings: Settings,
+    now: datetime,
+) -> None:
+    """Apply a confirmed sign-up request: its settings, and its interest.
+
+    A reader who was already confirmed gains the interest beside theirs; one
+    who was pending or had left starts over with just this one.
+    """
     update_settings(
         subscriber,
-        SettingsForm(data.frequency, data.timezone, str(data.send_at), data.language, "", ""),
+        SettingsForm(
+            str(pending.get("frequency", Frequency.DAILY.value)),
+            str(pending.get("timezone", "UTC")),
+            str(pending.get("send_at", "07:00")),
+            str(pending.get("language", "en")),
+            _clock(subscriber.quiet_start) or "",
+            _clock(subscriber.quiet_end) or "",
+        ),
     )
-    subscriber.status = SubscriberStatus.PENDING
-    subscriber.confirmed_at = None
-    subscriber.unsubscribed_at = None
-    subscriber.paused = False
-    subscriber.consent_source = CONSENT_SOURCE
-    subscriber.interests.clear()
-    if query or region_ids:
-        subscriber.interests.append(
-            Interest(query=query, regions=region_ids, created_at=now, updated_at=now)
+    query = pending.get("query")
+    regions = list(pending.get("regions") or [])
+    if subscriber.status is not SubscriberStatus.CONFIRMED:
+        subscriber.interests.clear()
+        session.flush()
+    if query or regions:
+        same = any(
+            i.query == query and list(i.regions or []) == regions for i in subscriber.interests
         )
-    session.flush()
-    return subscriber
+        if not same:
+            check_interest_cap(subscriber, settings)
+            subscriber.interests.append(
+                Interest(query=query, regions=regions, created_at=now, updated_at=now)
+            )
 
 
 def confirmation_key(subscriber_id: int, sequence: int) -> str:
@@ -277,45 +328,139 @@ def compose_confirmations(
     """Template contexts of confirmation mails.
 
     The link expires relative to the promise, not the send, so a retry of the
-    same delivery builds the same message. The mail, and the page its link
-    opens, speak the language the reader chose when signing up.
+    same delivery builds the same message; it names the pending request read
+    here, so it confirms exactly what this mail describes. A reader who is
+    already subscribed is told so, with the changes asked for. The mail, and
+    the page its link opens, speak the language the reader chose.
     """
-    locales = reader_locales(session, (d.subscriber_id for d in deliveries))
+    ids = {d.subscriber_id for d in deliveries if d.subscriber_id is not None}
+    readers = {s.id: s for s in session.scalars(select(Subscriber).where(Subscriber.id.in_(ids)))}
+    locales = reader_locales(session, ids)
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
-        if delivery.subscriber_id is None:
+        reader = readers.get(delivery.subscriber_id or -1)
+        if delivery.subscriber_id is None or reader is None:
             continue
+        pending = reader.pending_signup
         language = locales.get(delivery.subscriber_id, ENGLISH_UTC).language
+        if pending and reader.status is not SubscriberStatus.CONFIRMED:
+            language = str(pending.get("language") or language)
         contexts[delivery.id] = (
             "confirmation",
             {
                 "language": language,
                 "subscriber": {"email": delivery.recipient},
                 "confirm_url": confirm_link(
-                    settings, delivery.subscriber_id, delivery.created_at, language
+                    settings,
+                    confirm_subject(delivery.subscriber_id, pending),
+                    delivery.created_at,
+                    language,
                 ),
                 "expires_hours": settings.confirmation_valid_hours,
-                "links": subscriber_links(settings, delivery.subscriber_id, language),
+                "already_subscribed": reader.status is SubscriberStatus.CONFIRMED,
+                "asked_for": _describe(pending),
+                "links": subscriber_links(
+                    settings,
+                    delivery.subscriber_id,
+                    language,
+                    version=reader.token_version,
+                    issued_at=delivery.created_at,
+                ),
             },
         )
     return contexts
 
 
-def confirm(session: Session, subscriber_id: int, now: datetime) -> ConfirmOutcome:
-    """Turn a pending reader into a confirmed one; flush only."""
+def _describe(pending: dict[str, Any] | None) -> str:
+    """The interest a request asks for, as the reader typed it (query, then regions)."""
+    if not pending:
+        return ""
+    regions = gazetteer().regions
+    names = [regions[r].name if r in regions else r for r in pending.get("regions") or []]
+    return " · ".join(part for part in [pending.get("query") or "", ", ".join(names)] if part)
+
+
+def confirm_subject(subscriber_id: int, pending: dict[str, Any] | None) -> str:
+    """The subject of a confirmation link: the reader and the request it confirms."""
+    nonce = pending.get("nonce") if pending else None
+    return f"{subscriber_id}{CONFIRM_SEPARATOR}{nonce}" if nonce else str(subscriber_id)
+
+
+def parse_confirm_subject(subject: str) -> tuple[int, str | None]:
+    """(subscriber id, request nonce or None for links made before requests were kept)."""
+    reader, separator, nonce = subject.partition(CONFIRM_SEPARATOR)
+    return int(reader), nonce if separator else None
+
+
+def confirm(
+    session: Session,
+    subscriber_id: int,
+    now: datetime,
+    settings: Settings,
+    nonce: str | None = None,
+) -> ConfirmOutcome:
+    """Apply the sign-up request the link names and make the reader confirmed; flush only.
+
+    A link whose request was already applied answers ALREADY; one whose
+    request was replaced by a newer sign-up answers SUPERSEDED.
+    """
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return ConfirmOutcome.UNKNOWN
-    if subscriber.status is SubscriberStatus.CONFIRMED:
-        return ConfirmOutcome.ALREADY
-    if subscriber.status is not SubscriberStatus.PENDING:
+    if subscriber.status in (SubscriberStatus.SUSPENDED, SubscriberStatus.BOUNCED):
         return ConfirmOutcome.INACTIVE
-    subscriber.status = SubscriberStatus.CONFIRMED
-    subscriber.confirmed_at = now
-    # The first digest covers what matches from now on, not the pending days.
-    subscriber.last_digest_at = now
+    pending = subscriber.pending_signup
+    if nonce is not None and (pending is None or pending.get("nonce") != nonce):
+        if subscriber.status is SubscriberStatus.CONFIRMED:
+            return ConfirmOutcome.ALREADY
+        return ConfirmOutcome.SUPERSEDED
+    if nonce is None and subscriber.status is not SubscriberStatus.PENDING:
+        # An old link without a request: it can only confirm a pending reader.
+        if subscriber.status is SubscriberStatus.CONFIRMED:
+            return ConfirmOutcome.ALREADY
+        return ConfirmOutcome.INACTIVE
+    was_confirmed = subscriber.status is SubscriberStatus.CONFIRMED
+    if pending is not None and nonce is not None:
+        _apply_pending(session, subscriber, pending, settings, now)
+        subscriber.pending_signup = None
+    if not was_confirmed:
+        subscriber.status = SubscriberStatus.CONFIRMED
+        subscriber.confirmed_at = now
+        subscriber.unsubscribed_at = None
+        subscriber.paused = False
+        subscriber.consent_source = CONSENT_SOURCE
+        # The first digest covers what matches from now on, not the pending days.
+        subscriber.last_digest_at = now
     session.flush()
     return ConfirmOutcome.CONFIRMED
+
+
+def sign_out_links(subscriber: Subscriber) -> None:
+    """Every preference and unsubscribe link sent so far stops working."""
+    subscriber.token_version += 1
+
+
+def check_interest_cap(subscriber: Subscriber, settings: Settings) -> None:
+    """SubscriberError when the reader already holds the most interests allowed."""
+    if len(subscriber.interests) >= settings.max_interests_per_reader:
+        raise SubscriberError(
+            f"you already have {len(subscriber.interests)} interests, the most allowed; "
+            "remove one before adding another"
+        )
+
+
+PREFERENCE_WRITE_KEY = "preferences.write"
+
+
+def check_preference_writes(
+    session: Session, subscriber: Subscriber, settings: Settings, now: datetime
+) -> None:
+    """Count one preference-centre change, or RateLimitedError past the hourly cap."""
+    key = f"{PREFERENCE_WRITE_KEY}.{subscriber.id}"
+    try:
+        check_rate(session, key, settings.preference_writes_per_hour, now)
+    except RateLimitedError as error:
+        raise RateLimitedError("for this reader") from error
 
 
 # --- the preference centre -------------------------------------------------
@@ -385,6 +530,7 @@ def add_interest(
     now: datetime,
 ) -> Interest:
     clean_query, region_ids = validated_interest(query, regions, settings)
+    check_interest_cap(subscriber, settings)
     interest = Interest(query=clean_query, regions=region_ids, created_at=now, updated_at=now)
     subscriber.interests.append(interest)
     session.flush()

@@ -371,5 +371,7 @@ def unsubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscrib
     if subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
         subscriber.unsubscribed_at = now
+        # Every link sent so far stops working (the used one answers kindly).
+        subscriber.token_version += 1
         emit(session, "subscriber.unsubscribed", {"subscriber_id": subscriber_id}, now)
     return subscriber

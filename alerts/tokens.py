@@ -24,6 +24,11 @@ MAC_ALGORITHM = hashlib.sha256
 TOKEN_SEPARATOR = "."  # noqa: S105 - punctuation, not a secret
 
 
+# A reader link names ``"<subscriber id>.<token version>"``; links made before
+# versions existed name the id alone and count as version 0.
+READER_SUBJECT_SEPARATOR = "."
+
+
 class InvalidToken(ValueError):  # noqa: N818 - the public name the web layer uses
     """Malformed, tampered with, or signed for another purpose."""
 
@@ -95,3 +100,17 @@ def verify_token(secret: str, purpose: str, token: str, *, now: datetime) -> str
     if expires is not None and now.astimezone(UTC).timestamp() >= expires:
         raise ExpiredToken("token expired")
     return subject
+
+
+def reader_subject(subscriber_id: int, version: int) -> str:
+    """The subject of a reader's link: which reader, and which generation of links."""
+    return f"{subscriber_id}{READER_SUBJECT_SEPARATOR}{version}"
+
+
+def parse_reader_subject(subject: str) -> tuple[int, int]:
+    """(subscriber id, token version) of a verified reader link; InvalidToken if neither."""
+    reader, separator, version = subject.partition(READER_SUBJECT_SEPARATOR)
+    try:
+        return int(reader), int(version) if separator else 0
+    except ValueError as error:
+        raise InvalidToken("malformed subject") from error

@@ -1,10 +1,19 @@
-"""People who sign in (editors, admins) and the API tokens they hold.
+"""People who sign in (editors, admins), their browser sessions and API tokens.
 
 Passwords are kept only as argon2id hashes. Sign-in answers the same way for
 an unknown address and a wrong password, and costs the same time, so the
-login form cannot be used to learn who has an account. Failed attempts are
-counted in ``rate_events`` (shared by every web process) and refused once a
-small budget is spent.
+login form cannot be used to learn who has an account.
+
+Failed sign-ins are counted in ``rate_events`` (shared by every web process)
+per pair of client address and account: after a few, each further try from
+that client for that account waits twice as long as the last. Nothing is
+counted per account alone, so somebody guessing the admin's password from one
+place never locks the admin out from another; a looser cap per client across
+all accounts stops one client from trying many accounts.
+
+A browser session is a random secret in a cookie; ``web_sessions`` keeps its
+SHA-256, so sessions can be listed and revoked: at logout, and for all of a
+user's browsers when their password or role changes or they are deactivated.
 
 An API token's secret is shown once, when it is made; the database keeps its
 SHA-256, which is enough for a random 256-bit secret and lets a lookup by
@@ -24,8 +33,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from alerts.config import Settings
 from alerts.delivery.message import InvalidAddressError, validate_address
-from alerts.models import ApiToken, RateEvent, Role, User
+from alerts.models import ApiToken, RateEvent, Role, User, WebSession
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1000  # argon2 hashes anything, but a megabyte form field is abuse
@@ -33,11 +43,15 @@ GENERATED_PASSWORD_BYTES = 15  # 20 URL-safe characters
 API_TOKEN_BYTES = 32
 API_TOKEN_PREFIX = "alerts_"  # noqa: S105 - a marker, not a secret; lets secret scanners and people recognise a leaked token
 TOKEN_NAME_LENGTH = 200
-# Login throttle: at most this many failures per address, and per client
-# address, inside the window; both limits are checked before the password.
-LOGIN_WINDOW = timedelta(minutes=15)
-LOGIN_FAILURES_PER_ACCOUNT = 5
-LOGIN_FAILURES_PER_CLIENT = 20
+# Login throttle (see the module docstring). Failures older than the window
+# no longer count; the backoff doubles from START up to MAX per extra failure.
+LOGIN_WINDOW = timedelta(hours=1)
+LOGIN_FREE_FAILURES = 5
+LOGIN_BACKOFF_START = timedelta(minutes=1)
+LOGIN_BACKOFF_MAX = timedelta(minutes=15)
+LOGIN_FAILURES_PER_CLIENT = 50
+# A session's last use is written at most this often, not on every request.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 LOGIN_EVENT_PREFIX = "login-failure"
 
 _hasher = PasswordHasher()
@@ -125,10 +139,11 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
 
 
 def change_password(session: Session, user: User, password: str, now: datetime) -> None:
-    """Set a new password; every session started before ``now`` stops working."""
+    """Set a new password; every session of the user is revoked."""
     check_password_rules(password)
     user.password_hash = _hasher.hash(password)
     user.password_changed_at = now
+    revoke_sessions(session, user, now)
     session.flush()
 
 
@@ -139,8 +154,11 @@ def verify_password(user: User, password: str) -> bool:
         return False
 
 
-def set_role(session: Session, user: User, role: Role) -> None:
-    user.role = role
+def set_role(session: Session, user: User, role: Role, now: datetime) -> None:
+    """A new role means signing in again, so no open page keeps powers it lost."""
+    if user.role is not role:
+        user.role = role
+        revoke_sessions(session, user, now)
     session.flush()
 
 
@@ -149,42 +167,60 @@ def set_active(session: Session, user: User, active: bool, now: datetime) -> Non
     user.active = active
     if not active:
         user.password_changed_at = now
+        revoke_sessions(session, user, now)
     session.flush()
 
 
 # --- login throttle -------------------------------------------------------------
 
 
-def _account_key(email: str) -> str:
+def _digest(text: str) -> str:
     # Hashed: the key column is short, and the table need not hold addresses.
-    digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()
-    return f"{LOGIN_EVENT_PREFIX}:account:{digest}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _pair_key(email: str, client: str) -> str:
+    return f"{LOGIN_EVENT_PREFIX}:pair:{_digest(client + chr(10) + email.strip().lower())}"
 
 
 def _client_key(client: str) -> str:
-    return f"{LOGIN_EVENT_PREFIX}:client:{client[:100]}"
+    return f"{LOGIN_EVENT_PREFIX}:client:{_digest(client)}"
 
 
-def _failures(session: Session, key: str, now: datetime) -> int:
-    count = session.scalar(
-        select(func.count(RateEvent.id)).where(
+def _failures(session: Session, key: str, now: datetime) -> tuple[int, datetime | None]:
+    """How many failures under ``key`` inside the window, and when the last was."""
+    count, last = session.execute(
+        select(func.count(RateEvent.id), func.max(RateEvent.at)).where(
             RateEvent.key == key, RateEvent.at > now - LOGIN_WINDOW
         )
-    )
-    return int(count or 0)
+    ).one()
+    return int(count or 0), last
+
+
+def login_backoff(failures: int) -> timedelta:
+    """How long to wait after the last failure, given the failures so far."""
+    if failures < LOGIN_FREE_FAILURES:
+        return timedelta(0)
+    extra = min(failures - LOGIN_FREE_FAILURES, 20)  # 2**20 minutes is past any cap
+    return min(LOGIN_BACKOFF_START * 2**extra, LOGIN_BACKOFF_MAX)
 
 
 def login_throttled(session: Session, email: str, client: str, now: datetime) -> bool:
-    """Whether this address or this client has used up its failed attempts."""
-    return (
-        _failures(session, _account_key(email), now) >= LOGIN_FAILURES_PER_ACCOUNT
-        or _failures(session, _client_key(client), now) >= LOGIN_FAILURES_PER_CLIENT
-    )
+    """Whether this client must wait before trying this account again, or has
+    failed too often across accounts. Another client is never affected."""
+    failures, last = _failures(session, _pair_key(email, client), now)
+    if last is not None and now < last + login_backoff(failures):
+        return True
+    client_failures, _ = _failures(session, _client_key(client), now)
+    return client_failures >= LOGIN_FAILURES_PER_CLIENT
 
 
 def record_login_failure(session: Session, email: str, client: str, now: datetime) -> None:
     session.add_all(
-        [RateEvent(key=_account_key(email), at=now), RateEvent(key=_client_key(client), at=now)]
+        [
+            RateEvent(key=_pair_key(email, client), at=now),
+            RateEvent(key=_client_key(client), at=now),
+        ]
     )
     # Old events never count again; dropping them keeps the table small.
     session.execute(
@@ -195,9 +231,84 @@ def record_login_failure(session: Session, email: str, client: str, now: datetim
     session.flush()
 
 
-def clear_login_failures(session: Session, email: str) -> None:
-    """A correct password forgives the account's earlier typos."""
-    session.execute(delete(RateEvent).where(RateEvent.key == _account_key(email)))
+def clear_login_failures(session: Session, email: str, client: str) -> None:
+    """A correct password forgives this client's earlier typos for this account."""
+    session.execute(delete(RateEvent).where(RateEvent.key == _pair_key(email, client)))
+
+
+# --- browser sessions -------------------------------------------------------------
+
+
+def session_lifetime(settings: Settings) -> timedelta:
+    return timedelta(hours=settings.session_max_age_hours)
+
+
+def session_token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_web_session(
+    session: Session, user: User, secret: str, now: datetime, expires_at: datetime
+) -> WebSession:
+    """Store a new sign-in (only the secret's hash); flush only."""
+    # Sessions past their end are dead weight; dropping them here keeps the table small.
+    session.execute(delete(WebSession).where(WebSession.expires_at <= now))
+    row = WebSession(
+        token_hash=session_token_hash(secret),
+        user_id=user.id,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def web_session_user(session: Session, secret: str, now: datetime) -> User | None:
+    """The active user of a live, unrevoked session, else None; notes its use."""
+    if len(secret) > MAX_PASSWORD_LENGTH:
+        return None
+    row = session.execute(
+        select(WebSession, User)
+        .join(User, User.id == WebSession.user_id)
+        .where(WebSession.token_hash == session_token_hash(secret))
+    ).first()
+    if row is None:
+        return None
+    web_session, user = row
+    if web_session.revoked_at is not None or web_session.expires_at <= now or not user.active:
+        return None
+    if now - web_session.last_seen_at >= LAST_SEEN_RESOLUTION:
+        web_session.last_seen_at = now
+    return user
+
+
+def revoke_web_session(session: Session, secret: str, now: datetime) -> None:
+    """End one sign-in (logout); unknown secrets are ignored."""
+    row = session.scalar(
+        select(WebSession).where(WebSession.token_hash == session_token_hash(secret))
+    )
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = now
+    session.flush()
+
+
+def revoke_sessions(session: Session, user: User, now: datetime) -> int:
+    """End every open sign-in of ``user``; returns how many were open."""
+    rows = list(
+        session.scalars(
+            select(WebSession).where(
+                WebSession.user_id == user.id,
+                WebSession.revoked_at.is_(None),
+                WebSession.expires_at > now,
+            )
+        )
+    )
+    for row in rows:
+        row.revoked_at = now
+    session.flush()
+    return len(rows)
 
 
 # --- API tokens -------------------------------------------------------------------

@@ -63,6 +63,9 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
             monkeypatch.delenv(name)
     data_dir = tmp_path / "var"
     monkeypatch.setenv("ALERTS_DATA_DIR", str(data_dir))
+    # Starlette's TestClient sends "Host: testserver"; the default list is the
+    # base URL's host and loopback (tests of that default clear this).
+    monkeypatch.setenv("ALERTS_TRUSTED_HOSTS", "testserver,127.0.0.1,localhost,::1")
     monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
     get_settings.cache_clear()
     yield data_dir

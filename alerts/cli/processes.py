@@ -85,6 +85,10 @@ def run_web(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_config=None,  # uvicorn's loggers go through the project's handler
+        # uvicorn would believe X-Forwarded-* from 127.0.0.1 by default; the app
+        # reads them itself, from ALERTS_TRUSTED_PROXIES only (alerts.web.security).
+        proxy_headers=False,
+        server_header=False,
     )
     return 0
 

@@ -10,9 +10,9 @@ them and the resend carries the same Message-ID.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,7 +39,7 @@ from alerts.models import (
     Suppression,
     SuppressionReason,
 )
-from alerts.tokens import sign_token
+from alerts.tokens import reader_subject, sign_token
 from alerts.webhooks import emit
 
 log = logging.getLogger("alerts.delivery")
@@ -77,30 +77,61 @@ def language_query(language: str) -> str:
 
 
 def subscriber_links(
-    settings: Settings, subscriber_id: int, language: str = DEFAULT_LANGUAGE
+    settings: Settings,
+    subscriber_id: int,
+    language: str = DEFAULT_LANGUAGE,
+    *,
+    version: int,
+    issued_at: datetime,
 ) -> dict[str, str]:
     """Signed links that every mail carries; they identify the reader without a password.
 
-    The unsubscribe page shows no stored data, so it learns the reader's
-    language from the link; the preference centre reads it from the reader.
+    Each carries the reader's ``token_version`` (bumping it kills every link
+    sent so far) and an expiry counted from the day of ``issued_at``. The unsubscribe page shows
+    no stored data, so it learns the reader's language from the link; the
+    preference centre reads it from the reader.
     """
     secret = settings.resolved_secret_key
     base = settings.base_url.rstrip("/")
-    unsubscribe = sign_token(secret, UNSUBSCRIBE_PURPOSE, subscriber_id)
-    preferences = sign_token(secret, PREFERENCES_PURPOSE, subscriber_id)
+    subject = reader_subject(subscriber_id, version)
+    # Counted from the start of the UTC day: every mail of one day (a preview
+    # and the send, a first try and a retry) carries the very same links.
+    issued_at = issued_at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    unsubscribe = sign_token(
+        secret,
+        UNSUBSCRIBE_PURPOSE,
+        subject,
+        expires_at=issued_at + timedelta(days=settings.unsubscribe_link_valid_days),
+    )
+    preferences = sign_token(
+        secret,
+        PREFERENCES_PURPOSE,
+        subject,
+        expires_at=issued_at + timedelta(days=settings.preference_link_valid_days),
+    )
     return {
         "unsubscribe": f"{base}/unsubscribe/{unsubscribe}{language_query(language)}",
         "preferences": f"{base}/preferences/{preferences}",
     }
 
 
-def confirm_link(
-    settings: Settings, subscriber_id: int, now: datetime, language: str = DEFAULT_LANGUAGE
-) -> str:
-    expires = now + timedelta(hours=settings.confirmation_valid_hours)
-    token = sign_token(
-        settings.resolved_secret_key, CONFIRM_PURPOSE, subscriber_id, expires_at=expires
+def link_versions(session: Session, subscriber_ids: Iterable[int | None]) -> dict[int, int]:
+    """The ``token_version`` of each reader of a batch, in one query (absent: erased)."""
+    ids = {i for i in subscriber_ids if i is not None}
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.token_version).where(Subscriber.id.in_(ids))
     )
+    return {row.id: row.token_version for row in rows}
+
+
+def confirm_link(
+    settings: Settings, subject: int | str, now: datetime, language: str = DEFAULT_LANGUAGE
+) -> str:
+    """The double opt-in link; ``subject`` names the reader (and the request, see signup)."""
+    expires = now + timedelta(hours=settings.confirmation_valid_hours)
+    token = sign_token(settings.resolved_secret_key, CONFIRM_PURPOSE, subject, expires_at=expires)
     return f"{settings.base_url.rstrip('/')}/confirm/{token}{language_query(language)}"
 
 
@@ -169,7 +200,12 @@ def _blocked(session: Session, deliveries: Sequence[Delivery]) -> dict[int, str]
         elif subscriber is None:
             blocked[delivery.id] = "subscriber no longer exists"
         elif delivery.kind is DeliveryKind.CONFIRMATION:
-            if subscriber.status is not SubscriberStatus.PENDING:
+            # A reader who is subscribed or left may confirm a new sign-up request.
+            asking = subscriber.pending_signup is not None and subscriber.status in (
+                SubscriberStatus.CONFIRMED,
+                SubscriberStatus.UNSUBSCRIBED,
+            )
+            if subscriber.status is not SubscriberStatus.PENDING and not asking:
                 blocked[delivery.id] = f"subscriber is {subscriber.status.value}, not pending"
         elif subscriber.status is not SubscriberStatus.CONFIRMED:
             blocked[delivery.id] = f"subscriber is {subscriber.status.value}"

@@ -21,7 +21,13 @@ from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.models import ApiToken, Frequency, Role, Subscriber, SubscriberStatus, Suppression, User
 from alerts.subscribers import ImportStoppedError, SubscriberError
-from alerts.web.security import end_session, require_csrf, session_user, start_session
+from alerts.web.security import (
+    client_address,
+    end_session,
+    require_csrf,
+    session_user,
+    start_session,
+)
 from alerts.web.templating import templates
 
 LOGIN_PATH = "/admin/login"
@@ -113,10 +119,6 @@ def _safe_next(target: str) -> str:
     return HOME_PATH
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 # --- sign-in ---------------------------------------------------------------------
 
 
@@ -133,7 +135,7 @@ def login(
     next: Annotated[str, Form()] = HOME_PATH,
 ) -> Any:
     now = utcnow()
-    client = _client(request)
+    client = client_address(request)
     context = {"next": _safe_next(next), "email": email}
     with get_database().session_scope() as session:
         if users.login_throttled(session, email, client, now):
@@ -142,16 +144,18 @@ def login(
         if user is None:
             users.record_login_failure(session, email, client, now)
             return render(request, "login.html", {**context, "error": WRONG_LOGIN}, 401)
-        users.clear_login_failures(session, email)
+        users.clear_login_failures(session, email, client)
         response = see_other(_safe_next(next))
-        start_session(response, user, now)
+        # A new session row, cookie and CSRF cookie: tokens of the page before are dead.
+        start_session(request, response, session, user, now)
         return response
 
 
 @router.post("/logout")
-def logout() -> Any:
+def logout(request: Request) -> Any:
     response = see_other(LOGIN_PATH)
-    end_session(response)
+    with get_database().session_scope() as session:
+        end_session(request, response, session, utcnow())
     return response
 
 
@@ -599,7 +603,8 @@ def change_role(request: Request, user_id: int, role: Annotated[str, Form()] = "
             raise HTTPException(status_code=422, detail=str(error)) from error
         old_role = target.role
         if new_role is not old_role:
-            users.set_role(session, target, new_role)
+            # The target's open sessions end: they sign in again under the new role.
+            users.set_role(session, target, new_role, utcnow())
             audit.record(
                 session,
                 actor,
@@ -711,8 +716,8 @@ def change_own_password(
             return _account_page(request, session, user, error, 422)
         audit.record(session, user, "user.password", "user", user.id, now=now)
         response = see_other("/admin/account?notice=password")
-        # This browser stays signed in; every session issued before ``now`` is dead.
-        start_session(response, user, now)
+        # Every session of the user was revoked; this browser gets a fresh one.
+        start_session(request, response, session, user, now)
         return response
 
 

@@ -41,7 +41,7 @@ from alerts.models import (
     SubscriberStatus,
     User,
 )
-from alerts.signup import promise_confirmation
+from alerts.signup import check_interest_cap, promise_confirmation
 from alerts.subscribers import NewSubscriber, SubscriberError, add_subscriber, validated_interest
 from alerts.users import verify_api_token
 
@@ -92,7 +92,10 @@ def admin_caller(caller: Annotated[Caller, Depends(api_caller)]) -> Caller:
 CallerDep = Annotated[Caller, Depends(api_caller)]
 AdminDep = Annotated[Caller, Depends(admin_caller)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Offset = Annotated[int, Query(ge=0)]
+# Far past any real table, well inside every database's 64-bit OFFSET: a bigger
+# number is a 422 here instead of an overflow (500) in the driver.
+MAX_OFFSET = 1_000_000_000
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 def _actor(session: Session, caller: Caller) -> User:
@@ -436,9 +439,10 @@ def get_interest(interest_id: int, caller: AdminDep) -> Any:
 def create_interest(data: InterestCreate, caller: AdminDep) -> Any:
     now = utcnow()
     with get_database().session_scope() as session:
-        _get(session, Subscriber, data.subscriber_id, "subscriber")
+        subscriber = _get(session, Subscriber, data.subscriber_id, "subscriber")
         try:
             query, regions = validated_interest(data.query, data.regions, get_settings())
+            check_interest_cap(subscriber, get_settings())
         except SubscriberError as error:
             raise _invalid(error) from error
         if not query and not regions:

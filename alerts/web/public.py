@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -25,7 +26,7 @@ from alerts.db import get_database, utcnow
 from alerts.delivery.outbound import CONFIRM_PURPOSE as CONFIRM_LINK_PURPOSE
 from alerts.delivery.outbound import PREFERENCES_PURPOSE, UNSUBSCRIBE_PURPOSE
 from alerts.i18n import N_
-from alerts.models import Frequency, Subscriber
+from alerts.models import Frequency, Subscriber, SubscriberStatus
 from alerts.signup import (
     LANGUAGES,
     ConfirmOutcome,
@@ -33,23 +34,33 @@ from alerts.signup import (
     SettingsForm,
     SignupForm,
     add_interest,
+    check_preference_writes,
     check_query,
     confirm,
     count_form_helper_call,
     edit_interest,
     erase,
     export_data,
+    parse_confirm_subject,
     preview,
     region_input_value,
     remove_interest,
     set_paused,
+    sign_out_links,
     sign_up,
     suggest_regions,
     update_settings,
 )
 from alerts.subscribers import DEFAULT_SEND_AT, SubscriberError, unsubscribe
-from alerts.tokens import ExpiredToken, InvalidToken, sign_token, verify_token
-from alerts.web.security import require_csrf
+from alerts.tokens import (
+    ExpiredToken,
+    InvalidToken,
+    parse_reader_subject,
+    reader_subject,
+    sign_token,
+    verify_token,
+)
+from alerts.web.security import client_address, require_csrf
 from alerts.web.templating import templates
 
 # Region inputs offered per interest form (the datalist helps fill them).
@@ -101,16 +112,21 @@ def error_page(
     )
 
 
-def subscriber_from(token: str, purpose: str) -> int:
-    """The subscriber a signed link names; a clear 400 page when it is not valid."""
+STALE_LINK = N_(
+    "This link no longer works: links are replaced when you unsubscribe or sign out "
+    "of all links. Use the link in the most recent mail from us."
+)
+PREFERENCE_WRITES_LIMITED = N_("Too many changes in a short time. Please try again in an hour.")
+
+
+def verified_subject(token: str, purpose: str) -> str:
+    """The subject a signed link names; a clear 400 page when it is not valid."""
     try:
-        subject = verify_token(get_settings().resolved_secret_key, purpose, token, now=utcnow())
+        return verify_token(get_settings().resolved_secret_key, purpose, token, now=utcnow())
     except ExpiredToken as error:
         raise HTTPException(
             status_code=400,
-            detail=N_(
-                "This link has expired: sign up again and we will send you a fresh one."
-            ),
+            detail=N_("This link has expired: sign up again and we will send you a fresh one."),
         ) from error
     except InvalidToken as error:
         raise HTTPException(
@@ -120,17 +136,35 @@ def subscriber_from(token: str, purpose: str) -> int:
                 "the whole address from the mail, or sign up again."
             ),
         ) from error
-    return int(subject)
 
 
-def preferences_path(subscriber_id: int) -> str:
-    token = sign_token(get_settings().resolved_secret_key, PREFERENCES_PURPOSE, subscriber_id)
+def _not_valid() -> HTTPException:
+    return HTTPException(
+        status_code=400,
+        detail=N_(
+            "This link is not valid. Your mail program may have cut it short: copy "
+            "the whole address from the mail, or sign up again."
+        ),
+    )
+
+
+def reader_from(token: str, purpose: str) -> tuple[int, int]:
+    """(subscriber id, token version) of a reader's preference or unsubscribe link."""
+    try:
+        return parse_reader_subject(verified_subject(token, purpose))
+    except InvalidToken as error:
+        raise _not_valid() from error
+
+
+def preferences_path(subscriber: Subscriber) -> str:
+    settings = get_settings()
+    token = sign_token(
+        settings.resolved_secret_key,
+        PREFERENCES_PURPOSE,
+        reader_subject(subscriber.id, subscriber.token_version),
+        expires_at=utcnow() + timedelta(days=settings.preference_link_valid_days),
+    )
     return f"/preferences/{token}"
-
-
-def client_address(request: Request) -> str:
-    """The peer's address (uvicorn's proxy headers support sets it behind a proxy)."""
-    return request.client.host if request.client else "unknown"
 
 
 @lru_cache(maxsize=1)
@@ -301,28 +335,44 @@ def interest_preview(request: Request, q: str = "") -> dict[str, Any] | JSONResp
 # --- confirmation -------------------------------------------------------------
 
 
+def _confirm_subject(token: str) -> tuple[int, str | None]:
+    try:
+        return parse_confirm_subject(verified_subject(token, CONFIRM_LINK_PURPOSE))
+    except ValueError as error:
+        raise _not_valid() from error
+
+
 @router.get("/confirm/{token}", response_class=HTMLResponse)
 def confirm_page(request: Request, token: str) -> Any:
     """A page with a button: mail scanners that prefetch the link confirm nothing."""
-    subscriber_from(token, CONFIRM_LINK_PURPOSE)
+    _confirm_subject(token)
     return templates.TemplateResponse(request, "confirm.html", {"token": token, "outcome": None})
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
 def confirm_now(request: Request, token: str) -> Any:
-    subscriber_id = subscriber_from(token, CONFIRM_LINK_PURPOSE)
+    subscriber_id, nonce = _confirm_subject(token)
     with get_database().session_scope() as session:
-        outcome = confirm(session, subscriber_id, utcnow())
+        try:
+            outcome = confirm(session, subscriber_id, utcnow(), get_settings(), nonce)
+        except SubscriberError as error:
+            raise HTTPException(status_code=400, detail=str(error)) from error
+        if outcome is ConfirmOutcome.SUPERSEDED:
+            raise HTTPException(
+                status_code=400,
+                detail=N_("This link has expired: sign up again and we will send you a fresh one."),
+            )
+        subscriber = session.get(Subscriber, subscriber_id)
+        preferences_url = (
+            preferences_path(subscriber)
+            if subscriber is not None
+            and outcome in (ConfirmOutcome.CONFIRMED, ConfirmOutcome.ALREADY)
+            else None
+        )
     return templates.TemplateResponse(
         request,
         "confirm.html",
-        {
-            "token": token,
-            "outcome": outcome.value,
-            "preferences_url": preferences_path(subscriber_id)
-            if outcome in (ConfirmOutcome.CONFIRMED, ConfirmOutcome.ALREADY)
-            else None,
-        },
+        {"token": token, "outcome": outcome.value, "preferences_url": preferences_url},
     )
 
 
@@ -330,7 +380,9 @@ def confirm_now(request: Request, token: str) -> Any:
 
 
 def _load(session: Session, token: str) -> Subscriber:
-    subscriber = session.get(Subscriber, subscriber_from(token, PREFERENCES_PURPOSE))
+    """The reader a live preference link names: valid, current version, not erased."""
+    subscriber_id, version = reader_from(token, PREFERENCES_PURPOSE)
+    subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         raise HTTPException(
             status_code=404,
@@ -339,6 +391,22 @@ def _load(session: Session, token: str) -> Subscriber:
                 "You can sign up again at any time."
             ),
         )
+    if version != subscriber.token_version:
+        raise HTTPException(status_code=400, detail=STALE_LINK)
+    return subscriber
+
+
+def _load_for_change(session: Session, token: str) -> Subscriber:
+    """``_load``, counting one change against the reader's hourly cap (429 past it)."""
+    subscriber = _load(session, token)
+    try:
+        check_preference_writes(session, subscriber, get_settings(), utcnow())
+    except RateLimitedError as error:
+        raise HTTPException(
+            status_code=429,
+            detail=PREFERENCE_WRITES_LIMITED,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from error
     return subscriber
 
 
@@ -384,7 +452,7 @@ def _saved(token: str, what: str) -> RedirectResponse:
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 def preferences(request: Request, token: str) -> Any:
     with get_database().session_scope() as session:
-        subscriber = _load(session, token)
+        subscriber = _load_for_change(session, token)
         return _centre(request, token, subscriber)
 
 
@@ -404,7 +472,7 @@ async def preferences_settings(request: Request, token: str) -> Any:
         quiet_end=_text(data, "quiet_end"),
     )
     with get_database().session_scope() as session:
-        subscriber = _load(session, token)
+        subscriber = _load_for_change(session, token)
         try:
             update_settings(subscriber, form)
         except SubscriberError as error:
@@ -428,7 +496,7 @@ async def preferences_add_interest(request: Request, token: str) -> Any:
     data = await request.form()
     query, regions = _text(data, "query"), _regions(data)
     with get_database().session_scope() as session:
-        subscriber = _load(session, token)
+        subscriber = _load_for_change(session, token)
         try:
             add_interest(session, subscriber, query, regions, get_settings(), utcnow())
         except SubscriberError as error:
@@ -453,7 +521,7 @@ async def preferences_edit_interest(request: Request, token: str, interest_id: i
     data = await request.form()
     query, regions = _text(data, "query"), _regions(data)
     with get_database().session_scope() as session:
-        subscriber = _load(session, token)
+        subscriber = _load_for_change(session, token)
         try:
             edit_interest(
                 session, subscriber, interest_id, query, regions, get_settings(), utcnow()
@@ -478,7 +546,7 @@ async def preferences_edit_interest(request: Request, token: str, interest_id: i
 )
 def preferences_remove_interest(request: Request, token: str, interest_id: int) -> Any:
     with get_database().session_scope() as session:
-        subscriber = _load(session, token)
+        subscriber = _load_for_change(session, token)
         try:
             remove_interest(session, subscriber, interest_id)
         except SubscriberError as error:
@@ -491,7 +559,7 @@ def preferences_remove_interest(request: Request, token: str, interest_id: int) 
 )
 def preferences_pause(token: str) -> Any:
     with get_database().session_scope() as session:
-        set_paused(_load(session, token), paused=True)
+        set_paused(_load_for_change(session, token), paused=True)
     return _saved(token, "paused")
 
 
@@ -502,7 +570,7 @@ def preferences_pause(token: str) -> Any:
 )
 def preferences_resume(token: str) -> Any:
     with get_database().session_scope() as session:
-        set_paused(_load(session, token), paused=False)
+        set_paused(_load_for_change(session, token), paused=False)
     return _saved(token, "resumed")
 
 
@@ -511,11 +579,24 @@ def preferences_resume(token: str) -> Any:
     response_class=HTMLResponse,
     dependencies=[Depends(require_csrf)],
 )
-def preferences_unsubscribe(token: str) -> Any:
+def preferences_unsubscribe(request: Request, token: str) -> Any:
+    """Never capped: leaving must always work. It ends every link, this page's too."""
     with get_database().session_scope() as session:
         subscriber = _load(session, token)
         unsubscribe(session, subscriber.id, utcnow())
-    return _saved(token, "unsubscribed")
+    return templates.TemplateResponse(request, "unsubscribe.html", {"token": token, "done": True})
+
+
+@router.post(
+    "/preferences/{token}/sign-out",
+    response_class=HTMLResponse,
+    dependencies=[Depends(require_csrf)],
+)
+def preferences_sign_out(request: Request, token: str) -> Any:
+    """Every preference and unsubscribe link sent so far stops working, this one too."""
+    with get_database().session_scope() as session:
+        sign_out_links(_load(session, token))
+    return templates.TemplateResponse(request, "signed_out.html", {})
 
 
 @router.get("/preferences/{token}/export")
@@ -554,11 +635,27 @@ def preferences_erase(request: Request, token: str) -> Any:
 # --- one-click unsubscribe -----------------------------------------------------
 
 
+def _unsubscribe_target(session: Session, token: str) -> Subscriber | None:
+    """The reader a live unsubscribe link names, or None when there is nothing
+    left to do: the link was used already (or the reader erased), so the page
+    says they are unsubscribed. A link from before a new sign-up is refused."""
+    subscriber_id, version = reader_from(token, UNSUBSCRIBE_PURPOSE)
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return None
+    if version != subscriber.token_version:
+        if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
+            return None
+        raise HTTPException(status_code=400, detail=STALE_LINK)
+    return subscriber
+
+
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe_page(request: Request, token: str) -> Any:
     """A page with a button: link scanners that fetch URLs change nothing."""
-    subscriber_from(token, UNSUBSCRIBE_PURPOSE)
-    return templates.TemplateResponse(request, "unsubscribe.html", {"token": token, "done": False})
+    with get_database().session_scope() as session:
+        done = _unsubscribe_target(session, token) is None
+    return templates.TemplateResponse(request, "unsubscribe.html", {"token": token, "done": done})
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
@@ -569,7 +666,8 @@ def unsubscribe_now(request: Request, token: str) -> Any:
     client cannot have one, and the worst a forged post can do is what the
     link's owner asked for.
     """
-    subscriber_id = subscriber_from(token, UNSUBSCRIBE_PURPOSE)
     with get_database().session_scope() as session:
-        unsubscribe(session, subscriber_id, utcnow())
+        subscriber = _unsubscribe_target(session, token)
+        if subscriber is not None:
+            unsubscribe(session, subscriber.id, utcnow())
     return templates.TemplateResponse(request, "unsubscribe.html", {"token": token, "done": True})

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from alerts.cli import main
 from alerts.config import get_settings
-from alerts.db import Database
+from alerts.db import Database, utcnow
 from alerts.delivery.outbound import subscriber_links
 from alerts.models import Interest, Subscriber, SubscriberStatus
 from alerts.web.app import create_app
@@ -119,7 +119,9 @@ def test_one_click_unsubscribe_posts_and_never_gets(
     database: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
     main(["subscribers", "add", "leaving@example.org", "--query", "flood", "--confirmed"])
-    links = subscriber_links(get_settings(), 1)
+    with database.session_scope() as session:
+        version = session.scalars(select(Subscriber.token_version)).one()
+    links = subscriber_links(get_settings(), 1, version=version, issued_at=utcnow())
     path = links["unsubscribe"].split("8000", 1)[1]
     client = TestClient(create_app())
 

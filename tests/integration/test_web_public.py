@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from alerts.alerting import compose_alerts
 from alerts.config import get_settings
-from alerts.db import Database, utcnow
+from alerts.db import Database, get_database, utcnow
 from alerts.delivery.ledger import Promise, alert_key, promise
 from alerts.delivery.outbound import (
     CONFIRM_PURPOSE,
@@ -51,8 +51,9 @@ from alerts.signup import (
     SIGNUPS_PER_ADDRESS_PER_WINDOW,
     SIGNUPS_PER_IP_PER_WINDOW,
     compose_confirmations,
+    confirm_subject,
 )
-from alerts.tokens import sign_token
+from alerts.tokens import reader_subject, sign_token
 from alerts.web.app import create_app
 from tests.conftest import RecordedJobs
 
@@ -123,7 +124,18 @@ def site(database: Database, recorded_jobs: RecordedJobs) -> Site:
 
 
 def token_for(purpose: str, subscriber_id: int, **kwargs: Any) -> str:
-    return sign_token(get_settings().resolved_secret_key, purpose, subscriber_id, **kwargs)
+    """The link token a mail would carry now: the reader's link version, or for a
+    confirmation the sign-up request waiting for it."""
+    with get_database().session_scope() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        version = subscriber.token_version if subscriber else 0
+        pending = subscriber.pending_signup if subscriber else None
+    subject = (
+        confirm_subject(subscriber_id, pending)
+        if purpose == CONFIRM_PURPOSE
+        else reader_subject(subscriber_id, version)
+    )
+    return sign_token(get_settings().resolved_secret_key, purpose, subject, **kwargs)
 
 
 def preferences_path(subscriber_id: int) -> str:
@@ -184,8 +196,10 @@ def test_sign_up_stores_a_pending_reader_and_promises_one_confirmation(
     assert subscriber.confirmed_at is None
     assert subscriber.timezone == "Europe/Berlin"
     assert subscriber.send_at.strftime("%H:%M") == "06:30"
-    [interest] = site.interests(subscriber.id)
-    assert (interest.query, interest.regions) == ("referendum", ["ge-c-tskhinvali"])
+    # The choices wait with the request until the link in the mail is used.
+    assert site.interests(subscriber.id) == []
+    assert subscriber.pending_signup is not None
+    assert subscriber.pending_signup["regions"] == ["ge-c-tskhinvali"]
     [delivery] = site.deliveries()
     assert delivery.kind is DeliveryKind.CONFIRMATION
     assert delivery.dedup_key == f"confirmation.{subscriber.id}"
@@ -194,6 +208,9 @@ def test_sign_up_stores_a_pending_reader_and_promises_one_confirmation(
     assert recorded_jobs.named("send_alerts") == [{"delivery_ids": [delivery.id]}]
     thanks = site.client.get("/signup/thanks")
     assert "Check your inbox" in thanks.text
+    assert site.post(f"/confirm/{token_for(CONFIRM_PURPOSE, subscriber.id)}").status_code == 200
+    [interest] = site.interests(subscriber.id)
+    assert (interest.query, interest.regions) == ("referendum", ["ge-c-tskhinvali"])
 
 
 def test_bad_input_is_shown_on_the_form_and_stores_nothing(site: Site) -> None:
@@ -540,10 +557,14 @@ def test_preference_centre_edits_take_effect_at_once(site: Site) -> None:
     assert resumed is not None
     assert not resumed.paused
 
-    assert site.post(f"{centre}/unsubscribe").status_code == 303
+    left = site.post(f"{centre}/unsubscribe")
+    assert left.status_code == 200
+    assert "You are unsubscribed" in left.text
     gone = site.subscriber("reader@example.org")
     assert gone is not None
     assert gone.status is SubscriberStatus.UNSUBSCRIBED
+    # Unsubscribing ends every link sent so far, this centre's included.
+    assert site.client.get(centre).status_code == 400
 
 
 def test_someone_elses_interest_cannot_be_edited(site: Site) -> None:

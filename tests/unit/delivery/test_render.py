@@ -53,6 +53,8 @@ def contexts() -> dict[str, dict[str, Any]]:
             "subscriber": subscriber,
             "confirm_url": "https://news.example.org/confirm/tok",
             "expires_hours": 48,
+            "already_subscribed": False,
+            "asked_for": "referendum · Tskhinvali",
             "links": LINKS,
         },
         "alert": {
