@@ -296,6 +296,20 @@ class Settings(BaseSettings):
     )
     queue_webhooks: str = Field(default="webhooks", description="Queue of outgoing webhooks.")
 
+    # Exposure: what the public may see (see docs/operations.md, "Before you expose it").
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token for /metrics, /readyz details and the counts on /status "
+        "(also the worker's --metrics-port). Unset: only a signed-in admin sees them.",
+    )
+    metrics_bind: str = Field(
+        default="127.0.0.1",
+        description="Address the worker's --metrics-port listens on (0.0.0.0: every interface).",
+    )
+    test_sends_per_hour: int = Field(
+        default=20, description="Test mails one editor may send per hour from the web desk."
+    )
+
     # Logs.
     log_format: str = Field(
         default="auto", description="'json', 'text', or 'auto' (JSON unless on a terminal)."
@@ -368,6 +382,12 @@ class Settings(BaseSettings):
     @property
     def resolved_outbox_dir(self) -> Path:
         return (self.outbox_dir or self.data_dir / "outbox").resolve()
+
+    @property
+    def outbox_enabled(self) -> bool:
+        """The outbox is a development aid: mail goes there, and admins may read it,
+        only while no SMTP relay is set."""
+        return not self.smtp_url
 
     @property
     def resolved_secret_key(self) -> str:

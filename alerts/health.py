@@ -6,7 +6,9 @@ including settings, migrations, the DKIM key and a built test message.
 
 from __future__ import annotations
 
+import ipaddress
 import smtplib
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +45,8 @@ class Check:
     name: str
     ok: bool
     detail: str
+    # A warning passes (ok) but is shown: an unsafe setting, not a broken one.
+    warning: bool = False
 
 
 def _run(name: str, probe: Callable[[], str]) -> Check:
@@ -206,6 +210,103 @@ def check_mail_headers(settings: Settings) -> Check:
     return _run("mail headers", probe)
 
 
+# --- exposure: settings that are unsafe on a public server -----------------------------
+
+# A secret key shorter than this is guessable offline from one signed link.
+STRONG_SECRET_CHARS = 32
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (a name or an address, perhaps in brackets) is this machine only."""
+    if not host:
+        return False
+    name = host.strip("[]").lower()
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """Each unsafe production setting the doctor can see, in words an operator can act on.
+
+    Production is recognised by an SMTP relay being set (mail reaches real
+    readers); the outbox and a generated key are fine on a developer's machine.
+    """
+    warnings: list[str] = []
+    base = urlsplit(settings.base_url)
+    public_base = not is_loopback(base.hostname)
+    if settings.smtp_url and base.scheme == "http":
+        warnings.append(
+            f"ALERTS_BASE_URL {settings.base_url!r} is plain http while mail goes to real "
+            "readers: their signed links and staff sessions cross the network unencrypted; "
+            "serve https behind a TLS proxy and set ALERTS_BASE_URL=https://..."
+        )
+    if settings.outbox_enabled and public_base:
+        warnings.append(
+            f"ALERTS_SMTP_URL is unset while ALERTS_BASE_URL names the public host "
+            f"{base.hostname!r}: mail piles up in the outbox (a development aid) and readers "
+            "get nothing; set ALERTS_SMTP_URL"
+        )
+    if settings.secret_key is None and (settings.smtp_url or public_base):
+        warnings.append(
+            "ALERTS_SECRET_KEY is unset: each machine generates its own key in its data dir, "
+            "so links signed on one host fail on another; set one long random key everywhere"
+        )
+    elif settings.secret_key is not None and len(settings.secret_key) < STRONG_SECRET_CHARS:
+        warnings.append(
+            f"ALERTS_SECRET_KEY has {len(settings.secret_key)} characters; use at least "
+            f"{STRONG_SECRET_CHARS} random ones (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
+    if not is_loopback(settings.metrics_bind) and not settings.metrics_token:
+        warnings.append(
+            f"ALERTS_METRICS_BIND is {settings.metrics_bind!r} but ALERTS_METRICS_TOKEN is "
+            "unset: anyone who reaches the worker's --metrics-port reads the metrics; "
+            "set a token, or bind 127.0.0.1"
+        )
+    if settings.metrics_token is not None and len(settings.metrics_token) < STRONG_SECRET_CHARS:
+        warnings.append(
+            f"ALERTS_METRICS_TOKEN has {len(settings.metrics_token)} characters; use at least "
+            f"{STRONG_SECRET_CHARS} random ones"
+        )
+    key_file = settings.dkim_private_key_file
+    if key_file is not None and key_file.is_file():
+        mode = key_file.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            warnings.append(
+                f"the DKIM key {key_file} can be read by other users (mode "
+                f"{stat.S_IMODE(mode):o}); chmod 600 it, owned by the user alerts runs as"
+            )
+    warnings += network_exposure_warnings(settings)
+    return warnings
+
+
+def network_exposure_warnings(settings: Settings) -> list[str]:
+    """Warnings about trusted proxies, trusted hosts and allowed fetch networks.
+
+    LEAD, AT MERGE: these settings (ALERTS_TRUSTED_PROXIES, ALERTS_TRUSTED_HOSTS,
+    ALERTS_FETCH_ALLOWED_NETWORKS) come from other branches and do not exist
+    on this one. Extend here, reading them as plain attributes: warn when
+    trusted hosts are unset while ALERTS_BASE_URL is public (Host: is then
+    unchecked), when trusted proxies include a whole range such as 0.0.0.0/0,
+    and when the allowed fetch networks include loopback or 169.254.169.254.
+    """
+    del settings  # nothing to read yet on this branch
+    return []
+
+
+def check_exposure(settings: Settings) -> list[Check]:
+    """One passing, shown warning per unsafe setting; one ok line when there is none."""
+    warnings = exposure_warnings(settings)
+    if not warnings:
+        return [Check("exposure", True, "no unsafe setting for a public server seen")]
+    return [Check("exposure", True, warning, warning=True) for warning in warnings]
+
+
 def service_checks(settings: Settings) -> list[Check]:
     return [check_database(settings), check_broker(settings), check_smtp(settings)]
 
@@ -216,6 +317,7 @@ def all_checks(settings: Settings) -> list[Check]:
         checks.append(check_migrations(settings))
     checks += [check_broker(settings), check_smtp(settings), check_dkim(settings)]
     checks.append(check_mail_headers(settings))
+    checks += check_exposure(settings)
     return checks
 
 

@@ -9,6 +9,7 @@ another machine serves its own machine's figures with ``alerts worker
 
 from __future__ import annotations
 
+import hmac
 import os
 import shutil
 import sys
@@ -130,11 +131,37 @@ def reset() -> None:
 
 
 def serve(port: int) -> None:
-    """Serve this machine's figures on ``port`` (``alerts worker --metrics-port``)."""
+    """Serve this machine's figures on ``port`` (``alerts worker --metrics-port``).
+
+    On ``ALERTS_METRICS_BIND`` (loopback unless the operator opens it), and,
+    when ``ALERTS_METRICS_TOKEN`` is set, only to ``Authorization: Bearer <token>``.
+    """
+    settings = get_settings()
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=os.environ[MULTIPROCESS_ENV])
     handler = MetricsHandler.factory(registry)
-    ThreadingHTTPServer(("0.0.0.0", port), handler).serve_forever()  # noqa: S104 - scraped from other hosts
+    if settings.metrics_token:
+        handler = _token_guarded(handler, settings.metrics_token)
+    ThreadingHTTPServer((settings.metrics_bind, port), handler).serve_forever()
+
+
+def _token_guarded(handler: type[MetricsHandler], token: str) -> type[MetricsHandler]:
+    """The library's handler, answering 401 unless the request carries the bearer token."""
+
+    class TokenGuarded(handler):  # type: ignore[valid-type, misc]
+        def do_GET(self) -> None:  # noqa: N802 - http.server's method name
+            scheme, _, sent = (self.headers.get("Authorization") or "").partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(
+                sent.strip().encode(), token.encode()
+            ):
+                super().do_GET()
+                return
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Bearer realm="metrics"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    return TokenGuarded
 
 
 if __name__ == "__main__":

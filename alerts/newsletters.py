@@ -36,6 +36,7 @@ from alerts.matching import QueryError, RegionNotFoundError
 from alerts.matching.service import preview_interest
 from alerts.models import (
     Article,
+    AuditEntry,
     Delivery,
     DeliveryKind,
     DeliveryState,
@@ -61,6 +62,15 @@ ALLOWED_URL_SCHEMES = frozenset({"http", "https", "mailto"})
 DEFAULT_SECTION_DAYS = 7
 DEFAULT_SECTION_LIMIT = 10
 MAX_SUBJECT = 300
+# Previews and test mails carry no reader's signed link: every reader link in
+# them points to this page (alerts.web.status), which says links are disabled.
+LINKS_DISABLED_PATH = "/links-disabled"
+# The address a preview shows where {email} stands: editors never see a reader's.
+SAMPLE_ADDRESS = "reader@example.com"
+TEST_SUBJECT_PREFIX = "[Test] "
+# The audit action of a web test send; the hourly cap counts these entries.
+TEST_AUDIT_ACTION = "newsletter.test"
+TEST_SEND_WINDOW = timedelta(hours=1)
 EDITORS_CHOICE = N_("Chosen by the editors.")
 # Statuses from which an issue may still be changed or cancelled.
 NOT_STARTED = (
@@ -291,7 +301,36 @@ def approve(session: Session, newsletter_id: int) -> bool:
 
 def audience_members(session: Session, audience: dict[str, Any]) -> list[tuple[int, str]]:
     """(id, email) of the confirmed subscribers in the segment."""
-    query = select(Subscriber.id, Subscriber.email).where(
+    return [(m.id, m.email) for m in _audience_rows(session, audience)]
+
+
+@dataclass(frozen=True)
+class SampleReader:
+    """A kind of reader in a segment, for previews: what changes the mail, no address."""
+
+    language: str
+    timezone: str
+    readers: int
+
+
+def sample_readers(session: Session, audience: dict[str, Any]) -> list[SampleReader]:
+    """The segment's readers grouped by language and time zone, most common first.
+
+    An issue differs between readers only in these (and in the address and
+    links, which previews never show), so one sample of each is every preview.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for member in _audience_rows(session, audience):
+        locale = ReaderLocale.of(member.language, member.timezone)
+        key = (locale.language, locale.timezone)
+        counts[key] = counts.get(key, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [SampleReader(language, timezone, n) for (language, timezone), n in ranked]
+
+
+def _audience_rows(session: Session, audience: dict[str, Any]) -> list[Any]:
+    """Rows (id, email, language, timezone) of the confirmed subscribers in the segment."""
+    query = select(Subscriber.id, Subscriber.email, Subscriber.language, Subscriber.timezone).where(
         Subscriber.status == SubscriberStatus.CONFIRMED
     )
     if audience.get("languages"):
@@ -300,7 +339,7 @@ def audience_members(session: Session, audience: dict[str, Any]) -> list[tuple[i
         query = query.where(Subscriber.frequency.in_(audience["frequencies"]))
     members = session.execute(query.order_by(Subscriber.id)).all()
     if not audience.get("regions") and not audience.get("words"):
-        return [(m.id, m.email) for m in members]
+        return list(members)
     wanted_regions = set(audience.get("regions", []))
     words = audience.get("words", [])
     region_ids = _with_descendants(wanted_regions)
@@ -312,7 +351,7 @@ def audience_members(session: Session, audience: dict[str, Any]) -> list[tuple[i
             query_text and any(word in query_text.lower() for word in words)
         ):
             matching.add(subscriber_id)
-    return [(m.id, m.email) for m in members if m.id in matching]
+    return [m for m in members if m.id in matching]
 
 
 def _with_descendants(region_ids: set[str]) -> set[str]:
@@ -500,6 +539,17 @@ class Reader:
     token_version: int = 0  # the subscriber's, signed into their links
 
 
+def placeholder_links(settings: Settings) -> dict[str, str]:
+    """The reader links of previews and test mails: a page saying links are disabled.
+
+    A preview is seen by an editor and a test goes to any address typed in, so
+    neither may carry a reader's signed link, which would let its holder
+    change or erase that reader's subscription.
+    """
+    target = f"{settings.base_url.rstrip('/')}{LINKS_DISABLED_PATH}"
+    return {"unsubscribe": target, "preferences": target}
+
+
 def _reader(
     subscriber_id: int, email: str, locale: ReaderLocale | None, token_version: int = 0
 ) -> Reader:
@@ -516,20 +566,26 @@ def issue_context(
     now: datetime,
     entries: EntryCache | None = None,
     articles: dict[int, Article] | None = None,
+    links: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The template context of one issue for one reader; preview and send share it."""
+    """The template context of one issue for one reader; preview and send share it.
+
+    ``links`` replaces the reader's signed links (previews and tests pass
+    ``placeholder_links``); None gives the reader's own.
+    """
     entries = entries or EntryCache(gazetteer())
     sections = newsletter.sections
     if articles is None:
         ids = {i for s in sections for i in s.get("article_ids", [])}
         articles = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids)))}
-    links = subscriber_links(
-        settings,
-        reader.subscriber_id,
-        reader.language,
-        version=reader.token_version,
-        issued_at=now,
-    )
+    if links is None:
+        links = subscriber_links(
+            settings,
+            reader.subscriber_id,
+            reader.language,
+            version=reader.token_version,
+            issued_at=now,
+        )
     timezone = reader.timezone or newsletter.timezone
     why = translations(reader.language).gettext(EDITORS_CHOICE)
     values = {
@@ -616,11 +672,41 @@ def compose_newsletters(
             locale,
             versions.get(delivery.subscriber_id or 0, 0),
         )
-        contexts[delivery.id] = (
-            "newsletter",
-            issue_context(session, issue, reader, settings, now, entries, articles),
-        )
+        if delivery.kind is DeliveryKind.TEST:
+            context = issue_context(
+                session,
+                issue,
+                reader,
+                settings,
+                now,
+                entries,
+                articles,
+                placeholder_links(settings),
+            )
+            context["subject"] = TEST_SUBJECT_PREFIX + context["subject"]
+        else:
+            context = issue_context(session, issue, reader, settings, now, entries, articles)
+        contexts[delivery.id] = ("newsletter", context)
     return contexts
+
+
+def remaining_test_sends(
+    session: Session, editor_id: int, settings: Settings, now: datetime
+) -> int:
+    """Test mails this editor may still send in the current hour.
+
+    Counted from the audit log, which records every web test send with its
+    number of recipients: the log is already the record of who sent what.
+    """
+    details = session.scalars(
+        select(AuditEntry.detail).where(
+            AuditEntry.action == TEST_AUDIT_ACTION,
+            AuditEntry.actor_id == editor_id,
+            AuditEntry.at > now - TEST_SEND_WINDOW,
+        )
+    )
+    used = sum(int(detail.get("recipients", 0)) for detail in details)
+    return max(settings.test_sends_per_hour - used, 0)
 
 
 def send_test(
@@ -629,8 +715,21 @@ def send_test(
     addresses: Sequence[str],
     settings: Settings,
     now: datetime,
+    editor_id: int | None = None,
 ) -> list[int]:
-    """Promise one test mail per address (each call a new test); returns ledger ids."""
+    """Promise one test mail per address (each call a new test); returns ledger ids.
+
+    A test is marked "[Test]" and carries placeholder links (see
+    ``compose_newsletters``). Sent by an editor (``editor_id``), it counts
+    against ``ALERTS_TEST_SENDS_PER_HOUR``; the operator's CLI has no cap.
+    """
+    if editor_id is not None:
+        left = remaining_test_sends(session, editor_id, settings, now)
+        if len(addresses) > left:
+            raise NewsletterError(
+                f"test sends are limited to {settings.test_sends_per_hour} an hour per editor; "
+                f"{left} left now, {len(addresses)} asked for. Try again later."
+            )
     promises = []
     for address in addresses:
         try:
@@ -659,14 +758,13 @@ def preview(
     now: datetime,
     renderer: MailRenderer,
 ) -> RenderedMail:
-    """The issue exactly as ``email`` would get it if it went out now.
+    """The issue as ``email`` would get it if it went out now, links disabled.
 
-    Query sections are resolved as the start of sending would resolve them;
-    the rest is the same context and templates the send path uses.
+    The operator's preview (``alerts newsletters preview --subscriber``): in the
+    reader's language and time zone, with their address, but placeholder
+    links in place of their signed ones (see ``placeholder_links``).
     """
-    newsletter = session.get(Newsletter, newsletter_id)
-    if newsletter is None:
-        raise NewsletterError(f"no newsletter {newsletter_id}")
+    newsletter = _existing(session, newsletter_id)
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email.strip().lower()))
     reader = _reader(
         subscriber.id if subscriber else 0,
@@ -674,6 +772,44 @@ def preview(
         ReaderLocale.of(subscriber.language, subscriber.timezone) if subscriber else None,
         subscriber.token_version if subscriber else 0,
     )
+    return _preview(session, newsletter, reader, settings, now, renderer)
+
+
+def preview_sample(
+    session: Session,
+    newsletter_id: int,
+    locale: ReaderLocale | None,
+    settings: Settings,
+    now: datetime,
+    renderer: MailRenderer,
+) -> RenderedMail:
+    """The issue as a reader of ``locale`` would get it, for editors: no reader named.
+
+    ``{email}`` shows ``SAMPLE_ADDRESS`` and every reader link is a placeholder,
+    so an editor's preview holds neither an address nor a usable token.
+    """
+    newsletter = _existing(session, newsletter_id)
+    reader = _reader(0, SAMPLE_ADDRESS, locale)
+    return _preview(session, newsletter, reader, settings, now, renderer)
+
+
+def _existing(session: Session, newsletter_id: int) -> Newsletter:
+    newsletter = session.get(Newsletter, newsletter_id)
+    if newsletter is None:
+        raise NewsletterError(f"no newsletter {newsletter_id}")
+    return newsletter
+
+
+def _preview(
+    session: Session,
+    newsletter: Newsletter,
+    reader: Reader,
+    settings: Settings,
+    now: datetime,
+    renderer: MailRenderer,
+) -> RenderedMail:
+    """Query sections resolved as the start of sending would resolve them; the rest
+    is the same context and templates the send path uses, links disabled."""
     frozen = Newsletter(
         subject=newsletter.subject,
         preheader=newsletter.preheader,
@@ -681,5 +817,7 @@ def preview(
         sections=freeze_sections(session, newsletter, settings, now),
         timezone=newsletter.timezone,
     )
-    context = issue_context(session, frozen, reader, settings, now)
+    context = issue_context(
+        session, frozen, reader, settings, now, links=placeholder_links(settings)
+    )
     return renderer.render("newsletter", context, reader.language)

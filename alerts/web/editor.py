@@ -29,6 +29,7 @@ from alerts.config import Settings, get_settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.outbound import send_deliveries
 from alerts.delivery.render import MailRenderer
+from alerts.i18n import LANGUAGES, ReaderLocale
 from alerts.mailer import default_mailer
 from alerts.matching import QueryError, RegionNotFoundError
 from alerts.matching.service import preview_interest
@@ -50,18 +51,21 @@ from alerts.newsletters import (
     MAX_SUBJECT,
     NOT_STARTED,
     PLACEHOLDERS,
+    TEST_AUDIT_ACTION,
     NewsletterError,
+    SampleReader,
     approve,
-    audience_members,
     cancel,
     check_placeholders,
     create_newsletter,
     local_moment,
     make_recurring,
     next_occurrence,
-    preview,
+    preview_sample,
     progress,
+    remaining_test_sends,
     revise,
+    sample_readers,
     schedule,
     send_now,
     send_test,
@@ -83,7 +87,7 @@ MAX_SECTION_LIMIT = 50
 # Article search: how far back and how many results the picker offers.
 SEARCH_DAYS = 30
 SEARCH_LIMIT = 20
-# Addresses offered in the preview's "as subscriber" list.
+# Kinds of reader (language and time zone) offered in the preview's list.
 PREVIEW_CHOICES = 50
 PROGRESS_REFRESH_SECONDS = 3
 # Statuses whose progress page keeps refreshing itself.
@@ -424,6 +428,7 @@ def _compose_page(
         "placeholders": sorted(PLACEHOLDERS),
         "frequencies": [f.value for f in Frequency],
         "editable": newsletter is None or newsletter.status in NOT_STARTED,
+        "tests_left": remaining_test_sends(session, user.id, get_settings(), utcnow()),
         "timezones": timezones(),
         "max_days": MAX_SECTION_DAYS,
         "max_limit": MAX_SECTION_LIMIT,
@@ -567,38 +572,10 @@ def _refused(
 # --- preview and test ---------------------------------------------------------------------
 
 
-def _reader_choices(session: Session, newsletter: Newsletter) -> list[str]:
-    return [email for _, email in audience_members(session, newsletter.audience)][:PREVIEW_CHOICES]
-
-
-@router.get("/newsletters/{newsletter_id:int}/preview", response_class=HTMLResponse)
-def preview_page(request: Request, newsletter_id: int, email: str = "") -> Any:
-    settings = get_settings()
-    with get_database(settings).session_scope() as session:
-        user = editor_user(request, session)
-        newsletter = _issue(session, newsletter_id)
-        choices = _reader_choices(session, newsletter)
-        reader = email.strip() or (choices[0] if choices else user.email)
-        mail = preview(session, newsletter_id, reader, settings, utcnow(), MailRenderer())
-        return render(
-            request,
-            "preview.html",
-            {"user": user, "issue": newsletter, "reader": reader, "choices": choices, "mail": mail},
-        )
-
-
-@router.get("/newsletters/{newsletter_id:int}/preview.html")
-def preview_html(request: Request, newsletter_id: int, email: str = "") -> Any:
-    """The HTML part alone, framed by the preview page under a policy of its own."""
-    settings = get_settings()
-    with get_database(settings).session_scope() as session:
-        user = editor_user(request, session)
-        _issue(session, newsletter_id)
-        mail = preview(
-            session, newsletter_id, email.strip() or user.email, settings, utcnow(), MailRenderer()
-        )
+def framed_mail(html: str) -> HTMLResponse:
+    """A mail's HTML part for a sandboxed frame of our own pages (preview, outbox)."""
     return HTMLResponse(
-        mail.html,
+        html,
         headers={
             "Content-Security-Policy": PREVIEW_POLICY,
             "X-Frame-Options": "SAMEORIGIN",
@@ -606,6 +583,60 @@ def preview_html(request: Request, newsletter_id: int, email: str = "") -> Any:
             "Cache-Control": "no-store",
         },
     )
+
+
+def _samples(session: Session, newsletter: Newsletter) -> list[SampleReader]:
+    return sample_readers(session, newsletter.audience)[:PREVIEW_CHOICES]
+
+
+def _sample_label(sample: SampleReader) -> str:
+    """What the preview's list shows: how the reader reads, never who they are."""
+    language = LANGUAGES.get(sample.language, sample.language)
+    readers = "1 reader" if sample.readers == 1 else f"{sample.readers} readers"
+    return f"{language}, {sample.timezone} ({readers})"
+
+
+def _chosen(samples: list[SampleReader], sample: int) -> tuple[int, ReaderLocale | None]:
+    """The picked kind of reader; the most common one when the number is off the list."""
+    if not samples:
+        return 0, None
+    index = sample if 0 <= sample < len(samples) else 0
+    return index, ReaderLocale.of(samples[index].language, samples[index].timezone)
+
+
+@router.get("/newsletters/{newsletter_id:int}/preview", response_class=HTMLResponse)
+def preview_page(request: Request, newsletter_id: int, sample: int = 0) -> Any:
+    """The issue as a kind of reader of its segment gets it: no address, no live link."""
+    settings = get_settings()
+    with get_database(settings).session_scope() as session:
+        user = editor_user(request, session)
+        newsletter = _issue(session, newsletter_id)
+        samples = _samples(session, newsletter)
+        index, locale = _chosen(samples, sample)
+        mail = preview_sample(session, newsletter_id, locale, settings, utcnow(), MailRenderer())
+        return render(
+            request,
+            "preview.html",
+            {
+                "user": user,
+                "issue": newsletter,
+                "sample": index,
+                "choices": [_sample_label(s) for s in samples],
+                "mail": mail,
+            },
+        )
+
+
+@router.get("/newsletters/{newsletter_id:int}/preview.html")
+def preview_html(request: Request, newsletter_id: int, sample: int = 0) -> Any:
+    """The HTML part alone, framed by the preview page under a policy of its own."""
+    settings = get_settings()
+    with get_database(settings).session_scope() as session:
+        editor_user(request, session)
+        newsletter = _issue(session, newsletter_id)
+        _, locale = _chosen(_samples(session, newsletter), sample)
+        mail = preview_sample(session, newsletter_id, locale, settings, utcnow(), MailRenderer())
+    return framed_mail(mail.html)
 
 
 @router.post("/newsletters/{newsletter_id:int}/test", response_class=HTMLResponse)
@@ -623,12 +654,20 @@ def _test_issue(request: Request, newsletter_id: int, addresses: list[str]) -> R
         newsletter = _issue(session, newsletter_id)
         if not addresses:
             return _refused(request, session, user, newsletter, "test", "give an address")
+        now = utcnow()
         try:
-            ids = send_test(session, newsletter_id, addresses, settings, utcnow())
+            ids = send_test(session, newsletter_id, addresses, settings, now, editor_id=user.id)
         except NewsletterError as error:
             return _refused(request, session, user, newsletter, "test", str(error))
+        # The hourly cap counts these entries (alerts.newsletters.remaining_test_sends).
         audit.record(
-            session, user, "newsletter.test", "newsletter", newsletter_id, {"recipients": len(ids)}
+            session,
+            user,
+            TEST_AUDIT_ACTION,
+            "newsletter",
+            newsletter_id,
+            {"recipients": len(ids)},
+            now=now,
         )
     report = send_deliveries(database, ids, default_mailer(settings), utcnow)
     return see_other(

@@ -10,13 +10,14 @@ imported ``with context`` included) looks it up. Pages that set no ``lang``
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, pass_context
 from jinja2.runtime import Context
 
-from alerts.config import TEMPLATES_DIR
+from alerts.config import TEMPLATES_DIR, get_settings
 from alerts.delivery.outbound import LANGUAGE_PARAMETER
 from alerts.i18n import DEFAULT_LANGUAGE, LANGUAGES, is_supported, pick_language, translations
 from alerts.web.security import CSRF_FIELD, csrf_token
@@ -25,6 +26,8 @@ from alerts.web.security import CSRF_FIELD, csrf_token
 REQUESTED_LANGUAGE = "requested_language"
 BROWSER_LANGUAGES = "browser_languages"
 PAGE_LANGUAGE = "lang"
+# Schemes a page may put into href from stored data (a feed's link, say).
+WEB_LINK_SCHEMES = frozenset({"http", "https"})
 
 
 def request_languages(request: Request) -> dict[str, Any]:
@@ -64,6 +67,25 @@ def _ngettext(context: Context, singular: str, plural: str, count: int) -> str:
     return translations(_page_language(context)).ngettext(singular, plural, count)
 
 
+def web_link(url: object) -> str | None:
+    """``url`` when it is an http(s) address, else None: a feed cannot plant a
+    ``javascript:`` or ``data:`` link in our pages. The one check for links from data."""
+    if not isinstance(url, str):
+        return None
+    value = url.strip()
+    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in value):
+        return None  # browsers drop tabs and newlines inside schemes: "java\tscript:"
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    return value if parts.scheme.lower() in WEB_LINK_SCHEMES and parts.netloc else None
+
+
+def outbox_enabled() -> bool:
+    return get_settings().outbox_enabled
+
+
 def _environment() -> Environment:
     environment = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR / "web"),
@@ -83,4 +105,6 @@ templates.env.globals.update(
     csrf_field_name=CSRF_FIELD,
     reader_language=reader_language,
     page_languages=LANGUAGES,
+    outbox_enabled=outbox_enabled,
 )
+templates.env.filters["web_link"] = web_link

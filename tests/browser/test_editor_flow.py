@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from alerts.newsletters import SAMPLE_ADDRESS
 from tests.browser.conftest import LiveSite
 from tests.conftest import wait_until
 
@@ -80,10 +81,14 @@ def test_editor_composes_previews_sends_and_watches_progress(
     expect(page.locator("#issue-status")).to_have_text("draft")
 
     page.get_by_role("link", name="Preview", exact=True).click()
-    expect(page.locator("#preview-text")).to_contain_text(f"Good morning, **{CONFIRMED[0]}**.")
+    # Editors never see a reader's address: {email} shows a stand-in, links are disabled.
+    expect(page.locator("#preview-text")).to_contain_text(f"Good morning, **{SAMPLE_ADDRESS}**.")
+    expect(page.locator("#preview-notice")).to_contain_text("Links are disabled in previews")
+    for address in CONFIRMED:
+        expect(page.locator("body")).not_to_contain_text(address)
     frame = page.frame_locator("iframe.preview__html")
     expect(frame.get_by_text(ARTICLES[0][0])).to_be_visible()
-    expect(frame.locator("strong", has_text=CONFIRMED[0])).to_be_visible()
+    expect(frame.locator("strong", has_text=SAMPLE_ADDRESS)).to_be_visible()
     page.screenshot(path=str(tmp_path / "editor-preview.png"), full_page=True)
 
     page.get_by_role("link", name="← Issue").click()

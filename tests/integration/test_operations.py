@@ -63,13 +63,21 @@ def test_metrics_move_when_articles_are_ingested_and_matched(
     assert sample_value("alerts_match_seconds_count") - before_matched == 4
 
 
-def test_metrics_endpoint_and_readiness_on_the_embedded_default(database: Database) -> None:
+METRICS_TOKEN = "scrape-token-for-the-tests-0123456789"
+SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
+def test_metrics_endpoint_and_readiness_on_the_embedded_default(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALERTS_METRICS_TOKEN", METRICS_TOKEN)
+    get_settings.cache_clear()
     client = TestClient(create_app())
-    page = client.get("/metrics")
+    page = client.get("/metrics", headers=SCRAPER)
     assert page.status_code == 200
     names = {family.name for family in text_string_to_metric_families(page.text)}
     assert "alerts_queue_depth" in names
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=SCRAPER)
     assert ready.status_code == 200
     assert set(ready.json()) == {"database", "broker", "smtp"}
     assert client.get("/healthz").text == "ok"
@@ -79,11 +87,17 @@ def test_readiness_fails_when_the_broker_is_down(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ALERTS_BROKER_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("ALERTS_METRICS_TOKEN", METRICS_TOKEN)
     get_settings.cache_clear()
-    ready = TestClient(create_app()).get("/readyz")
+    client = TestClient(create_app())
+    ready = client.get("/readyz", headers=SCRAPER)
     assert ready.status_code == 503
     assert ready.json()["broker"]["ok"] is False
     assert ready.json()["database"]["ok"] is True
+    # A stranger learns that it is not ready, not which service or why.
+    anonymous = client.get("/readyz")
+    assert anonymous.status_code == 503
+    assert anonymous.json() == {"status": "unavailable"}
 
 
 def test_doctor_names_a_stopped_redis_and_a_wrong_database_url(

@@ -9,18 +9,35 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 from sqlalchemy import select
 
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
-from alerts.delivery.outbound import send_deliveries
+from alerts.delivery.outbound import send_deliveries, subscriber_links
 from alerts.delivery.render import MailRenderer
+from alerts.i18n import ReaderLocale
 from alerts.ingest.service import claim_due_sources
 from alerts.mailer import default_mailer
-from alerts.models import Article, AuditEntry, Newsletter, NewsletterStatus, Role, Source
-from alerts.newsletters import next_occurrence, plan_recurring, preview, start_due_issues
+from alerts.models import (
+    Article,
+    AuditEntry,
+    Newsletter,
+    NewsletterStatus,
+    Role,
+    Source,
+    Subscriber,
+)
+from alerts.newsletters import (
+    LINKS_DISABLED_PATH,
+    SAMPLE_ADDRESS,
+    next_occurrence,
+    plan_recurring,
+    preview_sample,
+    start_due_issues,
+)
 from alerts.users import create_user
 from alerts.web.app import create_app
 from tests.conftest import RecordedJobs
@@ -368,26 +385,28 @@ def test_bad_placeholders_queries_and_articles_are_shown_next_to_their_fields(
 # --- preview and test -----------------------------------------------------------------
 
 
-def test_preview_as_a_subscriber_is_what_the_domain_renders(database: Database) -> None:
+def test_preview_as_a_kind_of_reader_is_what_the_domain_renders(database: Database) -> None:
     newsroom(database)
     add_user(database, EDITOR, Role.EDITOR)
     client = signed_in(EDITOR)
     newsletter_id = compose(client)
 
-    page = client.get(
-        f"/editor/newsletters/{newsletter_id}/preview", params={"email": READERS[1][0]}
-    )
+    page = client.get(f"/editor/newsletters/{newsletter_id}/preview")
     assert page.status_code == 200
-    assert "Hello **sukhumi@example.org**" in html.unescape(page.text)  # the text part
+    # One choice per language and zone of the audience, most common first, then by code.
+    assert re.findall(r'<option value="(\d+)"[^>]*>([^<]+)</option>', page.text) == [
+        ("0", "Deutsch, UTC (1 reader)"),
+        ("1", "English, UTC (1 reader)"),
+        ("2", "Русский, UTC (1 reader)"),
+    ]
+    assert "Links are disabled in previews" in page.text
     assert "<iframe" in page.text
     assert "sandbox" in page.text
     assert "Tram line approved in Tbilisi" in html.unescape(page.text)
 
-    framed = client.get(
-        f"/editor/newsletters/{newsletter_id}/preview.html", params={"email": READERS[1][0]}
-    )
+    framed = client.get(f"/editor/newsletters/{newsletter_id}/preview.html", params={"sample": 1})
     assert framed.status_code == 200
-    assert "<strong>sukhumi@example.org</strong>" in framed.text
+    assert f"<strong>{SAMPLE_ADDRESS}</strong>" in framed.text
     policy_header = framed.headers["content-security-policy"]
     assert "frame-ancestors 'self'" in policy_header
     assert "sandbox" in policy_header
@@ -395,10 +414,46 @@ def test_preview_as_a_subscriber_is_what_the_domain_renders(database: Database) 
     assert framed.headers["x-frame-options"] == "SAMEORIGIN"
     settings = get_settings()
     with database.session_scope() as session:
-        expected = preview(
-            session, newsletter_id, READERS[1][0], settings, utcnow(), MailRenderer()
+        expected = preview_sample(
+            session, newsletter_id, ReaderLocale("en", "UTC"), settings, utcnow(), MailRenderer()
         )
     assert framed.text == expected.html
+
+
+def test_an_editors_preview_holds_no_readers_address_and_no_usable_token(
+    database: Database,
+) -> None:
+    """Finding 6: the preview named readers and carried their signed links."""
+    newsroom(database)
+    add_user(database, EDITOR, Role.EDITOR)
+    client = signed_in(EDITOR)
+    newsletter_id = compose(client)
+    base = f"/editor/newsletters/{newsletter_id}"
+    pages = [client.get(f"{base}/preview").text, client.get(f"{base}/preview.html").text]
+    for sample in range(3):
+        pages.append(client.get(f"{base}/preview", params={"sample": sample}).text)
+        pages.append(client.get(f"{base}/preview.html", params={"sample": sample}).text)
+    # The old ?email= now picks nothing: the page shows the stand-in all the same.
+    pages.append(client.get(f"{base}/preview", params={"email": READERS[1][0]}).text)
+    pages.append(client.get(f"{base}/preview.html", params={"email": READERS[1][0]}).text)
+    settings = get_settings()
+    with database.session_scope() as session:
+        ids = {
+            email: sid for sid, email in session.execute(select(Subscriber.id, Subscriber.email))
+        }
+    for text in pages:
+        for email, *_ in READERS:
+            assert email not in text
+            links = subscriber_links(settings, ids[email])
+            assert links["preferences"] not in text
+            assert links["unsubscribe"] not in text
+        assert "/preferences/" not in text
+        assert "/unsubscribe/" not in text
+        assert "/confirm/" not in text
+    assert f"http://127.0.0.1:8000{LINKS_DISABLED_PATH}" in pages[1]
+    disabled = client.get(LINKS_DISABLED_PATH)
+    assert disabled.status_code == 200
+    assert "links are disabled" in disabled.text.lower()
 
 
 def test_a_test_mail_goes_to_the_given_address_only(
@@ -414,12 +469,51 @@ def test_a_test_mail_goes_to_the_given_address_only(
     sent = post(client, f"/editor/newsletters/{newsletter_id}/test", addresses="proof@example.net")
     assert sent.status_code == 303
     assert sent.headers["location"].endswith("notice=tested")
-    assert outbox(isolated_settings) == [("proof@example.net", "Morning briefing")]
+    assert outbox(isolated_settings) == [("proof@example.net", "[Test] Morning briefing")]
     assert issue(database, newsletter_id).status is NewsletterStatus.DRAFT
     with database.session_scope() as session:
         details = [e.detail for e in session.scalars(select(AuditEntry))]
     assert {"recipients": 1} in details
     assert "proof@example.net" not in repr(details)
+
+
+def test_test_mails_are_marked_carry_disabled_links_and_are_capped_per_editor(
+    database: Database, isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALERTS_TEST_SENDS_PER_HOUR", "3")
+    get_settings.cache_clear()
+    newsroom(database)
+    add_user(database, EDITOR, Role.EDITOR)
+    add_user(database, ADMIN, Role.ADMIN)
+    client = signed_in(EDITOR)
+    newsletter_id = compose(client)
+    test_url = f"/editor/newsletters/{newsletter_id}/test"
+    # A reader's own address: the test speaks their language, but holds none of their links.
+    sent = post(client, test_url, addresses=f"proof@example.net, {READERS[1][0]}")
+    assert sent.status_code == 303
+    assert (
+        "You may send 1 more this hour." in client.get(f"/editor/newsletters/{newsletter_id}").text
+    )
+    mails = [
+        message_from_bytes(path.read_bytes(), policy=policy.default)
+        for path in sorted((isolated_settings / "outbox").glob("*.eml"))
+    ]
+    assert len(mails) == 2
+    for mail in mails:
+        assert str(mail["Subject"]).startswith("[Test] ")
+        assert mail["List-Unsubscribe"].startswith(f"<http://127.0.0.1:8000{LINKS_DISABLED_PATH}>")
+        raw = mail.as_string()
+        assert "/unsubscribe/" not in raw
+        assert "/preferences/" not in raw
+
+    refused = post(client, test_url, addresses="one@example.net, two@example.net")
+    assert refused.status_code == 422
+    assert "limited to 3 an hour per editor; 1 left now, 2 asked for" in html.unescape(refused.text)
+    assert len(list((isolated_settings / "outbox").glob("*.eml"))) == 2  # nothing more went
+    assert post(client, test_url, addresses="one@example.net").status_code == 303
+    assert post(client, test_url, addresses="two@example.net").status_code == 422
+    # The cap is each editor's own.
+    assert post(signed_in(ADMIN), test_url, addresses="two@example.net").status_code == 303
 
 
 # --- schedule, cancel, progress -------------------------------------------------------
