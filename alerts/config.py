@@ -215,6 +215,11 @@ class Settings(BaseSettings):
         default=300,
         description="A queued delivery untouched this long lost its task and is queued again.",
     )
+    match_requeue_after_seconds: int = Field(
+        default=30,
+        description="An article still unmatched this long after its match task was queued "
+        "lost that task (a flushed broker, a failed send): the clock queues it again.",
+    )
     confirmation_valid_hours: int = Field(
         default=48, description="How long a double opt-in confirmation link works."
     )

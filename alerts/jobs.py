@@ -9,7 +9,9 @@ Celery. Jobs take ids and JSON values only: never ORM objects, never naive times
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,7 +23,24 @@ JobSender = Callable[[str, dict[str, Any]], None]
 # Where the production sender lives; looked up on first use.
 DEFAULT_SENDER_PATH = "workers.dispatch:send_job"
 
+log = logging.getLogger("alerts.jobs")
+
 _sender: JobSender | None = None
+
+
+@dataclass
+class QueuedJob:
+    """One job handed to ``enqueue_after_commit``, and what became of it.
+
+    ``sent`` turns true once the sender took it; ``error`` says why it did not
+    (the broker was down). Neither is set while the transaction is open, nor
+    when it rolled back.
+    """
+
+    job: str
+    arguments: dict[str, Any]
+    sent: bool = False
+    error: str | None = None
 
 
 def set_job_sender(sender: JobSender | None) -> None:
@@ -38,6 +57,34 @@ def _current_sender() -> JobSender:
     return _sender
 
 
-def enqueue_after_commit(session: Session, job: str, **arguments: Any) -> None:
-    """Queue ``job`` once the session commits, so the task sees committed rows."""
-    after_commit(session, lambda: _current_sender()(job, arguments))
+def enqueue_after_commit(session: Session, job: str, **arguments: Any) -> QueuedJob:
+    """Queue ``job`` once the session commits, so the task sees committed rows.
+
+    A job that cannot be queued then (the broker is down) is logged and marked
+    on the returned handle, never raised: the rows are committed whatever
+    happens, so raising would only tell the caller a lie, leave the session in
+    its 'committed' state and skip the jobs queued after this one. Every kind
+    of work has a ledger row and a sweeper that queues it again.
+    """
+    queued = QueuedJob(job, arguments)
+    after_commit(session, lambda: _send(queued))
+    return queued
+
+
+def _send(queued: QueuedJob) -> None:
+    try:
+        _current_sender()(queued.job, queued.arguments)
+    # Whatever the sender raises (kombu's OperationalError for a broker that is
+    # down, a timeout, a bug): the transaction is already committed and nothing
+    # may raise from here. One line says so; the traceback goes to debug, so a
+    # command line run shows no traceback for a broker outage.
+    except Exception as error:
+        queued.error = f"{type(error).__name__}: {error}"
+        log.warning(
+            "could not queue %s after commit (%s); its sweeper will queue it again",
+            queued.job,
+            queued.error,
+        )
+        log.debug("queueing %s failed", queued.job, exc_info=True)
+        return
+    queued.sent = True

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Time,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -119,6 +120,13 @@ class DeliveryState(enum.StrEnum):
     SKIPPED = "skipped"  # a digest window that had nothing to say: no empty mail
 
 
+class MatchState(enum.StrEnum):
+    """Where an article is in matching: the ledger that outlives a lost match task."""
+
+    PENDING = "pending"  # stored; its match task is queued, lost, or running
+    DONE = "done"  # matched, in the same transaction that stored its matches
+
+
 class NewsletterStatus(enum.StrEnum):
     DRAFT = "draft"
     SCHEDULED = "scheduled"
@@ -167,7 +175,16 @@ class Article(Base):
     duplicates (same story, other wording or source) point at the first copy."""
 
     __tablename__ = "articles"
-    __table_args__ = (Index("ix_articles_published_at", "published_at"),)
+    __table_args__ = (
+        Index("ix_articles_published_at", "published_at"),
+        # The match sweeper looks for pending articles only; almost every row is done.
+        Index(
+            "ix_articles_match_pending",
+            "match_queued_at",
+            postgresql_where=text("match_state = 'pending'"),
+            sqlite_where=text("match_state = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
@@ -191,6 +208,13 @@ class Article(Base):
     author: Mapped[str | None] = mapped_column(String(300))
     published_at: Mapped[datetime | None]
     ingested_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # The matching ledger: written with the article, set to done with its matches.
+    match_state: Mapped[MatchState] = mapped_column(
+        _str_enum(MatchState), default=MatchState.PENDING
+    )
+    # When a match task was last queued for it; the sweeper queues it again
+    # once this is older than ALERTS_MATCH_REQUEUE_AFTER_SECONDS.
+    match_queued_at: Mapped[datetime | None]
 
     source: Mapped[Source | None] = relationship()
 

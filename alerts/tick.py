@@ -16,7 +16,7 @@ from alerts.config import Settings
 from alerts.delivery.ledger import sweep, touch
 from alerts.delivery.outbound import queue_sending, queue_sending_by_kind
 from alerts.digest import plan_due_digests
-from alerts.ingest.service import claim_due_sources
+from alerts.ingest.service import claim_due_sources, sweep_unmatched
 from alerts.jobs import enqueue_after_commit
 from alerts.metrics import DIGEST_RUN_SECONDS
 from alerts.newsletters import finish_sent_issues, plan_recurring, start_due_issues
@@ -32,6 +32,7 @@ class TickReport:
     issues: list[int] = field(default_factory=list)
     newsletter_deliveries: list[int] = field(default_factory=list)
     webhooks: list[int] = field(default_factory=list)
+    rematched: list[int] = field(default_factory=list)  # articles whose match task was lost
 
 
 def run_tick(session: Session, settings: Settings, now: datetime) -> TickReport:
@@ -52,6 +53,9 @@ def run_tick(session: Session, settings: Settings, now: datetime) -> TickReport:
     )
     touch(session, report.recovered, now)
     queue_sending_by_kind(session, report.recovered, settings)
+    report.rematched = sweep_unmatched(
+        session, now, requeue_after=timedelta(seconds=settings.match_requeue_after_seconds)
+    )
     report.webhooks = due_retries(session, now)
     if report.webhooks:
         enqueue_after_commit(session, WEBHOOK_JOB, delivery_ids=report.webhooks)

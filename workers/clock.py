@@ -51,12 +51,14 @@ def tick(holder: str) -> bool:
         if not leads:
             return False
         report = run_tick(session, settings, now)
-    if report.sources or report.digests or report.recovered:
+    if report.sources or report.digests or report.recovered or report.rematched:
         log.info(
-            "queued %d source polls, %d digests, %d recovered deliveries",
+            "queued %d source polls, %d digests, %d recovered deliveries, "
+            "%d articles whose match task was lost",
             len(report.sources),
             len(report.digests),
             len(report.recovered),
+            len(report.rematched),
         )
     return True
 

@@ -25,6 +25,7 @@ from alerts.mailer import default_mailer
 from alerts.matching.service import IndexCache
 from alerts.netguard import Outbound
 from alerts.subscribers import gazetteer
+from alerts.transactions import run_in_transaction
 from alerts.webhooks import deliver
 from workers.base import DatabaseTask
 from workers.celery_app import app
@@ -88,10 +89,13 @@ def forget_inherited_connections(**_: Any) -> None:
     forget_connections_after_fork()
 
 
-@app.task(name="alerts.poll_source", base=DatabaseTask, bind=True)
-def poll_source_task(self: DatabaseTask, source_id: int) -> None:
-    with self.session() as session:
-        poll_source(session, source_id, utcnow(), limits_from(get_settings()))
+@app.task(name="alerts.poll_source")
+def poll_source_task(source_id: int) -> None:
+    # Retried whole when it lost a race with another ingest (a deadlock).
+    limits = limits_from(get_settings())
+    run_in_transaction(
+        get_database(), lambda session: poll_source(session, source_id, utcnow(), limits)
+    )
 
 
 @app.task(name="alerts.match_articles", base=DatabaseTask, bind=True)

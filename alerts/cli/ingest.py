@@ -17,6 +17,7 @@ from alerts.ingest.store import IngestReport
 from alerts.models import Source
 from alerts.progress import tracked
 from alerts.sources import SourceInputError, validate_url
+from alerts.transactions import run_in_transaction
 
 EXIT_UNREADABLE = 1
 
@@ -51,17 +52,38 @@ def run_ingest(args: argparse.Namespace) -> int:
     for spec in tracked(args.sources, len(args.sources), "ingest"):
         try:
             data, content_type = read_source(spec, limits=limits, stdin=sys.stdin.buffer)
-            with database.session_scope() as session:
-                report = ingest_document(
-                    session, data, location=spec, content_type=content_type, limits=limits
-                )
+            # Retried whole when it lost a race with another ingest (a deadlock).
+            report = run_in_transaction(
+                database,
+                lambda session: ingest_document(
+                    session,
+                    data,  # noqa: B023 - called right here, before the loop moves on
+                    location=spec,  # noqa: B023
+                    content_type=content_type,  # noqa: B023
+                    limits=limits,
+                ),
+            )
         except SourceError as error:
             print(f"alerts ingest: {spec}: {error}", file=sys.stderr)
             exit_code = EXIT_UNREADABLE
             continue
         total.add(report)
+        unqueued = report.unqueued_article_ids()
+        if unqueued:
+            # Stored and committed all the same: the clock's match sweeper
+            # queues them once the broker answers again.
+            print(
+                f"alerts ingest: warning: {spec}: {len(unqueued)} article(s) stored but not "
+                f"queued for matching (the task queue is unavailable); the clock queues them "
+                f"again within {settings.match_requeue_after_seconds} s of it being back",
+                file=sys.stderr,
+            )
         if not args.json:
-            counts = f"{report.new} new, {report.duplicate} duplicate, {report.rejected} rejected"
+            duplicate = f"{report.duplicate} duplicate"
+            if report.requeued_article_ids:
+                waiting = len(report.requeued_article_ids)
+                duplicate += f" ({waiting} not yet matched: queued again)"
+            counts = f"{report.new} new, {duplicate}, {report.rejected} rejected"
             print(f"{spec}: {counts}")
             for rejected in report.errors:
                 print(f"  rejected {rejected['entry']}: {rejected['reason']}")

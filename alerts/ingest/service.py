@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts.config import Settings
@@ -13,9 +13,9 @@ from alerts.ingest.fetch import fetch_url
 from alerts.ingest.formats import SourceError, parse_document
 from alerts.ingest.limits import IngestLimits
 from alerts.ingest.store import IngestReport, store_articles
-from alerts.jobs import enqueue_after_commit
+from alerts.jobs import QueuedJob, enqueue_after_commit
 from alerts.metrics import INGEST_ENTRIES, INGEST_FAILURES
-from alerts.models import Source
+from alerts.models import Article, MatchState, Source
 from alerts.webhooks import emit
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,9 @@ COMMAND_LINE_SOURCE = "command line"
 # Articles per match task: big enough to amortise loading the index, small
 # enough that one slow batch does not hold alerts back.
 MATCH_BATCH_SIZE = 200
+# Most articles the match sweeper queues again per tick (50 tasks): a long
+# outage's backlog goes out over a few ticks, not in one huge transaction.
+MATCH_SWEEP_LIMIT = 10_000
 
 
 def limits_from(settings: Settings) -> IngestLimits:
@@ -58,14 +61,53 @@ def ingest_document(
     label = source.name if source else COMMAND_LINE_SOURCE
     for outcome in ("new", "duplicate", "rejected"):
         INGEST_ENTRIES.labels(label, outcome).inc(getattr(report, outcome))
-    queue_matching(session, report.new_article_ids)
+    # A duplicate still pending lost its match task, or its task is still on
+    # the way; queueing it again is harmless, the task claims each article once.
+    report.match_jobs = queue_matching(
+        session, [*report.new_article_ids, *report.requeued_article_ids]
+    )
     return report
 
 
-def queue_matching(session: Session, article_ids: list[int]) -> None:
-    for start in range(0, len(article_ids), MATCH_BATCH_SIZE):
-        batch = article_ids[start : start + MATCH_BATCH_SIZE]
-        enqueue_after_commit(session, MATCH_JOB, article_ids=batch)
+def queue_matching(session: Session, article_ids: list[int]) -> list[QueuedJob]:
+    """Queue match tasks for these articles after commit, in batches."""
+    return [
+        enqueue_after_commit(
+            session, MATCH_JOB, article_ids=article_ids[start : start + MATCH_BATCH_SIZE]
+        )
+        for start in range(0, len(article_ids), MATCH_BATCH_SIZE)
+    ]
+
+
+def sweep_unmatched(session: Session, now: datetime, *, requeue_after: timedelta) -> list[int]:
+    """Queue matching again for articles whose match task was lost.
+
+    An article is pending from the transaction that stores it until the one
+    that stores its matches. Pending and queued longer ago than
+    ``requeue_after`` means the broker lost the task (a Redis restarted empty)
+    or never took it (it was down when the ingest committed). Rows a match
+    task holds right now are skipped (SKIP LOCKED): they are being matched,
+    and the clock never waits on a worker. Returns the ids queued.
+    """
+    ids = list(
+        session.scalars(
+            select(Article.id)
+            .where(
+                Article.match_state == MatchState.PENDING,
+                or_(
+                    Article.match_queued_at.is_(None),
+                    Article.match_queued_at <= now - requeue_after,
+                ),
+            )
+            .order_by(Article.id)
+            .limit(MATCH_SWEEP_LIMIT)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(update(Article).where(Article.id.in_(ids)).values(match_queued_at=now))
+        queue_matching(session, ids)
+    return ids
 
 
 def claim_due_sources(session: Session, now: datetime) -> list[int]:

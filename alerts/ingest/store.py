@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -11,9 +12,11 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from alerts.db import utcnow
 from alerts.ingest.formats import EntryError, ParsedArticle, ParseResult
 from alerts.ingest.text import content_fingerprint
-from alerts.models import Article, Source
+from alerts.jobs import QueuedJob
+from alerts.models import Article, MatchState, Source
 
 # Query parameters that only say where a reader clicked from: the same story
 # with and without them is one article.
@@ -32,6 +35,11 @@ class IngestReport:
     rejected: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     new_article_ids: list[int] = field(default_factory=list)
+    # Duplicates of stored articles that are still waiting to be matched
+    # (their match task may have been lost): queued again.
+    requeued_article_ids: list[int] = field(default_factory=list)
+    # The match jobs queued for this report's articles, once the session commits.
+    match_jobs: list[QueuedJob] = field(default_factory=list)
 
     def add(self, other: IngestReport) -> None:
         self.new += other.new
@@ -39,6 +47,18 @@ class IngestReport:
         self.rejected += other.rejected
         self.errors.extend(other.errors)
         self.new_article_ids.extend(other.new_article_ids)
+        self.requeued_article_ids.extend(other.requeued_article_ids)
+        self.match_jobs.extend(other.match_jobs)
+
+    def unqueued_article_ids(self) -> list[int]:
+        """Articles stored but whose match job the broker refused after commit;
+        the clock's match sweeper queues them again."""
+        return [
+            article_id
+            for job in self.match_jobs
+            if job.error is not None
+            for article_id in job.arguments["article_ids"]
+        ]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -92,16 +112,23 @@ def _keys(article: ParsedArticle, scope: str) -> _Keys:
     )
 
 
-def _known_keys(session: Session, keys: list[_Keys]) -> set[str]:
-    """Every url_key, guid_key and fingerprint among ``keys`` already stored."""
-    known: set[str] = set()
+def _known_keys(session: Session, keys: list[_Keys]) -> dict[str, tuple[int, bool]]:
+    """Every url_key, guid_key and fingerprint among ``keys`` already stored,
+    with the id of the article holding it and whether it still awaits matching."""
+    known: dict[str, tuple[int, bool]] = {}
     for start in range(0, len(keys), DEDUP_LOOKUP_BATCH):
         batch = keys[start : start + DEDUP_LOOKUP_BATCH]
         urls = [k.url_key for k in batch if k.url_key]
         guids = [k.guid_key for k in batch if k.guid_key]
         prints = [k.fingerprint for k in batch]
         rows = session.execute(
-            select(Article.url_key, Article.guid_key, Article.fingerprint).where(
+            select(
+                Article.id,
+                Article.match_state,
+                Article.url_key,
+                Article.guid_key,
+                Article.fingerprint,
+            ).where(
                 or_(
                     Article.url_key.in_(urls),
                     Article.guid_key.in_(guids),
@@ -109,8 +136,9 @@ def _known_keys(session: Session, keys: list[_Keys]) -> set[str]:
                 )
             )
         )
-        for row in rows:
-            known.update(value for value in row if value)
+        for article_id, state, *values in rows:
+            pending = state == MatchState.PENDING
+            known.update((value, (article_id, pending)) for value in values if value)
     return known
 
 
@@ -130,9 +158,22 @@ def _story_heads(session: Session, title_keys: set[str]) -> dict[str, int]:
 
 
 def store_articles(
-    session: Session, parsed: ParseResult, *, source: Source | None = None, location: str = ""
+    session: Session,
+    parsed: ParseResult,
+    *,
+    source: Source | None = None,
+    location: str = "",
+    now: datetime | None = None,
 ) -> IngestReport:
-    """Add the new articles of one parsed document; flush, never commit."""
+    """Add the new articles of one parsed document; flush, never commit.
+
+    Each new article is written as pending matching, queued ``now``; the caller
+    queues the match job. Which entries are new is decided in document order;
+    they are then inserted sorted by fingerprint, so concurrent ingests of
+    overlapping documents take their unique-key locks in one order and never
+    wait on each other in a cycle (a deadlock on PostgreSQL).
+    """
+    now = now or utcnow()
     report = IngestReport(
         rejected=len(parsed.errors),
         errors=[_error_row(error, location) for error in parsed.errors],
@@ -144,19 +185,42 @@ def store_articles(
     known = _known_keys(session, [keys for _, keys in candidates])
     heads = _story_heads(session, {keys.title_key for _, keys in candidates})
 
+    fresh: list[tuple[ParsedArticle, _Keys]] = []
+    seen: set[str] = set()  # identities of this document's new entries
+    requeue: set[int] = set()
     for article, keys in candidates:
-        identity = {keys.url_key, keys.guid_key, keys.fingerprint} - {None}
-        if identity & known:
+        identity = {key for key in (keys.url_key, keys.guid_key, keys.fingerprint) if key}
+        stored = [known[key] for key in identity if key in known]
+        if stored or identity & seen:
             report.duplicate += 1
+            requeue.update(article_id for article_id, pending in stored if pending)
             continue
-        known.update(identity)  # type: ignore[arg-type]
-        row = _article_row(article, keys, source, heads.get(keys.title_key))
+        seen.update(identity)
+        fresh.append((article, keys))
+
+    rows: dict[str, Article] = {}
+    for article, keys in sorted(fresh, key=lambda candidate: candidate[1].fingerprint):
+        row = _article_row(article, keys, source, heads.get(keys.title_key), now)
         if _insert(session, row):
-            report.new += 1
-            report.new_article_ids.append(row.id)
-            heads.setdefault(keys.title_key, row.id)
+            rows[keys.fingerprint] = row
         else:
             report.duplicate += 1
+    # Near-duplicates within this document point at its first (in document
+    # order) of their title, unless an earlier stored story already leads.
+    first_of_title: dict[str, Article] = {}
+    for _, keys in fresh:
+        stored_row = rows.get(keys.fingerprint)
+        if stored_row is None:
+            continue
+        report.new += 1
+        report.new_article_ids.append(stored_row.id)
+        if keys.title_key in heads:
+            continue
+        first = first_of_title.setdefault(keys.title_key, stored_row)
+        if first is not stored_row:
+            stored_row.duplicate_of_id = first.id
+    session.flush()
+    report.requeued_article_ids = sorted(requeue)
     return report
 
 
@@ -174,7 +238,11 @@ def _error_row(error: EntryError, location: str) -> dict[str, str]:
 
 
 def _article_row(
-    article: ParsedArticle, keys: _Keys, source: Source | None, duplicate_of_id: int | None
+    article: ParsedArticle,
+    keys: _Keys,
+    source: Source | None,
+    duplicate_of_id: int | None,
+    now: datetime,
 ) -> Article:
     lead, _, _ = article.body.partition("\n\n")
     return Article(
@@ -194,6 +262,8 @@ def _article_row(
         tags=sorted({*article.tags, *(source.default_tags if source else [])}),
         author=article.author,
         published_at=article.published,
+        match_state=MatchState.PENDING,
+        match_queued_at=now,
     )
 
 

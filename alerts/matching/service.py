@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import JsonbDumper
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -32,7 +32,7 @@ from alerts.metrics import (
     MATCHES_PER_ARTICLE,
     PREVIEW_ARTICLES,
 )
-from alerts.models import Article, Interest, Match
+from alerts.models import Article, Interest, Match, MatchState
 from alerts.regions.gazetteer import Gazetteer
 
 # Ranking weights: a hit in the title says more than one in the body.
@@ -179,16 +179,48 @@ def store_matches(session: Session, rows: list[tuple[Any, ...]]) -> list[NewMatc
     return [NewMatch(*row) for row in inserted]
 
 
+def claim_for_matching(session: Session, article_ids: Sequence[int]) -> list[int]:
+    """Mark the pending ones among ``article_ids`` done; returns their ids.
+
+    The claim is the first write of the task's transaction, so on SQLite it
+    takes the write lock before anything is read. On PostgreSQL rows another
+    task holds (a re-queued copy of the same batch) are skipped, not waited
+    for: that task is matching them, and skipping can never deadlock.
+    """
+    if not article_ids:
+        return []
+    pending = (
+        select(Article.id)
+        .where(Article.id.in_(article_ids), Article.match_state == MatchState.PENDING)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = session.scalars(
+        update(Article)
+        .where(Article.id.in_(pending))
+        .values(match_state=MatchState.DONE)
+        .returning(Article.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(claimed)
+
+
 def match_articles(
     session: Session, article_ids: Sequence[int], cache: IndexCache, now: datetime
 ) -> list[NewMatch]:
-    """Match the articles against every interest and store the new matches.
+    """Match the articles still pending against every interest and store the
+    new matches; returns those.
 
-    A redelivered task matches again and stores nothing twice (the unique
-    (article, interest) key); it returns only the matches that are new.
+    Each article is claimed first (pending -> done) in the transaction that
+    stores its matches, so they commit together: a redelivered or re-queued
+    task finds it done and does nothing, and a task that fails leaves it
+    pending for the sweeper. The unique (article, interest) key stays as the
+    last guard against a match stored twice.
     """
+    claimed = claim_for_matching(session, article_ids)
+    if not claimed:
+        return []
     index = cache.refresh(session)
-    articles = session.scalars(select(Article).where(Article.id.in_(article_ids))).all()
+    articles = session.scalars(select(Article).where(Article.id.in_(claimed))).all()
     rows: list[tuple[Any, ...]] = []
     # Many interests share a word, so many matches share an explanation.
     as_dict: dict[Explanation, dict[str, Any]] = {}
