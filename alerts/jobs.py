@@ -41,3 +41,14 @@ def _current_sender() -> JobSender:
 def enqueue_after_commit(session: Session, job: str, **arguments: Any) -> None:
     """Queue ``job`` once the session commits, so the task sees committed rows."""
     after_commit(session, lambda: _current_sender()(job, arguments))
+
+
+def enqueue_now(job: str, **arguments: Any) -> None:
+    """Queue ``job`` at once, inside the caller's open transaction.
+
+    For re-queueing rows that are already committed (the sweeper's finds): a
+    task that starts before the commit still sees them, and a broker that
+    refuses the job raises here, so the transaction that recorded "queued at"
+    rolls back with it instead of hiding the rows until the next bound.
+    """
+    _current_sender()(job, arguments)
