@@ -15,6 +15,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -22,7 +23,9 @@ from sqlalchemy import (
     Connection,
     Insert,
     String,
+    Update,
     and_,
+    bindparam,
     case,
     func,
     literal,
@@ -210,22 +213,32 @@ def record_sent_and_claim(
     what a message costs the ledger, so it pays for one (on an autocommit
     connection the statement is its own transaction).
     """
-    wanted: list[ColumnElement[bool]] = []
-    if sent_id is not None:
-        wanted.append(and_(Delivery.id == sent_id, _in_state(DeliveryState.SENDING)))
-    if claim_ids:
-        wanted.append(
-            and_(
-                Delivery.id.in_(claim_ids),
-                _in_state(DeliveryState.QUEUED),
-                Delivery.due_at <= now,
-            )
-        )
-    if not wanted:
+    if sent_id is None and not claim_ids:
         return {}
-    sent = Delivery.id == (sent_id if sent_id is not None else -1)
-    state_type = Delivery.__table__.c.state.type
-    rows = session.execute(
+    parameters: dict[str, Any] = {"now": now, "sent_id": -1 if sent_id is None else sent_id}
+    parameters.update({f"claim_{n}": i for n, i in enumerate(claim_ids)})
+    rows = session.execute(_sent_and_claim(sent_id is not None, len(claim_ids)), parameters)
+    return {int(i): int(attempts) for i, attempts in rows.all() if i != sent_id}
+
+
+@lru_cache(maxsize=64)
+def _sent_and_claim(records_sent: bool, claims: int) -> Update:
+    """The statement of ``record_sent_and_claim`` for one shape, built once:
+    building it anew for each message cost more CPU than sending the message."""
+    columns = Delivery.__table__.c
+    sent_id = bindparam("sent_id", type_=columns.id.type)
+    now = bindparam("now", type_=columns.updated_at.type)
+    wanted: list[ColumnElement[bool]] = []
+    if records_sent:
+        wanted.append(and_(Delivery.id == sent_id, _in_state(DeliveryState.SENDING)))
+    if claims:
+        ids = [bindparam(f"claim_{n}", type_=columns.id.type) for n in range(claims)]
+        wanted.append(
+            and_(Delivery.id.in_(ids), _in_state(DeliveryState.QUEUED), Delivery.due_at <= now)
+        )
+    sent = Delivery.id == sent_id
+    state_type = columns.state.type
+    return (
         update(Delivery)
         .where(or_(*wanted))
         .values(
@@ -239,8 +252,7 @@ def record_sent_and_claim(
             updated_at=now,
         )
         .returning(Delivery.id, Delivery.attempts)
-    ).all()
-    return {int(i): int(attempts) for i, attempts in rows if i != sent_id}
+    )
 
 
 def close_unsent(

@@ -14,7 +14,9 @@ Message-ID, so receivers can drop the copy.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -232,8 +234,82 @@ def send_deliveries(
                 _count_and_log(delivery, DeliveryState.SKIPPED.value)
 
     sendable = [d for d in open_ if d.id in composed]
-    if not sendable:
+    extra = _take_extra_streams(mailer.settings, len(sendable) - 1)
+    if not extra:
+        _send_stream(database, sendable, composed, mailer, clock, stop, report)
         return report
+    # More streams while SMTP connections are idle: each waits on its own ledger
+    # writes, so the others keep the connections busy meanwhile. Each stream
+    # still has at most one message in flight.
+    streams = extra + 1
+    reports = [SendReport() for _ in range(streams)]
+    try:
+        with ThreadPoolExecutor(extra, thread_name_prefix="send-stream") as pool:
+            futures = [
+                pool.submit(
+                    _send_stream,
+                    database,
+                    sendable[k::streams],
+                    composed,
+                    mailer,
+                    clock,
+                    stop,
+                    part,
+                )
+                for k, part in enumerate(reports[1:], start=1)
+            ]
+            _send_stream(database, sendable[0::streams], composed, mailer, clock, stop, reports[0])
+            wait(futures)
+    finally:
+        _EXTRA_STREAMS.release(extra)
+    for part in reports:
+        report.add(part)
+    for future in futures:
+        future.result()  # a stream's failure (the database went away) is the task's
+    return report
+
+
+class _StreamSlots:
+    """Extra send streams this process may run, all tasks together: no more
+    than the SMTP pool has connections, so the streams of concurrent tasks (a
+    thread-pool worker) neither queue on the pool nor crowd the database pool."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_use = 0
+
+    def take(self, limit: int, wanted: int) -> int:
+        with self._lock:
+            granted = max(min(wanted, limit - self._in_use), 0)
+            self._in_use += granted
+            return granted
+
+    def release(self, count: int) -> None:
+        with self._lock:
+            self._in_use -= count
+
+
+_EXTRA_STREAMS = _StreamSlots()
+
+
+def _take_extra_streams(settings: Settings, wanted: int) -> int:
+    """Streams beyond the task's own: only over SMTP (the outbox gains nothing),
+    up to the SMTP pool's spare connections."""
+    if not settings.smtp_url or wanted <= 0:
+        return 0
+    return _EXTRA_STREAMS.take(max(settings.smtp_pool_size - 1, 0), wanted)
+
+
+def _send_stream(
+    database: Database,
+    deliveries: Sequence[Delivery],
+    composed: dict[int, tuple[str, dict[str, Any]]],
+    mailer: Mailer,
+    clock: Callable[[], datetime],
+    stop: Callable[[], bool] | None,
+    report: SendReport,
+) -> None:
+    """Claim, hand over and settle ``deliveries`` one claim at a time, in order."""
     size = max(mailer.settings.send_claim_size, 1)
     # One connection for the whole loop, in autocommit: a message sent costs the
     # ledger one statement (its outcome and the next claim), which commits by
@@ -242,10 +318,10 @@ def send_deliveries(
         # The last outcome not yet recorded: it rides in the same statement as the
         # next claim.
         unrecorded: tuple[Delivery, Outcome] | None = None
-        for start in range(0, len(sendable), size):
+        for start in range(0, len(deliveries), size):
             if stop is not None and stop():
                 break
-            group = sendable[start : start + size]
+            group = deliveries[start : start + size]
             messages = [mailer.build(d, *composed[d.id]) for d in group]
             attempts = _commit_step(
                 database, connection, unrecorded, [d.id for d in group], clock(), report
@@ -260,7 +336,6 @@ def send_deliveries(
                 unrecorded = (delivery, _hand_over(mailer, delivery, message))
         if unrecorded is not None:
             _commit_step(database, connection, unrecorded, [], clock(), report)
-    return report
 
 
 def _hand_over(mailer: Mailer, delivery: Delivery, message: bytes) -> Outcome:

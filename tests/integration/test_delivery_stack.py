@@ -302,10 +302,10 @@ def test_worker_killed_mid_digest_run_loses_nothing(stack: Stack) -> None:
     received = message_ids_by_recipient(stack.smtp)
     assert set(received) == set(emails)  # 0 lost
     duplicates = {email: ids for email, ids in received.items() if len(ids) > 1}
-    # In flight when killed: sent but not yet recorded, one per worker process.
+    # In flight when killed: sent but not yet recorded, one per SMTP connection.
     assert (
         sum(len(ids) - 1 for ids in duplicates.values())
-        <= RESENT_AT_MOST_PER_CONNECTION * WORKER_CONCURRENCY
+        <= RESENT_AT_MOST_PER_CONNECTION * WORKER_CONCURRENCY * get_settings().smtp_pool_size
     )
     assert all(len(set(ids)) == 1 for ids in duplicates.values())  # same Message-ID
 
@@ -487,7 +487,7 @@ def test_newsletter_to_ten_thousand_reaches_each_once_despite_a_killed_worker(
     duplicates = {email: ids for email, ids in received.items() if len(ids) > 1}
     assert (
         sum(len(ids) - 1 for ids in duplicates.values())
-        <= RESENT_AT_MOST_PER_CONNECTION * WORKER_CONCURRENCY
+        <= RESENT_AT_MOST_PER_CONNECTION * WORKER_CONCURRENCY * get_settings().smtp_pool_size
     )
     assert all(len(set(ids)) == 1 for ids in duplicates.values())
     with stack.database.session_scope() as session:

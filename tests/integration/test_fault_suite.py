@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from alerts import jobs
-from alerts.config import get_settings
+from alerts.config import Settings, get_settings
 from alerts.db import Database, get_database, utcnow
 from alerts.delivery.ledger import Promise, alert_key, promise
 from alerts.delivery.outbound import RESENT_AT_MOST_PER_CONNECTION, URGENT_SEND_JOB, message_id_for
@@ -53,8 +53,9 @@ from tests.integration.test_delivery_stack import (
 
 pytestmark = pytest.mark.integration
 
-# Each prefork child sends one message at a time over its own connection.
-CONNECTIONS_IN_FLIGHT = WORKER_CONCURRENCY
+# Each prefork child sends over at most its SMTP pool's connections at once
+# (one stream each, one message in flight per stream).
+CONNECTIONS_IN_FLIGHT = WORKER_CONCURRENCY * Settings().smtp_pool_size
 DUPLICATES_BOUND = RESENT_AT_MOST_PER_CONNECTION * CONNECTIONS_IN_FLIGHT
 # A Redis database apart from the other stack tests' (8) and the benchmarks' (9).
 FAULT_REDIS_DB = 12
