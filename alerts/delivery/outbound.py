@@ -300,6 +300,16 @@ def _take_extra_streams(settings: Settings, wanted: int) -> int:
     return _EXTRA_STREAMS.take(max(settings.smtp_pool_size - 1, 0), wanted)
 
 
+def _ledger_connection(database: Database) -> Connection:
+    """A connection for a send loop's one-statement steps. On PostgreSQL in
+    autocommit, so a step is one round trip (no BEGIN, no COMMIT); SQLite is in
+    process, and keeps its ordinary transactions."""
+    connection = database.engine.connect()
+    if database.engine.dialect.name == "postgresql":
+        return connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
+
+
 def _send_stream(
     database: Database,
     deliveries: Sequence[Delivery],
@@ -311,10 +321,9 @@ def _send_stream(
 ) -> None:
     """Claim, hand over and settle ``deliveries`` one claim at a time, in order."""
     size = max(mailer.settings.send_claim_size, 1)
-    # One connection for the whole loop, in autocommit: a message sent costs the
-    # ledger one statement (its outcome and the next claim), which commits by
-    # itself; no pool checkout, BEGIN or COMMIT round trips each time.
-    with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    # One connection for the whole loop: a message sent costs the ledger one
+    # statement (its outcome and the next claim), without a pool checkout each time.
+    with _ledger_connection(database) as connection:
         # The last outcome not yet recorded: it rides in the same statement as the
         # next claim.
         unrecorded: tuple[Delivery, Outcome] | None = None
@@ -368,7 +377,12 @@ def _commit_step(
     state: str | None = None
     if outcome is None or outcome[1] is DeliveryState.SENT:
         sent_id = outcome[0].id if outcome is not None else None
-        claimed = record_sent_and_claim(connection, sent_id, claim_ids, now)
+        try:
+            claimed = record_sent_and_claim(connection, sent_id, claim_ids, now)
+            connection.commit()  # in autocommit, no round trip: nothing is open
+        except BaseException:
+            connection.rollback()
+            raise
         state = DeliveryState.SENT.value if outcome is not None else None
     else:
         with database.session_scope() as session:
