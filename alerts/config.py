@@ -40,6 +40,11 @@ def _networks(text: str) -> list[IPv4Network | IPv6Network]:
         except ValueError as error:
             raise ValueError(f"ALERTS_TRUSTED_PROXIES: {entry!r} is not a network") from error
     return networks
+# Slack above the longest a live send can keep a row in 'sending' (scheduling,
+# a slow commit), so the sweeper never takes a row from a worker still at it.
+STUCK_MARGIN_SECONDS = 30
+# A requeue bound below this would re-queue tasks still on their way to a worker.
+MIN_REQUEUE_AFTER_SECONDS = 10
 
 
 class Settings(BaseSettings):
@@ -207,13 +212,28 @@ class Settings(BaseSettings):
         default=None,
         description="Most messages per second to the relay, per worker; unset: no cap.",
     )
-    delivery_stuck_after_seconds: int = Field(
-        default=600,
-        description="A delivery 'sending' this long belonged to a dead worker and is re-queued.",
+    smtp_timeout_seconds: float = Field(
+        default=30.0,
+        description="Seconds an SMTP connect or reply may take before the send counts as a "
+        "temporary failure; also what the sweeper's bounds are derived from.",
     )
-    delivery_requeue_after_seconds: int = Field(
-        default=300,
-        description="A queued delivery untouched this long lost its task and is queued again.",
+    send_claim_size: int = Field(
+        default=1,
+        ge=1,
+        description="Deliveries a send task claims ('sending') at once, right before handing "
+        "them to SMTP; each outcome is recorded as its reply comes. A crash re-sends at most "
+        "the one message in flight per connection; the rest of its claim waits for the sweeper.",
+    )
+    delivery_stuck_after_seconds: int | None = Field(
+        default=None,
+        description="A delivery 'sending' this long belonged to a dead worker and is re-queued. "
+        "Unset: longer than one claim can take, "
+        "send_claim_size x 2 x smtp_timeout_seconds + 30 (90 s with the defaults).",
+    )
+    delivery_requeue_after_seconds: int | None = Field(
+        default=None,
+        description="A queued delivery untouched this long lost its task and is queued again. "
+        "Unset: clock_tick_seconds (60 s with the defaults), at least 10.",
     )
     match_requeue_after_seconds: int = Field(
         default=30,
@@ -371,6 +391,22 @@ class Settings(BaseSettings):
             return [item.lower() for item in _items(self.trusted_hosts)]
         own = (urlsplit(self.base_url).hostname or "").lower()
         return [name for name in dict.fromkeys([own, *LOOPBACK_HOSTS]) if name]
+
+    @property
+    def stuck_after_seconds(self) -> float:
+        """When a ``sending`` row is surely orphaned: a send that is still running
+        has the fresh-connection retry and two timeouts at each stage at most."""
+        if self.delivery_stuck_after_seconds is not None:
+            return float(self.delivery_stuck_after_seconds)
+        return self.send_claim_size * 2 * self.smtp_timeout_seconds + STUCK_MARGIN_SECONDS
+
+    @property
+    def requeue_after_seconds(self) -> float:
+        """When a queued row's task counts as lost: a clock tick, so a lost task
+        costs about one sweeper period; a spare task is a no-op (claims)."""
+        if self.delivery_requeue_after_seconds is not None:
+            return float(self.delivery_requeue_after_seconds)
+        return float(max(self.clock_tick_seconds, MIN_REQUEUE_AFTER_SECONDS))
 
     @property
     def resolved_database_url(self) -> str:

@@ -88,3 +88,14 @@ def _send(queued: QueuedJob) -> None:
         log.debug("queueing %s failed", queued.job, exc_info=True)
         return
     queued.sent = True
+
+
+def enqueue_now(job: str, **arguments: Any) -> None:
+    """Queue ``job`` at once, inside the caller's open transaction.
+
+    For re-queueing rows that are already committed (the sweeper's finds): a
+    task that starts before the commit still sees them, and a broker that
+    refuses the job raises here, so the transaction that recorded "queued at"
+    rolls back with it instead of hiding the rows until the next bound.
+    """
+    _current_sender()(job, arguments)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from alerts.config import Settings
-from alerts.delivery.ledger import sweep, touch
+from alerts.delivery.ledger import recover_stuck, touch, waiting_for_task
 from alerts.delivery.outbound import queue_sending, queue_sending_by_kind
 from alerts.digest import plan_due_digests
 from alerts.ingest.service import claim_due_sources, sweep_unmatched
@@ -45,14 +45,7 @@ def run_tick(session: Session, settings: Settings, now: datetime) -> TickReport:
     report.newsletter_deliveries = start_due_issues(session, settings, now)
     queue_sending(session, report.newsletter_deliveries, settings)
     finish_sent_issues(session, now)
-    report.recovered = sweep(
-        session,
-        now,
-        stuck_after=timedelta(seconds=settings.delivery_stuck_after_seconds),
-        requeue_after=timedelta(seconds=settings.delivery_requeue_after_seconds),
-    )
-    touch(session, report.recovered, now)
-    queue_sending_by_kind(session, report.recovered, settings)
+    report.recovered = sweep_deliveries(session, settings, now)
     report.rematched = sweep_unmatched(
         session, now, requeue_after=timedelta(seconds=settings.match_requeue_after_seconds)
     )
@@ -60,3 +53,29 @@ def run_tick(session: Session, settings: Settings, now: datetime) -> TickReport:
     if report.webhooks:
         enqueue_after_commit(session, WEBHOOK_JOB, delivery_ids=report.webhooks)
     return report
+
+
+def sweep_deliveries(session: Session, settings: Settings, now: datetime) -> list[int]:
+    """Re-queue deliveries whose task was lost; returns their ids.
+
+    Rows already queued are touched and queued inside this transaction, so a
+    broker that refuses them rolls the touch back and the next tick tries
+    again. Rows just taken back from a dead worker change state here, so their
+    task goes out after commit (a task must see them queued); they stay
+    untouched, and if that queueing fails the next sweep finds them again.
+    """
+    recovered = recover_stuck(
+        session, now, stuck_after=timedelta(seconds=settings.stuck_after_seconds)
+    )
+    just_recovered = set(recovered)
+    waiting = [
+        i
+        for i in waiting_for_task(
+            session, now, requeue_after=timedelta(seconds=settings.requeue_after_seconds)
+        )
+        if i not in just_recovered
+    ]
+    touch(session, waiting, now)
+    queue_sending_by_kind(session, waiting, settings, at_once=True)
+    queue_sending_by_kind(session, recovered, settings)
+    return sorted([*recovered, *waiting])

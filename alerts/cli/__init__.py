@@ -6,6 +6,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 # Each module adds its subcommands; a subcommand's handler returns the exit code.
 COMMAND_MODULES = (
@@ -30,11 +34,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# sysexits.h's EX_UNAVAILABLE: a service the command needs is down; try again later.
+EXIT_UNAVAILABLE = 69
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except Exception as error:
+        message = outage_message(error)
+        if message is None:
+            raise
+        # An outage is not a bug: one line that says which service, no traceback.
+        print(f"alerts: {message}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     return code
+
+
+def outage_message(error: BaseException) -> str | None:
+    """One line naming the service that is down, or None if ``error`` is no outage."""
+    from alerts.config import get_settings
+
+    settings = get_settings()
+    if isinstance(error, OperationalError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    ):
+        where = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+        return f"the database is unavailable ({where}): {_first_line(error.orig or error)}"
+    if _is_broker_error(error):
+        where = _without_password(settings.resolved_broker_url)
+        return f"the broker is unavailable ({where}): {_first_line(error)}"
+    return None
+
+
+def _is_broker_error(error: BaseException) -> bool:
+    # kombu's OperationalError, told by name: the domain does not import the
+    # messaging stack (workers/ does), and a CLI command may queue through it.
+    return any(
+        cls.__module__ == "kombu.exceptions" and cls.__name__ == "OperationalError"
+        for cls in type(error).__mro__
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run() -> None:

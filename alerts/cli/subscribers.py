@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 
 from sqlalchemy import func, select
 
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
+from alerts.delivery.ledger import count_sending, recover_stuck, waiting_for_task
 from alerts.delivery.outbound import SendReport, send_deliveries
 from alerts.digest import plan_due_digests
 from alerts.mailer import default_mailer
-from alerts.models import Frequency, Source, Subscriber
+from alerts.models import DeliveryKind, Frequency, Source, Subscriber
 from alerts.progress import Progress, tracked
 from alerts.schedule import latest_slot, period_length
 from alerts.subscribers import (
@@ -148,25 +154,92 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+DIGEST_KINDS = (DeliveryKind.DIGEST,)
+
+
 def run_digests_send(args: argparse.Namespace) -> int:
+    """Plan due digests and send them here, with what an earlier run left unsent.
+
+    Running it again resumes an interrupted run: digests still queued are sent,
+    and those left ``sending`` by a process that died are taken back once no
+    send can still be running (``stuck_after_seconds``). Ctrl-C stops after the
+    message in flight, so nothing is left half done.
+    """
     settings = get_settings()
     database = get_database(settings)
     with database.session_scope() as session:
-        planned = plan_due_digests(session, settings, utcnow(), force=args.now)
+        now = utcnow()
+        stuck_after = timedelta(seconds=settings.stuck_after_seconds)
+        recover_stuck(session, now, stuck_after=stuck_after, kinds=DIGEST_KINDS)
+        planned = plan_due_digests(session, settings, now, force=args.now)
+        new = set(planned)
+        left_over = [
+            i
+            for i in waiting_for_task(session, now, requeue_after=timedelta(0), kinds=DIGEST_KINDS)
+            if i not in new
+        ]
+    todo = sorted([*planned, *left_over])
     report = SendReport()
     mailer = default_mailer(settings)
-    chunks = range(0, len(planned), settings.send_batch_size)
-    for start in tracked(chunks, len(chunks), "digests"):
-        batch = send_deliveries(
-            database, planned[start : start + settings.send_batch_size], mailer, utcnow
-        )
-        report.add(batch)
+    chunks = range(0, len(todo), settings.send_batch_size)
+    with _stop_on_interrupt() as stopping:
+        try:
+            for start in tracked(chunks, len(chunks), "digests"):
+                if stopping.is_set():
+                    break
+                batch = send_deliveries(
+                    database,
+                    todo[start : start + settings.send_batch_size],
+                    mailer,
+                    utcnow,
+                    stop=stopping.is_set,
+                )
+                report.add(batch)
+        finally:
+            mailer.sender.close()
+    resumed = f" (and {len(left_over)} left over from an earlier run)" if left_over else ""
     print(
-        f"{len(planned)} digests planned: {report.sent} sent, {report.skipped} empty, "
+        f"{len(planned)} digests planned{resumed}: {report.sent} sent, {report.skipped} empty, "
         f"{report.deferred} deferred, {report.bounced} bounced, {report.failed} failed, "
         f"{report.suppressed} suppressed"
     )
+    with database.session_scope() as session:
+        in_flight = count_sending(session, DIGEST_KINDS)
+    if in_flight:
+        print(
+            f"{in_flight} digests are marked sending by another process or a run that died; "
+            f"a run after {settings.stuck_after_seconds:.0f} s (or the clock) takes them back",
+            file=sys.stderr,
+        )
+    if stopping.is_set():
+        print("interrupted: run `alerts digests send` again to send the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
+
+
+@contextmanager
+def _stop_on_interrupt() -> Iterator[threading.Event]:
+    """The first Ctrl-C (or SIGTERM) asks the run to stop after the message in
+    flight; a second one interrupts at once."""
+    stopping = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping  # signal handlers can only be set from the main thread
+        return
+
+    def ask_to_stop(_signum: int, _frame: FrameType | None) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        print("stopping after the message in flight (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stopping
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_schedule_list(_args: argparse.Namespace) -> int:

@@ -1,34 +1,47 @@
-"""Sending promised mail: claim, compose, send, settle.
+"""Sending promised mail: compose, then for each message claim, send, settle.
 
 ``send_deliveries`` owns its transactions, unlike the rest of the domain: an
-SMTP hand-off cannot be rolled back, so the claim commits before the first
-byte goes out and the outcomes commit after, a few messages at a time. A
-worker killed in between leaves rows in ``sending``; the sweeper re-queues
-them and the resend carries the same Message-ID.
+SMTP hand-off cannot be rolled back, so each row is claimed (``sending``) in a
+commit just before its message goes out and settled in a commit just after the
+server's reply, the way a mail queue does it. Only the message between those
+two commits can be sent twice: a worker killed (or a database lost) mid-send
+re-sends at most one message per SMTP connection in flight
+(``send_claim_size`` rows with a larger claim, of which only one was handed
+over). The sweeper re-queues such rows and the resend carries the same
+Message-ID, so receivers can drop the copy.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts.config import Settings
 from alerts.db import Database
 from alerts.delivery.dkim import DkimSigner
-from alerts.delivery.ledger import claim, defer, settle
+from alerts.delivery.ledger import (
+    claim_for_sending,
+    close_unsent,
+    defer,
+    pending,
+    record_sent_and_claim,
+    settle,
+)
 from alerts.delivery.message import build_message, make_message_id, split_mailbox
 from alerts.delivery.render import MailRenderer, RenderedMail
 from alerts.delivery.senders import PermanentFailure, Sender, TemporaryFailure
 from alerts.i18n import DEFAULT_LANGUAGE
-from alerts.jobs import enqueue_after_commit
+from alerts.jobs import enqueue_after_commit, enqueue_now
 from alerts.metrics import DELIVERIES, SMTP_RESPONSES, smtp_class
 from alerts.models import (
     Delivery,
@@ -44,9 +57,9 @@ from alerts.webhooks import emit
 
 log = logging.getLogger("alerts.delivery")
 
-# Outcomes are committed every this many messages: fewer commits, and at most
-# this many resends (same Message-ID) if the worker is killed.
-SETTLE_EVERY = 20
+# What a crash may re-send, per SMTP connection in flight: the one message
+# handed over whose reply was not yet recorded.
+RESENT_AT_MOST_PER_CONNECTION = 1
 # Permanent refusals at these SMTP stages are about the recipient: they bounce.
 RECIPIENT_STAGES = frozenset({"rcpt", "data"})
 UNSUBSCRIBE_PURPOSE = "unsubscribe"
@@ -214,77 +227,222 @@ def _blocked(session: Session, deliveries: Sequence[Delivery]) -> dict[int, str]
     return blocked
 
 
+Outcome = DeliveryState | Exception
+
+
 def send_deliveries(
-    database: Database, delivery_ids: Sequence[int], mailer: Mailer, clock: Callable[[], datetime]
+    database: Database,
+    delivery_ids: Sequence[int],
+    mailer: Mailer,
+    clock: Callable[[], datetime],
+    *,
+    stop: Callable[[], bool] | None = None,
 ) -> SendReport:
-    """Send the due, queued deliveries among ``delivery_ids``; see the module docstring."""
+    """Send the due, queued deliveries among ``delivery_ids``; see the module docstring.
+
+    ``stop`` is asked before each claim; once it says yes, the rest stays queued
+    (an interrupted ``alerts digests send`` leaves nothing in ``sending``).
+    """
     report = SendReport()
     with database.session_scope() as session:
-        claimed = claim(session, delivery_ids, clock())
-    if not claimed:
-        return report
-
-    with database.session_scope() as session:
         now = clock()
-        blocked = _blocked(session, claimed)
+        candidates = pending(session, delivery_ids, now)
+        if not candidates:
+            return report
+        blocked = _blocked(session, candidates)
         for reason in set(blocked.values()):
             ids = [i for i, why in blocked.items() if why == reason]
-            settle(session, ids, DeliveryState.SUPPRESSED, now, reason)
-        report.suppressed = len(blocked)
-        for delivery in claimed:
-            if delivery.id in blocked:
-                _count_and_log(delivery, DeliveryState.SUPPRESSED.value, blocked[delivery.id])
-        open_ = [d for d in claimed if d.id not in blocked]
+            closed = set(close_unsent(session, ids, DeliveryState.SUPPRESSED, now, reason))
+            report.suppressed += len(closed)
+            for delivery in candidates:
+                if delivery.id in closed:
+                    _count_and_log(delivery, DeliveryState.SUPPRESSED.value, reason)
+        open_ = [d for d in candidates if d.id not in blocked]
         composed: dict[int, tuple[str, dict[str, Any]]] = {}
         for kind in {d.kind for d in open_}:
             batch = [d for d in open_ if d.kind is kind]
             composed.update(mailer.composers[kind](session, batch, mailer.settings, now))
         empty = [d.id for d in open_ if d.id not in composed]
-        settle(session, empty, DeliveryState.SKIPPED, now, "nothing to send")
-        report.skipped = len(empty)
+        closed = set(close_unsent(session, empty, DeliveryState.SKIPPED, now, "nothing to send"))
+        report.skipped = len(closed)
         for delivery in open_:
-            if delivery.id not in composed:
+            if delivery.id in closed:
                 _count_and_log(delivery, DeliveryState.SKIPPED.value)
 
-    outcomes: list[tuple[Delivery, DeliveryState | Exception]] = []
-    for delivery in (d for d in open_ if d.id in composed):
-        template, context = composed[delivery.id]
-        message = mailer.build(delivery, template, context)
-        try:
-            mailer.sender.send(_envelope_from(mailer.settings), delivery.recipient, message)
-        except (TemporaryFailure, PermanentFailure) as failure:
-            SMTP_RESPONSES.labels(smtp_class(failure.code)).inc()
-            outcomes.append((delivery, failure))
-        else:
-            SMTP_RESPONSES.labels("2xx").inc()
-            outcomes.append((delivery, DeliveryState.SENT))
-        if len(outcomes) >= SETTLE_EVERY:
-            _record(database, outcomes, clock(), report)
-            outcomes = []
-    _record(database, outcomes, clock(), report)
+    sendable = [d for d in open_ if d.id in composed]
+    extra = _take_extra_streams(mailer.settings, len(sendable) - 1)
+    if not extra:
+        _send_stream(database, sendable, composed, mailer, clock, stop, report)
+        return report
+    # More streams while SMTP connections are idle: each waits on its own ledger
+    # writes, so the others keep the connections busy meanwhile. Each stream
+    # still has at most one message in flight.
+    streams = extra + 1
+    reports = [SendReport() for _ in range(streams)]
+    try:
+        with ThreadPoolExecutor(extra, thread_name_prefix="send-stream") as pool:
+            futures = [
+                pool.submit(
+                    _send_stream,
+                    database,
+                    sendable[k::streams],
+                    composed,
+                    mailer,
+                    clock,
+                    stop,
+                    part,
+                )
+                for k, part in enumerate(reports[1:], start=1)
+            ]
+            _send_stream(database, sendable[0::streams], composed, mailer, clock, stop, reports[0])
+            wait(futures)
+    finally:
+        _EXTRA_STREAMS.release(extra)
+    for part in reports:
+        report.add(part)
+    for future in futures:
+        future.result()  # a stream's failure (the database went away) is the task's
     return report
+
+
+class _StreamSlots:
+    """Extra send streams this process may run, all tasks together: no more
+    than the SMTP pool has connections, so the streams of concurrent tasks (a
+    thread-pool worker) neither queue on the pool nor crowd the database pool."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_use = 0
+
+    def take(self, limit: int, wanted: int) -> int:
+        with self._lock:
+            granted = max(min(wanted, limit - self._in_use), 0)
+            self._in_use += granted
+            return granted
+
+    def release(self, count: int) -> None:
+        with self._lock:
+            self._in_use -= count
+
+
+_EXTRA_STREAMS = _StreamSlots()
+
+
+def _take_extra_streams(settings: Settings, wanted: int) -> int:
+    """Streams beyond the task's own: only over SMTP (the outbox gains nothing),
+    up to the SMTP pool's spare connections."""
+    if not settings.smtp_url or wanted <= 0:
+        return 0
+    return _EXTRA_STREAMS.take(max(settings.smtp_pool_size - 1, 0), wanted)
+
+
+def _ledger_connection(database: Database) -> Connection:
+    """A connection for a send loop's one-statement steps. On PostgreSQL in
+    autocommit, so a step is one round trip (no BEGIN, no COMMIT); SQLite is in
+    process, and keeps its ordinary transactions."""
+    connection = database.engine.connect()
+    if database.engine.dialect.name == "postgresql":
+        return connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
+
+
+def _send_stream(
+    database: Database,
+    deliveries: Sequence[Delivery],
+    composed: dict[int, tuple[str, dict[str, Any]]],
+    mailer: Mailer,
+    clock: Callable[[], datetime],
+    stop: Callable[[], bool] | None,
+    report: SendReport,
+) -> None:
+    """Claim, hand over and settle ``deliveries`` one claim at a time, in order."""
+    size = max(mailer.settings.send_claim_size, 1)
+    # One connection for the whole loop: a message sent costs the ledger one
+    # statement (its outcome and the next claim), without a pool checkout each time.
+    with _ledger_connection(database) as connection:
+        # The last outcome not yet recorded: it rides in the same statement as the
+        # next claim.
+        unrecorded: tuple[Delivery, Outcome] | None = None
+        for start in range(0, len(deliveries), size):
+            if stop is not None and stop():
+                break
+            group = deliveries[start : start + size]
+            messages = [mailer.build(d, *composed[d.id]) for d in group]
+            attempts = _commit_step(
+                database, connection, unrecorded, [d.id for d in group], clock(), report
+            )
+            unrecorded = None
+            for delivery, message in zip(group, messages, strict=True):
+                if delivery.id not in attempts:
+                    continue  # another task claimed it first, or it was settled meanwhile
+                if unrecorded is not None:
+                    _commit_step(database, connection, unrecorded, [], clock(), report)
+                delivery.attempts = attempts[delivery.id]
+                unrecorded = (delivery, _hand_over(mailer, delivery, message))
+        if unrecorded is not None:
+            _commit_step(database, connection, unrecorded, [], clock(), report)
+
+
+def _hand_over(mailer: Mailer, delivery: Delivery, message: bytes) -> Outcome:
+    """Give one message to the sender; its refusal is an outcome, not an error."""
+    try:
+        mailer.sender.send(_envelope_from(mailer.settings), delivery.recipient, message)
+    except (TemporaryFailure, PermanentFailure) as failure:
+        SMTP_RESPONSES.labels(smtp_class(failure.code)).inc()
+        return failure
+    SMTP_RESPONSES.labels("2xx").inc()
+    return DeliveryState.SENT
+
+
+def _commit_step(
+    database: Database,
+    connection: Connection,
+    outcome: tuple[Delivery, Outcome] | None,
+    claim_ids: Sequence[int],
+    now: datetime,
+    report: SendReport,
+) -> dict[int, int]:
+    """Record the previous message's outcome and claim the next rows, committed.
+
+    Returns ``{id: attempts}`` of the rows claimed. A message accepted is one
+    autocommitted statement on ``connection``; a refusal (retry, bounce: several
+    writes) is one transaction of its own. A failure here (the database went
+    away) propagates: nothing more is sent, and at most the one message whose
+    outcome was being recorded goes out again once the sweeper returns it.
+    """
+    state: str | None = None
+    if outcome is None or outcome[1] is DeliveryState.SENT:
+        sent_id = outcome[0].id if outcome is not None else None
+        try:
+            claimed = record_sent_and_claim(connection, sent_id, claim_ids, now)
+            connection.commit()  # in autocommit, no round trip: nothing is open
+        except BaseException:
+            connection.rollback()
+            raise
+        state = DeliveryState.SENT.value if outcome is not None else None
+    else:
+        with database.session_scope() as session:
+            state = _settle_one(session, *outcome, now, report)
+            claimed = claim_for_sending(session, claim_ids, now)
+    if outcome is not None and state is not None:
+        if state == DeliveryState.SENT.value:
+            report.sent += 1
+        _count_and_log(outcome[0], state, outcome[1])
+    return claimed
 
 
 def _envelope_from(settings: Settings) -> str:
     return split_mailbox(settings.mail_from)[1]
 
 
-def _record(
-    database: Database,
-    outcomes: Sequence[tuple[Delivery, DeliveryState | Exception]],
-    now: datetime,
-    report: SendReport,
-) -> None:
-    """Settle a group of sent (or refused) deliveries in one transaction."""
-    if not outcomes:
-        return
-    with database.session_scope() as session:
-        sent = [d.id for d, outcome in outcomes if outcome is DeliveryState.SENT]
-        settle(session, sent, DeliveryState.SENT, now)
-        for delivery, outcome in outcomes:
-            state = _settle_failure(session, delivery, outcome, now, report)
-            _count_and_log(delivery, state, outcome)
-    report.sent += len(sent)
+def _settle_one(
+    session: Session, delivery: Delivery, outcome: Outcome, now: datetime, report: SendReport
+) -> str:
+    """Record one message's outcome; returns the state name the delivery ends in."""
+    if outcome is DeliveryState.SENT:
+        settle(session, [delivery.id], DeliveryState.SENT, now)
+        return DeliveryState.SENT.value
+    return _settle_failure(session, delivery, outcome, now, report)
 
 
 def _settle_failure(
@@ -376,21 +534,32 @@ MIN_SEND_BATCH = 100
 
 
 def queue_sending(
-    session: Session, delivery_ids: Sequence[int], settings: Settings, *, urgent: bool = False
+    session: Session,
+    delivery_ids: Sequence[int],
+    settings: Settings,
+    *,
+    urgent: bool = False,
+    at_once: bool = False,
 ) -> None:
     """Queue send tasks for ``delivery_ids`` after commit, in batches of recipients.
 
-    ``urgent`` mail (alerts, confirmations) goes to the alerts queue.
+    ``urgent`` mail (alerts, confirmations) goes to the alerts queue. ``at_once``
+    queues inside the open transaction instead (``alerts.jobs.enqueue_now``):
+    only for rows already committed as queued.
     """
     size = max(settings.send_batch_size, MIN_SEND_BATCH)
     job = URGENT_SEND_JOB if urgent else SEND_JOB
     ids = sorted(delivery_ids)
     for start in range(0, len(ids), size):
-        enqueue_after_commit(session, job, delivery_ids=ids[start : start + size])
+        batch = ids[start : start + size]
+        if at_once:
+            enqueue_now(job, delivery_ids=batch)
+        else:
+            enqueue_after_commit(session, job, delivery_ids=batch)
 
 
 def queue_sending_by_kind(
-    session: Session, delivery_ids: Sequence[int], settings: Settings
+    session: Session, delivery_ids: Sequence[int], settings: Settings, *, at_once: bool = False
 ) -> None:
     """Queue a mix of kinds (the sweeper's finds), each on the queue of its kind."""
     if not delivery_ids:
@@ -402,5 +571,7 @@ def queue_sending_by_kind(
             )
         )
     )
-    queue_sending(session, [i for i in delivery_ids if i in urgent], settings, urgent=True)
-    queue_sending(session, [i for i in delivery_ids if i not in urgent], settings)
+    queue_sending(
+        session, [i for i in delivery_ids if i in urgent], settings, urgent=True, at_once=at_once
+    )
+    queue_sending(session, [i for i in delivery_ids if i not in urgent], settings, at_once=at_once)

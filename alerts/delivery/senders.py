@@ -413,5 +413,6 @@ def sender_from_settings(settings: Settings) -> Sender:
             settings.smtp_url,
             pool_size=settings.smtp_pool_size,
             rate_per_second=settings.smtp_rate_per_second,
+            timeout=settings.smtp_timeout_seconds,
         )
     return OutboxSender(settings.resolved_outbox_dir)

@@ -7,6 +7,7 @@ recipient, once per attempt or always.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -29,6 +30,8 @@ class SmtpTestServer:
         self.rcpt_replies: Replies = {}
         self.data_replies: Replies = {}
         self.ehlo_count = 0
+        # Seconds DATA takes before the reply: a slow relay, so a fault can land mid-run.
+        self.data_delay = 0.0
         self._lock = threading.Lock()
         self._controller: Controller | None = None
 
@@ -82,6 +85,8 @@ class _Handler:
     async def handle_DATA(  # noqa: N802 - aiosmtpd looks hooks up by this name
         self, server: Any, session: Any, envelope: Any
     ) -> str:
+        if self.server.data_delay:
+            await asyncio.sleep(self.server.data_delay)
         for recipient in envelope.rcpt_tos:
             reply = self.server.next_reply(self.server.data_replies, recipient)
             if reply is not None and not reply.startswith("2"):

@@ -264,7 +264,7 @@ def test_alerts_and_digests_are_queued_apart_also_when_the_sweeper_requeues(
     assert desk.jobs.named("send_alerts") == [{"delivery_ids": [alert]}]
     assert desk.jobs.named("send_deliveries") == [{"delivery_ids": digests}]
     desk.jobs.clear()
-    later = desk.now + timedelta(seconds=desk.settings.delivery_requeue_after_seconds + 1)
+    later = desk.now + timedelta(seconds=desk.settings.requeue_after_seconds + 1)
     with desk.database.session_scope() as session:
         report = run_tick(session, desk.settings, later)
     assert report.recovered == sorted([alert, *digests])
