@@ -21,7 +21,7 @@ from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.leader import release, try_lead
 from alerts.logs import configure_logging
-from alerts.metrics import LEADER
+from alerts.metrics import LEADER, keep_in_files
 from alerts.tick import run_tick
 
 log = logging.getLogger("alerts.clock")
@@ -61,6 +61,7 @@ def tick(holder: str) -> bool:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings, "clock")
+    keep_in_files(settings)
     holder = holder_name()
     scheduler = BlockingScheduler(
         timezone="UTC",

@@ -63,9 +63,14 @@ def run_doctor(_args: argparse.Namespace) -> int:
     """Say what is wrong in plain words; exit 1 when anything is."""
     checks = all_checks(get_settings())
     for check in checks:
-        print(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+        mark = "FAIL" if not check.ok else "warn" if check.warning else "ok  "
+        print(f"{mark}  {check.name}: {check.detail}")
     failed = [check.name for check in checks if not check.ok]
-    print("all good" if not failed else f"{len(failed)} problem(s): {', '.join(failed)}")
+    warned = [check.name for check in checks if check.ok and check.warning]
+    if failed:
+        print(f"{len(failed)} problem(s): {', '.join(failed)}")
+    else:
+        print("all good" + (f" ({len(warned)} warning(s): {', '.join(warned)})" if warned else ""))
     return 1 if failed else 0
 
 
