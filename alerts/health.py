@@ -25,8 +25,14 @@ from alerts.db import make_engine, schema_is_current
 from alerts.delivery.dkim import DkimConfigurationError, DkimSigner
 from alerts.delivery.message import build_message, make_message_id, split_mailbox
 from alerts.delivery.senders import SmtpUrl
+from alerts.storage import free_space
 
 CHECK_TIMEOUT_SECONDS = 3
+# Free space below the smaller of these is worth a warning: 1 GB is a day or
+# two of outbox and WAL growth on a busy host; 5% keeps a small disk from warning
+# forever.
+LOW_SPACE_BYTES = 1_000_000_000
+LOW_SPACE_FRACTION = 0.05
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
 REQUIRED_HEADERS = (
     "From",
@@ -307,6 +313,25 @@ def check_exposure(settings: Settings) -> list[Check]:
     return [Check("exposure", True, warning, warning=True) for warning in warnings]
 
 
+def check_free_space(settings: Settings) -> Check:
+    """Free space of the data dir, outbox and database folder, one part per disk."""
+    try:
+        disks = free_space(settings)
+    except OSError as error:
+        return Check("disk space", False, f"cannot tell the free space: {error}")
+    parts, low = [], False
+    for disk in disks:
+        short = disk.free_bytes < min(LOW_SPACE_BYTES, LOW_SPACE_FRACTION * disk.total_bytes)
+        low = low or short
+        share = disk.free_bytes / disk.total_bytes if disk.total_bytes else 0.0
+        parts.append(
+            f"{'only ' if short else ''}{disk.free_bytes / 1e9:.2f} GB free ({share:.0%}) "
+            f"in {disk.path} ({', '.join(disk.holds)})"
+        )
+    detail = "; ".join(parts) + (": free some space soon" if low else "")
+    return Check("disk space", True, detail, warning=low)
+
+
 def service_checks(settings: Settings) -> list[Check]:
     return [check_database(settings), check_broker(settings), check_smtp(settings)]
 
@@ -318,6 +343,7 @@ def all_checks(settings: Settings) -> list[Check]:
     checks += [check_broker(settings), check_smtp(settings), check_dkim(settings)]
     checks.append(check_mail_headers(settings))
     checks += check_exposure(settings)
+    checks.append(check_free_space(settings))
     return checks
 
 

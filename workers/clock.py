@@ -23,7 +23,7 @@ from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.leader import release, try_lead
 from alerts.logs import configure_logging
-from alerts.metrics import LEADER
+from alerts.metrics import LEADER, keep_in_files
 from alerts.retention import prune_all
 from alerts.tick import run_tick
 
@@ -100,6 +100,7 @@ def read_bounce_mailbox(holder: str) -> bool:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings, "clock")
+    keep_in_files(settings)
     holder = holder_name()
     scheduler = BlockingScheduler(
         timezone="UTC",

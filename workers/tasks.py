@@ -23,6 +23,7 @@ from alerts.ingest.service import limits_from, poll_source
 from alerts.logs import configure_logging, current_task_id
 from alerts.mailer import default_mailer
 from alerts.matching.service import IndexCache
+from alerts.metrics import keep_in_files
 from alerts.netguard import Outbound
 from alerts.subscribers import gazetteer
 from alerts.transactions import run_in_transaction
@@ -58,6 +59,12 @@ def name_the_task(task_id: str, **_: Any) -> None:
 @task_postrun.connect
 def forget_the_task(**_: Any) -> None:
     current_task_id.set(None)
+
+
+@worker_init.connect
+def keep_metrics_in_files(**_: Any) -> None:
+    """Count into this host's metrics files; prefork children start their own."""
+    keep_in_files(get_settings())
 
 
 @worker_init.connect

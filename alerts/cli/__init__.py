@@ -11,6 +11,13 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from alerts import metrics
+from alerts.config import get_settings
+from alerts.storage import storage_fault
+
+# A storage fault (a full disk, a read-only folder) is reported in one line with this code.
+EXIT_STORAGE_FAULT = 1
+
 # Each module adds its subcommands; a subcommand's handler returns the exit code.
 COMMAND_MODULES = (
     "alerts.cli.database",
@@ -42,8 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        # The command's own process (and `alerts web`, which serves in it) counts
+        # into this host's metrics files, as the worker and clock do.
+        metrics.keep_in_files(get_settings())
         code: int = args.handler(args)
     except Exception as error:
+        # The unit of work has rolled back by now (session_scope), so one line is
+        # the whole story: nothing was half written.
+        storage = _storage_fault(error)
+        if storage is not None:
+            print(f"alerts: {storage}", file=sys.stderr)
+            return EXIT_STORAGE_FAULT
         message = outage_message(error)
         if message is None:
             raise
@@ -51,6 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alerts: {message}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     return code
+
+
+def _storage_fault(error: Exception) -> str | None:
+    """The one-line account of a full disk or unwritable folder, if ``error`` is one."""
+    try:
+        settings = get_settings()
+    except Exception:  # noqa: BLE001 - unreadable settings: the original error is shown
+        return None
+    return storage_fault(error, settings)
 
 
 def outage_message(error: BaseException) -> str | None:

@@ -66,12 +66,11 @@ def run_doctor(_args: argparse.Namespace) -> int:
         mark = "FAIL" if not check.ok else "warn" if check.warning else "ok  "
         print(f"{mark}  {check.name}: {check.detail}")
     failed = [check.name for check in checks if not check.ok]
-    warned = sum(1 for check in checks if check.warning)
-    # Warnings do not fail the doctor: a development machine may keep them on purpose.
+    warned = [check.name for check in checks if check.ok and check.warning]
     if failed:
         print(f"{len(failed)} problem(s): {', '.join(failed)}")
     else:
-        print("all good" if not warned else f"all good, but {warned} warning(s) above")
+        print("all good" + (f" ({len(warned)} warning(s): {', '.join(warned)})" if warned else ""))
     return 1 if failed else 0
 
 
