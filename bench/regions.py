@@ -169,12 +169,12 @@ def report(name: str, score: Score, gz: Gazetteer, articles: dict[str, dict[str,
         p, r, f = score.prf(score.tp[label], score.fp[label], score.fn[label])
         print(f"{label:<8}{support:>6}{score.tp[label]:>6}{score.fp[label]:>6}"
               f"{score.fn[label]:>6}{p:>7.2f}{r:>7.2f}{f:>7.2f}", file=out)
-    print(f"\nworst false positives (label, count, examples with evidence):", file=out)
+    print("\nworst false positives (label, count, examples with evidence):", file=out)
     for label, count in score.fp.most_common(worst):
         examples = score.fp_examples[label][:2]
         why = "; ".join(f"{e}: {_explain(gz, articles[e], label)}" for e in examples)
         print(f"  {label:<6}{count:>5}  {why}", file=out)
-    print(f"\nworst false negatives (label, count, examples):", file=out)
+    print("\nworst false negatives (label, count, examples):", file=out)
     for label, count in score.fn.most_common(worst):
         examples = ", ".join(score.fn_examples[label][:4])
         print(f"  {label:<6}{count:>5}  {examples}", file=out)
