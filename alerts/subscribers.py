@@ -83,7 +83,7 @@ def validated_interest(
             max_terms=settings.query_max_terms,
         )
     except RegionNotFoundError as error:
-        raise SubscriberError(f"unknown region {error.region!r}") from error
+        raise SubscriberError(f"unknown region {error.region!r}{error.hint}") from error
     except QueryError as error:
         raise SubscriberError(f"query: {error}") from error
     return query, sorted(prepared.region_ids)

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "alerts.cli.users",
     "alerts.cli.newsletters",
     "alerts.cli.webhooks",
+    "alerts.cli.regions",
 )
 
 

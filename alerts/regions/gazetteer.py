@@ -50,6 +50,8 @@ CITY_PRIOR_BASE = 10_000
 #: Generated places smaller than this, and those whose name is an everyday
 #: word, count only with evidence beside the name (see ``_supported``).
 STANDALONE_POPULATION = 100_000
+#: Towns smaller than this are never offered as "did you mean" suggestions.
+SUGGESTED_POPULATION = 1_000_000
 #: Generated places below this size are read as a person's name when a
 #: capitalised word that is no place stands next to them ("Nigel Lawson").
 PERSON_CHECK_POPULATION = 1_000_000
@@ -113,7 +115,7 @@ class UnknownRegionError(ValueError):
     def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
         self.name = name
         self.suggestions = tuple(suggestions)
-        hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
+        hint = f"; did you mean {' or '.join(self.suggestions)}?" if self.suggestions else ""
         super().__init__(f"unknown region {name!r}{hint}")
 
 
@@ -369,8 +371,8 @@ class Gazetteer:
         for name in close:
             region = self.regions[by_name[name]]
             if region.generated and region.kind == "city" and region.population < \
-                    STANDALONE_POPULATION:
-                continue
+                    SUGGESTED_POPULATION:
+                continue  # a reader who misspells a region rarely means a small town
             if region.name not in out:
                 out.append(region.name)
             if len(out) >= limit:
@@ -544,7 +546,9 @@ class Gazetteer:
             if len(readings) == 1 and not readings[0].weak and not readings[0].qualifier})
         mentions: list[Mention] = []
         for zone, tokens, hits in raw:
-            starts = {start for start, _, _ in hits}
+            # names a person's surname cannot be: places that stand on their own
+            starts = {start for start, _, readings in hits
+                      if any(not r.weak and not r.qualifier for r in readings)}
             previous: tuple[int, list[str]] = (-1, [])
             for index, (start, end, readings) in enumerate(hits):
                 adjacent = list(previous[1]) if previous[0] == start else []
