@@ -162,6 +162,8 @@ class RegionHit:
     region_id: str
     zones: tuple[str, ...]
     names: tuple[str, ...]
+    #: why an ambiguous name took this reading ("paris: next to Texas")
+    evidence: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +266,9 @@ def explain(prepared: PreparedInterest, doc: Document,
         mentions = (doc.region_assignment.evidence(region_id, gazetteer)
                     if doc.region_assignment and gazetteer else [])
         regions.append(RegionHit(region_id, tuple(sorted({m.zone for m in mentions})),
-                                 tuple(sorted({m.text for m in mentions}))))
+                                 tuple(sorted({m.text for m in mentions})),
+                                 tuple(sorted({f"{m.text}: {m.evidence}" for m in mentions
+                                               if m.evidence}))))
     return Explanation(tuple(terms), tuple(regions))
 
 

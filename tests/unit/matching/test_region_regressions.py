@@ -83,4 +83,17 @@ def test_why_names_the_evidence(gz: Gazetteer) -> None:
                   body="", gazetteer=gz)
     assert doc.region_assignment is not None
     paris = [m for m in doc.region_assignment.mentions if m.text == "paris"]
-    assert paris and "Texas" in paris[0].evidence
+    assert paris
+    assert "Texas" in paris[0].evidence
+
+
+def test_match_explanation_carries_the_evidence(gz: Gazetteer) -> None:
+    from alerts.matching import Interest, InterestIndex
+
+    index = InterestIndex(gazetteer=gz)
+    index.add(Interest("tx", regions=("Texas",)))
+    doc = analyze("x", title="Fair", lead="The county fair in Paris, Texas, drew crowds.",
+                  body="", gazetteer=gz)
+    [match] = index.match(doc)
+    [hit] = match.explanation.regions
+    assert any(line.startswith("paris: next to Texas") for line in hit.evidence)
