@@ -33,6 +33,7 @@ import argparse
 import io
 import json
 import math
+import re
 import sys
 import tempfile
 import time
@@ -61,9 +62,21 @@ for _candidate in (Path(__file__).resolve().parents[1] / "../shared/data/article
     if _candidate.exists():
         DATA = _candidate.resolve()
         break
+_STATE_SUFFIX = re.compile(r"\s*\((u\.s\. )?state\)$")
 DEFAULT_REUTERS = DATA / "reuters-train.jsonl"
 DEFAULT_GEOVIRUS = DATA / "geovirus.xml"
 NEAREST_KM = 60.0
+#: Pages of places that are in no one country (their coordinates would
+#: otherwise land in whichever country holds the centroid).
+SUPRANATIONAL_PAGES = frozenset({
+    "europe", "asia", "africa", "north america", "south america", "oceania", "antarctica",
+    "european union", "middle east", "southeast asia", "east asia", "south asia", "americas",
+    "caribbean", "latin america", "central america", "scandinavia", "balkans", "west africa",
+    "east africa", "central asia", "western europe", "eastern europe", "arctic",
+    "sub saharan africa",
+    "horn of africa", "persian gulf", "gulf of mexico", "pacific ocean", "atlantic ocean",
+    "indian ocean", "mediterranean sea", "great lakes", "korean peninsula", "kashmir",
+})
 
 #: Reuters place codes that are not an English country name (1987 names).
 REUTERS_CODES = {
@@ -239,6 +252,8 @@ def load_geovirus(path: Path, limit: int | None, names: dict[str, str]
                   ) -> tuple[list[dict[str, Any]], dict[str, set[str]], dict[str, set[str]]]:
     """Articles plus gold countries and gold US states per article."""
     nearest = NearestTown()
+    states_by_name = {fold(s.name): s.code.lower()
+                      for s in pycountry.subdivisions.get(country_code="US") or []}
     root = ET.parse(path).getroot()  # a data file of ours, not untrusted input
     articles, countries, states = [], {}, {}
     for number, node in enumerate(root.iter("article")):
@@ -252,7 +267,14 @@ def load_geovirus(path: Path, limit: int | None, names: dict[str, str]
             page = unquote((loc.findtext("page") or "").rsplit("/", 1)[-1]).replace("_", " ")
             # the page says which place was meant ("Georgia (U.S. state)"); the
             # name alone is the fallback for places without one
+            key = fold(page).replace("_", " ").replace("-", " ")
+            if key in SUPRANATIONAL_PAGES:
+                continue
             code = names.get(fold(page)) if page else names.get(fold(loc.findtext("name") or ""))
+            state = states_by_name.get(_STATE_SUFFIX.sub("", fold(page)))
+            if state:
+                code = "us"
+                gold_states.add(state)
             if code is None:
                 try:
                     town = nearest(float(loc.findtext("lat") or "nan"),
@@ -282,7 +304,8 @@ def main() -> None:
     names = _country_names()
     countries = sorted(r.id for r in gz.regions.values() if r.kind == "country")
     us_states = sorted(r.id for r in gz.regions.values()
-                       if r.kind == "region" and r.parents == ("us",) and len(r.id) == 5)
+                       if r.kind in ("region", "district") and r.parents == ("us",)
+                       and len(r.id) == 5)
 
     rows = load_reuters(args.reuters, args.limit)
     started = time.perf_counter()

@@ -11,7 +11,13 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from alerts.matching.analysis import normalise_language, stem_all, tokenize, tokenize_with_case
+from alerts.matching.analysis import (
+    normalise_language,
+    repair,
+    stem_all,
+    tokenize,
+    tokenize_with_case,
+)
 from alerts.regions.gazetteer import Gazetteer, RegionAssignment
 
 #: Prefix presearch keys are cut at these lengths; a ``foo*`` query is keyed
@@ -108,8 +114,11 @@ def analyze(
 ) -> Document:
     """Analyse an article. ``lead`` defaults to the first paragraph of ``body``;
     without a ``gazetteer`` the document is in no region."""
+    title, body = repair(title), repair(body)
     if lead is None:
         lead, body = split_lead(body)
+    else:
+        lead = repair(lead)
     lang = normalise_language(language)
     zones = [("title", tokenize_with_case(title)), ("lead", tokenize_with_case(lead)),
              ("body", tokenize_with_case(body))]

@@ -40,7 +40,8 @@ BODY_MENTIONS_REQUIRED = 2
 DIRECT_ZONES = frozenset({"tag", "title", "lead"})
 
 #: Prior per kind for regions without a population (curated entries).
-KIND_PRIOR = {"country": 3.0, "macro": 2.5, "historical": 2.0, "region": 2.0, "city": 1.0}
+KIND_PRIOR = {"country": 3.0, "macro": 2.5, "historical": 2.0, "region": 2.0, "district": 2.0,
+              "city": 1.0}
 #: A country's prior grows slowly with its population (+0.3 at 1M, +0.45 at
 #: 1bn), enough to tell the two Congos apart, never enough to beat context.
 COUNTRY_POPULATION_WEIGHT = 1 / 20
@@ -67,6 +68,7 @@ AMBIGUOUS_QUALIFIERS = frozenset({
 
 #: Evidence weights (see docs/architecture.md, "Region detection").
 ADJACENT_BONUS = 10.0  # "Paris, Texas", "Atlanta, Georgia": the neighbour contains / lies inside it
+LIST_BONUS = 3.0  # "Utah, Virginia, Washington": a neighbour of the same kind and parent
 CUE_BONUS = 10.0  # "the state of Georgia", "штат Джорджия", "Washington state"
 ORGANISATION_BONUS = 4.0  # "University of Georgia": organisations carry sub-national names
 INSIDE_BONUS = 3.0  # another named place lies inside this reading
@@ -94,7 +96,9 @@ ORGANISATION_AFTER: tuple[tuple[str, ...], ...] = (
 )
 #: Words after a name that make it another thing of that name ("Lebanon
 #: County", "Georgia Avenue"): the mention is dropped.
-NOT_PLACE_AFTER = frozenset({"county", "parish", "avenue", "street", "road", "boulevard"})
+NOT_PLACE_AFTER = frozenset({"county", "parish", "avenue", "street", "road", "boulevard",
+                             "times", "post", "herald", "tribune", "journal", "gazette",
+                             "chronicle"})
 #: Words before a name that make it a lake or a mountain ("Lake Victoria").
 NOT_PLACE_BEFORE = frozenset({"lake", "mount", "mt", "cape"})
 #: Titles before a name that make it a person ("Mr Jordan", "Sen. Georgia").
@@ -102,7 +106,7 @@ PERSON_TITLES = frozenset({"mr", "mrs", "ms", "miss", "dr", "sen", "rep", "gov",
                            "coach", "president", "господин", "frau", "herr"})
 #: Words that may follow a given-name place without making it a person.
 PLACE_FOLLOWERS = frozenset({
-    "river", "valley", "city", "state", "republic", "government", "times", "post", "news",
+    "river", "valley", "city", "state", "republic", "government", "news",
     "university", "bureau", "police", "department", "county", "power", "tech", "street",
     "avenue", "road", "coast", "lake", "mountains", "sea", "bay", "island", "islands",
     "international", "national", "airport", "port", "north", "south", "east", "west",
@@ -445,7 +449,7 @@ class Gazetteer:
         supported = False
         before = words[max(0, start - 3):start]
         after = words[end:end + 2]
-        sub_national = region.kind in ("region", "city")
+        sub_national = region.kind in ("region", "city", "district")
         for neighbour in neighbours:
             if neighbour != candidate and (self.contains(neighbour, candidate)
                                            or self.contains(candidate, neighbour)):
@@ -453,6 +457,13 @@ class Gazetteer:
                 evidence.append(f"next to {self.regions[neighbour].name}")
                 supported = True
                 break
+        else:
+            other = next((n for n in neighbours if n != candidate
+                          and self.regions[n].kind == region.kind
+                          and self.regions[n].parents == region.parents), None)
+            if other is not None:
+                score += LIST_BONUS
+                evidence.append(f"listed with {self.regions[other].name}")
         cues = list(region.cues)
         if region.kind == "region":
             cues += DIVISION_CUES_BEFORE
