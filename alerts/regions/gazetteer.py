@@ -179,6 +179,9 @@ class _Context:
     neighbours: dict[str, str] = field(default_factory=dict)  # bordering country -> a place
 
 
+#: The word sequences ending just before a name and starting just after it.
+_Surroundings = tuple[set[tuple[str, ...]], set[tuple[str, ...]]]
+
 #: One alias hit: token span and its readings.
 _Hit = tuple[int, int, list[_Reading]]
 
@@ -440,15 +443,14 @@ class Gazetteer:
                         context.neighbours.setdefault(neighbour, other)
         return context
 
-    def _score(self, candidate: str, context: _Context, words: Sequence[str],
-               start: int, end: int, neighbours: Sequence[str]) -> tuple[float, str, bool]:
+    def _score(self, candidate: str, context: _Context, near_words: _Surroundings,
+               neighbours: Sequence[str]) -> tuple[float, str, bool]:
         """Score one reading: (score, the evidence that counted, locally supported)."""
         region = self.regions[candidate]
         score = region.prior
         evidence: list[str] = []
         supported = False
-        before = words[max(0, start - 3):start]
-        after = words[end:end + 2]
+        before, after = near_words
         sub_national = region.kind in ("region", "city", "district")
         for neighbour in neighbours:
             if neighbour != candidate and (self.contains(neighbour, candidate)
@@ -464,22 +466,19 @@ class Gazetteer:
             if other is not None:
                 score += LIST_BONUS
                 evidence.append(f"listed with {self.regions[other].name}")
-        cues = list(region.cues)
-        if region.kind == "region":
-            cues += DIVISION_CUES_BEFORE
-        for cue in cues:
-            if tuple(before[-len(cue):]) == cue:
-                score += CUE_BONUS
-                evidence.append(f"after '{' '.join(cue)}'")
-                supported = True
-                break
-        if region.kind == "region" and any(tuple(after[:len(c)]) == c
-                                           for c in DIVISION_CUES_AFTER):
+        cue = next((c for c in region.cues if c in before), None)
+        if cue is None and region.kind == "region":
+            cue = next((c for c in DIVISION_CUES_BEFORE if c in before), None)
+        if cue is not None:
+            score += CUE_BONUS
+            evidence.append(f"after '{' '.join(cue)}'")
+            supported = True
+        if region.kind == "region" and any(c in after for c in DIVISION_CUES_AFTER):
             score += CUE_BONUS
             evidence.append("before 'state'")
             supported = True
-        if sub_national and (any(tuple(before[-len(c):]) == c for c in ORGANISATION_BEFORE)
-                             or any(tuple(after[:len(c)]) == c for c in ORGANISATION_AFTER)):
+        if sub_national and (any(c in before for c in ORGANISATION_BEFORE)
+                             or any(c in after for c in ORGANISATION_AFTER)):
             score += ORGANISATION_BONUS
             evidence.append("organisation name")
         countries = self.countries(candidate)
@@ -595,12 +594,19 @@ class Gazetteer:
         if len(readings) == 1 and not readings[0].weak and not adjacent and not title_case:
             return readings[0].region_id, ""
         best: tuple[float, str, str] | None = None
-        words = [t[0] for t in tokens[max(0, start - 3):end + 2]]
-        offset = max(0, start - 3)
+        # the word sequences just before and after the name, as sets of
+        # tuples, so each cue is one set probe
+        before_words = [t[0] for t in tokens[max(0, start - 3):start]]
+        after_words = [t[0] for t in tokens[end:end + 2]]
+        near_words = ({tuple(before_words[-k:]) for k in range(1, len(before_words) + 1)},
+                      {tuple(after_words[:k]) for k in range(1, len(after_words) + 1)})
         for reading in readings:
-            score, evidence, supported = self._score(reading.region_id, context, words,
-                                                     start - offset, end - offset, adjacent)
             weak = reading.weak or (title_case and self._small_town(reading.region_id))
+            if weak and not adjacent and not self._may_be_supported(reading.region_id, context,
+                                                                    near_words):
+                continue  # the common case for a small town: nothing beside it
+            score, evidence, supported = self._score(reading.region_id, context, near_words,
+                                                     adjacent)
             if weak and not supported:
                 continue
             if best is None or score > best[0]:
@@ -609,6 +615,19 @@ class Gazetteer:
             return None
         evidence = best[2] or "most likely reading"
         return best[1], evidence if len(readings) > 1 or best[2] else ""
+
+    def _may_be_supported(self, candidate: str, context: _Context,
+                          near_words: _Surroundings) -> bool:
+        """A cheap test that :meth:`_score` could find local support."""
+        if candidate in context.inside:
+            return True
+        division = self.division(candidate)
+        if division and division in context.divisions:
+            return True
+        if any(a in context.ids for a in self.ancestors(candidate) if a != candidate):
+            return True
+        region = self.regions[candidate]
+        return region.kind == "region" and bool(near_words[0] | near_words[1])
 
     def _small_town(self, region_id: str) -> bool:
         region = self.regions[region_id]
