@@ -119,7 +119,7 @@ def validated_interest(
             max_depth=settings.query_max_depth,
         )
     except RegionNotFoundError as error:
-        message = f"unknown region {error.region!r}"
+        message = f"unknown region {error.region!r}{error.hint}"
         raise InterestError(message, message) from error
     except QueryError as error:
         raise InterestError(f"query: {error}", error.message, error.position) from error

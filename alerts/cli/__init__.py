@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "alerts.cli.webhooks",
     "alerts.cli.prune",
     "alerts.cli.bounces",
+    "alerts.cli.regions",
 )
 
 

@@ -86,7 +86,8 @@ def run_preview_command(args: argparse.Namespace) -> int:
                 max_articles=args.max_articles,
             )
     except RegionNotFoundError as error:
-        print(f"alerts interests preview: unknown region {error.region!r}", file=sys.stderr)
+        print(f"alerts interests preview: unknown region {error.region!r}{error.hint}",
+              file=sys.stderr)
         return EXIT_BAD_INTEREST
     except QueryError as error:
         print(f"alerts interests preview: {error}", file=sys.stderr)
@@ -166,7 +167,8 @@ def load_interests(
             failed = True
         except RegionNotFoundError as exc:
             print(
-                f"{path}:{number}: interest {interest.id!r}: unknown region {exc.region!r}",
+                f"{path}:{number}: interest {interest.id!r}: unknown region {exc.region!r}"
+                f"{exc.hint}",
                 file=err,
             )
             failed = True

@@ -12,11 +12,13 @@ query term and an article token meet on equal ground:
 
 from __future__ import annotations
 
+import html
 import re
 import sys
 import unicodedata
 from functools import cache
 
+import ftfy
 import Stemmer
 
 #: Languages whose inflections are folded by stemming. Every query word is
@@ -50,6 +52,27 @@ _LATIN_LAST = 0x0250  # end of Latin Extended-B
 #: caseless character). A plain tuple: articles have thousands of tokens and a
 #: NamedTuple's constructor costs a Python call each.
 Token = tuple[str, bool]
+
+
+#: Sequences that only mojibake produces (UTF-8 read as Latin-1 / cp1252):
+#: "Ã©" for "é", "Â£" for "£", "â€™" for "’". Text without them skips ftfy.
+_MOJIBAKE_MARKERS = ("Ã", "Â", "â€", "Ð", "Ñ")
+_ENTITY_RE = re.compile(r"&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]{2,8});")
+
+
+def repair(text: str) -> str:
+    """Undo what feeds leave in text before it is analysed: HTML entities
+    ("&lt;", "&amp;", "&#3;") and mojibake ("Â£" -> "£", "cafÃ©" -> "café").
+
+    ftfy does the mojibake (it knows the encodings and only changes text that
+    decodes cleanly); it runs only when a marker is present, so clean text
+    costs a few substring checks.
+    """
+    if "&" in text and _ENTITY_RE.search(text):
+        text = html.unescape(text)
+    if not text.isascii() and any(marker in text for marker in _MOJIBAKE_MARKERS):
+        text = ftfy.fix_text(text, normalization="NFC")
+    return text
 
 
 def fold(text: str) -> str:

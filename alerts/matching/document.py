@@ -11,7 +11,13 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from alerts.matching.analysis import normalise_language, stem_all, tokenize, tokenize_with_case
+from alerts.matching.analysis import (
+    normalise_language,
+    repair,
+    stem_all,
+    tokenize,
+    tokenize_with_case,
+)
 from alerts.regions.gazetteer import Gazetteer, RegionAssignment
 
 #: Prefix presearch keys are cut at these lengths; a ``foo*`` query is keyed
@@ -19,18 +25,32 @@ from alerts.regions.gazetteer import Gazetteer, RegionAssignment
 PREFIX_KEY_LENGTHS = (3, 4, 5)
 GAP = ""  # placeholder token between zones; no query word is empty
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+#: Line endings that close a sentence (a lead never stops mid-sentence).
+_LEAD_MAX_LINES = 8  # a lead found by sentence end spans at most this many lines
+_SENTENCE_ENDS = (".", "!", "?", ":", '"', "\u201d", "\u00bb", ")")
 
 TAG_KEY, SOURCE_KEY, LANG_KEY, REGION_KEY, PREFIX_KEY = "t:", "s:", "l:", "r:", "p:"
 
 
 def split_lead(body: str) -> tuple[str, str]:
-    """First paragraph and the rest; a body without blank lines splits at its first line."""
+    """First paragraph and the rest.
+
+    Paragraphs end at a blank line, or at a line break followed by an indent
+    (wire copy: hard-wrapped lines, paragraphs indented). A body without
+    either splits at the first line that ends a sentence, so one paragraph
+    per line keeps its first line as the lead while hard-wrapped text does not
+    get half a sentence as its lead.
+    """
     text = body.strip()
     parts = _PARAGRAPH_BREAK.split(text, maxsplit=1)
-    if len(parts) == 1:
-        lead, _, rest = text.partition("\n")
-        return lead, rest
-    return parts[0], parts[1]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    lines = text.split("\n")
+    for index, line in enumerate(lines[: min(len(lines) - 1, _LEAD_MAX_LINES)]):
+        if lines[index + 1][:1] in (" ", "\t") or line.rstrip().endswith(_SENTENCE_ENDS):
+            return "\n".join(lines[: index + 1]), "\n".join(lines[index + 1:])
+    lead, _, rest = text.partition("\n")  # no sentence in sight: a list, a line per item
+    return lead, rest
 
 
 def fold_field_value(value: str) -> str:
@@ -94,8 +114,11 @@ def analyze(
 ) -> Document:
     """Analyse an article. ``lead`` defaults to the first paragraph of ``body``;
     without a ``gazetteer`` the document is in no region."""
+    title, body = repair(title), repair(body)
     if lead is None:
         lead, body = split_lead(body)
+    else:
+        lead = repair(lead)
     lang = normalise_language(language)
     zones = [("title", tokenize_with_case(title)), ("lead", tokenize_with_case(lead)),
              ("body", tokenize_with_case(body))]

