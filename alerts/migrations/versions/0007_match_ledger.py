@@ -1,7 +1,7 @@
 """match ledger: every article carries its matching state
 
 Revision ID: 0007_match_ledger
-Revises: 0005
+Revises: 0006_sessions_and_reader_tokens
 Create Date: 2026-12-03 12:50:00
 
 Existing articles are marked ``done`` when they have a match or were ingested
@@ -20,7 +20,7 @@ from alembic import op
 import alerts.models
 
 revision = "0007_match_ledger"
-down_revision = "0005"
+down_revision = "0006_sessions_and_reader_tokens"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """bounce events
 
 Revision ID: 0008_bounce_events
-Revises: 0005
+Revises: 0007_match_ledger
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import alerts.models
 
 revision = "0008_bounce_events"
-down_revision = "0005"
+down_revision = "0007_match_ledger"
 branch_labels = None
 depends_on = None
 
