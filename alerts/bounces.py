@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import hashlib
-import hmac
 import logging
 import re
 from collections.abc import Sequence
@@ -41,6 +39,7 @@ from sqlalchemy.orm import Session
 from alerts.config import Settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.outbound import mail_domain, suppress
+from alerts.delivery.verp import UNSUBSCRIBE_LOCAL, VERP_SEPARATOR, delivery_from_address
 from alerts.models import (
     BounceEvent,
     Delivery,
@@ -59,15 +58,9 @@ Kind = Literal["hard", "soft", "complaint", "auto-reply", "unsubscribe", "not-a-
 # A bounce names its recipient in its first part; the original message it may
 # quote is of no use beyond that, so a huge message is read only this far.
 MAX_BOUNCE_BYTES = 2 * 1024 * 1024
-VERP_SEPARATOR = "+"
-# 64 bits of HMAC: enough that nobody guesses a token for another delivery,
-# short enough that the local part stays under RFC 5321's 64 characters.
-VERP_MAC_HEX = 16
-UNSUBSCRIBE_LOCAL = "unsubscribe"
 # Mailbox full is a 5.2.2, but the mailbox exists and empties again: soft.
 SOFT_PERMANENT_CODES = frozenset({"5.2.2"})
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_VERP = re.compile(r"^(?P<local>[^+@]+)\+(?P<id>[0-9a-z]{1,13})-(?P<mac>[0-9a-f]{16})$")
 # Headers in which MTAs record the envelope recipient of the bounce itself.
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
 AUTO_REPLY_SUBJECTS = re.compile(
@@ -88,45 +81,6 @@ class BounceReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# --- VERP ---------------------------------------------------------------------------
-
-
-def _verp_mac(secret: str, delivery_id: int) -> str:
-    digest = hmac.new(f"verp:{secret}".encode(), str(delivery_id).encode(), hashlib.sha256)
-    return digest.hexdigest()[:VERP_MAC_HEX]
-
-
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    text = ""
-    while True:
-        number, rest = divmod(number, 36)
-        text = digits[rest] + text
-        if number == 0:
-            return text
-
-
-def verp_address(local: str, domain: str, delivery_id: int, secret: str) -> str:
-    """The envelope sender of one delivery: its bounce comes back naming it.
-
-    Lower-case only, since some MTAs fold the local part.
-    """
-    token = f"{_base36(delivery_id)}-{_verp_mac(secret, delivery_id)}"
-    return f"{local}{VERP_SEPARATOR}{token}@{domain}"
-
-
-def delivery_from_address(address: str, secret: str) -> int | None:
-    """The delivery a VERP address names, or None when it is not one of ours or forged."""
-    local = address.rpartition("@")[0].lower()
-    matched = _VERP.match(local)
-    if not matched:
-        return None
-    delivery_id = int(matched["id"], 36)
-    if not hmac.compare_digest(matched["mac"], _verp_mac(secret, delivery_id)):
-        return None
-    return delivery_id
 
 
 # --- classification -----------------------------------------------------------------

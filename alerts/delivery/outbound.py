@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts.config import Settings
-from alerts.db import Database
+from alerts.db import Database, utcnow
 from alerts.delivery.dkim import DkimSigner
 from alerts.delivery.ledger import (
     claim_for_sending,
@@ -40,6 +40,7 @@ from alerts.delivery.ledger import (
 from alerts.delivery.message import build_message, make_message_id, split_mailbox
 from alerts.delivery.render import MailRenderer, RenderedMail
 from alerts.delivery.senders import PermanentFailure, Sender, TemporaryFailure
+from alerts.delivery.verp import UNSUBSCRIBE_LOCAL, verp_address
 from alerts.i18n import DEFAULT_LANGUAGE
 from alerts.jobs import enqueue_after_commit, enqueue_now
 from alerts.metrics import DELIVERIES, SMTP_RESPONSES, smtp_class
@@ -177,6 +178,7 @@ class Mailer:
         language = context.get("language", DEFAULT_LANGUAGE)
         mail: RenderedMail = self.renderer.render(template, context, language)
         links = context["links"]
+        kind = delivery.kind
         message = build_message(
             sender=self.settings.mail_from,
             to=delivery.recipient,
@@ -184,12 +186,53 @@ class Mailer:
             text=mail.text,
             html=mail.html,
             message_id=delivery.message_id,
-            date=delivery.created_at,
-            list_id=f"{delivery.kind.value}.{mail_domain(self.settings)}",
+            # When it leaves, not when it was promised: an alert held through quiet
+            # hours must not arrive dated hours ago. The Message-ID stays the same.
+            date=utcnow(),
+            list_id=f"{kind.value}.{mail_domain(self.settings)}",
             unsubscribe_url=links["unsubscribe"],
-            unsubscribe_mailto=f"unsubscribe@{mail_domain(self.settings)}",
+            unsubscribe_mailto=unsubscribe_address(self.settings, delivery),
+            automatic=kind in AUTOMATIC_KINDS,
+            bulk=kind in BULK_KINDS,
+            feedback_id=feedback_id(delivery),
         )
         return self.signer.sign(message) if self.signer else message
+
+
+# Mail no person wrote (RFC 3834 Auto-Submitted); editors' issues are written by people.
+AUTOMATIC_KINDS = frozenset({DeliveryKind.ALERT, DeliveryKind.DIGEST, DeliveryKind.CONFIRMATION})
+BULK_KINDS = frozenset({DeliveryKind.DIGEST, DeliveryKind.NEWSLETTER})
+
+
+def feedback_id(delivery: Delivery) -> str:
+    """Gmail's Feedback-ID, ``campaign:kind:sender``: its complaint figures come per campaign."""
+    campaign = f"n{delivery.newsletter_id}" if delivery.newsletter_id else delivery.kind.value
+    return f"{campaign}:{delivery.kind.value}:alerts"
+
+
+def envelope_from(settings: Settings, delivery: Delivery) -> str:
+    """The return path: the delivery's own VERP address once a bounce domain is set.
+
+    No Return-Path header is written: the receiving MTA adds it from this
+    envelope sender (RFC 5321 section 4.4), and relays that keep it do so too.
+    """
+    if settings.bounce_domain:
+        return verp_address(
+            settings.bounce_local_part,
+            settings.bounce_domain,
+            delivery.id,
+            settings.resolved_secret_key,
+        )
+    return split_mailbox(settings.mail_from)[1]
+
+
+def unsubscribe_address(settings: Settings, delivery: Delivery) -> str:
+    """The ``mailto:`` of List-Unsubscribe: per delivery, so the request names its reader."""
+    if settings.bounce_domain:
+        return verp_address(
+            UNSUBSCRIBE_LOCAL, settings.bounce_domain, delivery.id, settings.resolved_secret_key
+        )
+    return f"{UNSUBSCRIBE_LOCAL}@{mail_domain(settings)}"
 
 
 def _blocked(session: Session, deliveries: Sequence[Delivery]) -> dict[int, str]:
@@ -386,7 +429,7 @@ def _send_stream(
 def _hand_over(mailer: Mailer, delivery: Delivery, message: bytes) -> Outcome:
     """Give one message to the sender; its refusal is an outcome, not an error."""
     try:
-        mailer.sender.send(_envelope_from(mailer.settings), delivery.recipient, message)
+        mailer.sender.send(envelope_from(mailer.settings, delivery), delivery.recipient, message)
     except (TemporaryFailure, PermanentFailure) as failure:
         SMTP_RESPONSES.labels(smtp_class(failure.code)).inc()
         return failure
@@ -429,10 +472,6 @@ def _commit_step(
             report.sent += 1
         _count_and_log(outcome[0], state, outcome[1])
     return claimed
-
-
-def _envelope_from(settings: Settings) -> str:
-    return split_mailbox(settings.mail_from)[1]
 
 
 def _settle_one(

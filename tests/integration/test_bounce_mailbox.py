@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import select
 
 from alerts.bounce_mailbox import Mailbox, MailboxError, poll
-from alerts.bounces import verp_address
 from alerts.cli import main as cli_main
 from alerts.config import get_settings
 from alerts.db import Database
+from alerts.delivery.verp import verp_address
 from alerts.models import Subscriber, SubscriberStatus
 from tests.conftest import free_port, service_missing, wait_until
 from tests.factories import reader_with_a_sent_digest

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from alerts.bounces import BounceReport, bounce_score, classify, reactivate, record, verp_address
+from alerts.bounces import BounceReport, bounce_score, classify, reactivate, record
 from alerts.config import get_settings
 from alerts.db import Database
+from alerts.delivery.verp import verp_address
 from alerts.models import (
     BounceEvent,
     Delivery,

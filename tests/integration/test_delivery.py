@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,7 @@ from alerts.db import Database
 from alerts.delivery.ledger import sweep
 from alerts.delivery.outbound import Mailer, send_deliveries
 from alerts.delivery.render import MailRenderer
+from alerts.delivery.verp import delivery_from_address
 from alerts.delivery.senders import RecordingSender
 from alerts.digest import compose_digests, plan_due_digests
 from alerts.matching.service import IndexCache
@@ -156,6 +158,41 @@ def test_alert_goes_out_once_with_every_header(desk: Desk) -> None:
         )
     assert desk.send().sent == 0
     assert len(desk.sender.sent) == 1
+
+
+def test_mail_says_what_it_is_and_bounces_come_back_to_the_delivery(
+    database: Database, recorded_jobs: RecordedJobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALERTS_BOUNCE_DOMAIN", "bounces.news.example.org")
+    get_settings.cache_clear()
+    desk = Desk(database, recorded_jobs)
+    desk.subscribe("reader@example.org", query="tram", frequency="immediate")
+    desk.subscribe("digest@example.org", query="tram", frequency="daily")
+    desk.publish("Tbilisi approves a tram line", "The council voted for a new tram line.")
+    desk.now = NOW + timedelta(days=1)  # sent a day after it was promised
+    desk.send()
+    desk.plan_digests()
+    desk.send([d.id for d in desk.deliveries() if d.kind is DeliveryKind.DIGEST])
+    secret = desk.settings.resolved_secret_key
+    by_kind = {}
+    for sent in desk.sender.sent:
+        delivery = delivery_from_address(sent.envelope_from, secret)
+        assert delivery is not None, sent.envelope_from
+        assert sent.envelope_from.endswith("@bounces.news.example.org")
+        message = BytesParser(policy=policy.default).parsebytes(sent.message)
+        by_kind[sent.recipient] = message
+        unsubscribe_mailto = message["List-Unsubscribe"].split("mailto:")[1].rstrip(">")
+        assert delivery_from_address(unsubscribe_mailto, secret) == delivery
+        sent_at = parsedate_to_datetime(message["Date"])
+        assert abs(sent_at - datetime.now(UTC)) < timedelta(minutes=5)  # when it left
+        assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+    alert, digest = by_kind["reader@example.org"], by_kind["digest@example.org"]
+    assert alert["Auto-Submitted"] == digest["Auto-Submitted"] == "auto-generated"
+    assert (alert["Precedence"], digest["Precedence"]) == (None, "bulk")
+    assert (alert["Feedback-ID"], digest["Feedback-ID"]) == (
+        "alert:alert:alerts",
+        "digest:digest:alerts",
+    )
 
 
 def test_throttled_alerts_roll_into_the_next_digest(

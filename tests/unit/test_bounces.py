@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from alerts.bounces import classify, delivery_from_address, verp_address
+from alerts.bounces import classify
 from alerts.cli import main as cli_main
 from alerts.config import get_settings
+from alerts.delivery.verp import delivery_from_address, verp_address
 
 SECRET = "test-secret"
 BOUNCE_DOMAIN = "news.example.org"
