@@ -24,8 +24,8 @@ from alerts.db import Database
 from alerts.delivery.ledger import sweep
 from alerts.delivery.outbound import Mailer, send_deliveries
 from alerts.delivery.render import MailRenderer
-from alerts.delivery.verp import delivery_from_address
 from alerts.delivery.senders import RecordingSender
+from alerts.delivery.verp import delivery_from_address
 from alerts.digest import compose_digests, plan_due_digests
 from alerts.matching.service import IndexCache
 from alerts.models import (
