@@ -63,7 +63,13 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock at the start, waiting (busy timeout) while
+    # another process writes. A deferred BEGIN would read first and then fail at
+    # once with "database is locked" when it tries to write after another
+    # process did: SQLite cannot let a stale snapshot write, and does not wait.
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
