@@ -292,17 +292,41 @@ def exposure_warnings(settings: Settings) -> list[str]:
 
 
 def network_exposure_warnings(settings: Settings) -> list[str]:
-    """Warnings about trusted proxies, trusted hosts and allowed fetch networks.
+    """Warnings about trusted proxies, trusted hosts and the fetch allow-list."""
+    warnings: list[str] = []
+    if "*" in [item.strip() for item in settings.trusted_hosts.split(",")]:
+        warnings.append(
+            "ALERTS_TRUSTED_HOSTS contains '*': any Host header is answered; name the hosts"
+        )
+    for network in settings.trusted_proxy_networks:
+        if network.prefixlen == 0:
+            warnings.append(
+                f"ALERTS_TRUSTED_PROXIES contains {network}: every client can forge "
+                "X-Forwarded-For (its address for rate limits and logs); name only the proxies"
+            )
+    allowed = [item.strip() for item in settings.fetch_allowed_networks.split(",") if item.strip()]
+    for entry in allowed:
+        try:
+            network = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            if is_loopback(entry):
+                warnings.append(_fetch_warning(entry, "this machine"))
+            continue
+        metadata = ipaddress.ip_address("169.254.169.254")
+        if network.version == 4 and metadata in network:
+            warnings.append(_fetch_warning(entry, "the cloud metadata service"))
+        elif network.prefixlen == 0 or any(
+            address.is_loopback for address in (network.network_address, network.broadcast_address)
+        ):
+            warnings.append(_fetch_warning(entry, "this machine"))
+    return warnings
 
-    LEAD, AT MERGE: these settings (ALERTS_TRUSTED_PROXIES, ALERTS_TRUSTED_HOSTS,
-    ALERTS_FETCH_ALLOWED_NETWORKS) come from other branches and do not exist
-    on this one. Extend here, reading them as plain attributes: warn when
-    trusted hosts are unset while ALERTS_BASE_URL is public (Host: is then
-    unchecked), when trusted proxies include a whole range such as 0.0.0.0/0,
-    and when the allowed fetch networks include loopback or 169.254.169.254.
-    """
-    del settings  # nothing to read yet on this branch
-    return []
+
+def _fetch_warning(entry: str, what: str) -> str:
+    return (
+        f"ALERTS_FETCH_ALLOWED_NETWORKS allows {entry}, which reaches {what}: an editor's "
+        "source or webhook URL could read it; allow only the intranet hosts you mean"
+    )
 
 
 def check_exposure(settings: Settings) -> list[Check]:

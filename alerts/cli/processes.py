@@ -70,7 +70,8 @@ def run_doctor(_args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} problem(s): {', '.join(failed)}")
     else:
-        print("all good" + (f" ({len(warned)} warning(s): {', '.join(warned)})" if warned else ""))
+        names = ", ".join(dict.fromkeys(warned))
+        print(f"all good, but {len(warned)} warning(s) above ({names})" if warned else "all good")
     return 1 if failed else 0
 
 

@@ -412,6 +412,11 @@ def test_the_development_default_has_no_exposure_warning() -> None:
         ({"secret_key": "short-but-16-chars"}, "ALERTS_SECRET_KEY has 18 characters"),
         ({"metrics_bind": "0.0.0.0"}, "ALERTS_METRICS_TOKEN is unset"),
         ({"metrics_token": "tiny"}, "ALERTS_METRICS_TOKEN has 4 characters"),
+        ({"trusted_hosts": "alerts.example.org, *"}, "any Host header is answered"),
+        ({"trusted_proxies": "0.0.0.0/0"}, "every client can forge X-Forwarded-For"),
+        ({"fetch_allowed_networks": "10.0.0.0/8, 127.0.0.0/8"}, "reaches this machine"),
+        ({"fetch_allowed_networks": "169.254.0.0/16"}, "the cloud metadata service"),
+        ({"fetch_allowed_networks": "localhost"}, "reaches this machine"),
     ],
 )
 def test_each_unsafe_setting_gets_its_warning(values: dict[str, object], complaint: str) -> None:

@@ -163,4 +163,4 @@ def test_doctor_shows_a_warning_without_failing(
     assert run_doctor(argparse.Namespace()) == 0
     out = capsys.readouterr().out
     assert "warn  disk space: only 0.10 GB free (1%) in /var" in out
-    assert "all good (1 warning(s): disk space)" in out
+    assert "all good, but 1 warning(s) above (disk space)" in out
