@@ -114,6 +114,72 @@ def russian_adjective_forms(adjective: str) -> list[str]:
     return [adjective]
 
 
+def russian_phrase_forms(phrase: str) -> list[str]:
+    """Case forms of "adjective + noun" names ("Южная Осетия" -> "Южной Осетией").
+
+    Feminine adjectives in -ая with a noun in -ия/-а, and masculine ones in
+    -ый/-ий with a consonant noun; other shapes come back unchanged.
+    """
+    words = phrase.split(" ")
+    if len(words) != 2:
+        return [phrase]
+    adjective, noun = words
+    if adjective.endswith("ая") and noun.endswith(("ия", "а")):
+        stem = adjective[:-2]
+        nouns = russian_noun_forms(noun)  # nominative, genitive, accusative, instrumental...
+        if len(nouns) < 4:
+            return [phrase]
+        if noun.endswith("ия"):
+            genitive, accusative, instrumental = nouns[1], nouns[2], nouns[3]
+        else:
+            genitive, accusative, instrumental = nouns[1], nouns[3], nouns[4]
+        prepositional = noun[:-1] + ("и" if noun.endswith("ия") else "е")
+        return [phrase, f"{stem}ой {genitive}", f"{stem}ой {prepositional}",
+                f"{stem}ую {accusative}", f"{stem}ой {instrumental}"]
+    if adjective.endswith(("ый", "ий")) and noun[-1] in "бвгджзклмнпрстфхцчшщ":
+        stem = adjective[:-2]
+        soft = adjective.endswith("ий") and adjective[-3] not in "кгхжшщч"
+        gen = "его" if soft else "ого"
+        loc = "ем" if soft else "ом"
+        ins = "им" if adjective.endswith("ий") else "ым"
+        return [phrase, f"{stem}{gen} {noun}а", f"{stem}{loc} {noun}е", f"{stem}{ins} {noun}ом"]
+    return [phrase]
+
+
+def umlaut_spellings(name: str) -> list[str]:
+    """A German name and its spelling without umlauts ("Südossetien" ->
+    "Suedossetien"), as written on keyboards and in URLs."""
+    if not any(c in name for c in "äöüÄÖÜ"):
+        return [name]
+    table = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"})
+    return [name, name.translate(table)]
+
+
+def _cyrillic(text: str) -> bool:
+    return any("\u0400" <= c <= "\u04ff" for c in text)
+
+
+def _expand_forms(regions: dict[str, dict[str, Any]]) -> None:
+    """Inflect every Russian name and add umlaut-free German spellings, for
+    curated entries as for generated ones (the table lists nominatives)."""
+    for entry in regions.values():
+        aliases: list[str] = []
+        for alias in entry["aliases"]:
+            forms = [alias]
+            if _cyrillic(alias):
+                forms = russian_noun_forms(alias) if " " not in alias else \
+                    russian_phrase_forms(alias)
+            for form in forms:
+                aliases.extend(umlaut_spellings(form))
+        entry["aliases"] = list(dict.fromkeys(aliases))
+        demonyms: list[str] = []
+        for demonym in entry.get("demonyms", []):
+            forms = russian_adjective_forms(demonym) if _cyrillic(demonym) else [demonym]
+            for form in forms:
+                demonyms.extend(umlaut_spellings(form))
+        entry["demonyms"] = list(dict.fromkeys(demonyms))
+
+
 def german_adjective_forms(adjective: str) -> list[str]:
     """Strong/weak endings of a German adjective ("französisch" -> "französische", ...)."""
     return [adjective] + [adjective + e for e in ("e", "en", "er", "es", "em")]
@@ -306,6 +372,7 @@ def build() -> dict[str, Any]:
         merged.setdefault("demonyms", [])
         regions[item["id"]] = merged
     _apply_curated_names(regions, curated)
+    _expand_forms(regions)
     taken = {(_country_of(rid), fold(alias))
              for rid, region in regions.items() for alias in region["aliases"]}
     regions.update(_cities(curated, regions, taken))

@@ -433,9 +433,10 @@ def test_region_autocomplete_finds_places_by_name_and_alias(site: Site) -> None:
     by_alias = site.client.get("/api/regions", params={"q": "Цхинвали"}).json()
     assert by_alias[0]["id"] == "ge-c-tskhinvali"
     georgias = {r["id"]: r["value"] for r in site.client.get("/api/regions?q=Georgia").json()}
-    # The US state's name would resolve to the country, so the form gets its id.
+    # The US state's display name resolves back to the state (issue 13), so
+    # the form gets a name a reader can read rather than the id.
     assert georgias["ge"] == "Georgia"
-    assert georgias["us-ga"] == "us-ga"
+    assert georgias["us-ga"] == "Georgia (U.S. state)"
     assert site.client.get("/api/regions", params={"q": "T"}).json() == []
 
 

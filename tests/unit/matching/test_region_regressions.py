@@ -97,3 +97,19 @@ def test_match_explanation_carries_the_evidence(gz: Gazetteer) -> None:
     [match] = index.match(doc)
     [hit] = match.explanation.regions
     assert any(line.startswith("paris: next to Texas") for line in hit.evidence)
+
+
+@pytest.mark.parametrize(
+    ("title", "language", "region_id"),
+    [
+        ("Власти Цхинвала заявили", "ru", "ge-so"),
+        ("Переговоры с Южной Осетией", "ru", "ge-so"),
+        ("южноосетинские власти", "ru", "ge-so"),
+        ("Wahl in Suedossetien", "de", "ge-so"),
+        ("Прогулка по Москве и Москвой", "ru", "ru"),
+    ],
+)
+def test_inflected_and_transcribed_place_names(gz: Gazetteer, title: str, language: str,
+                                               region_id: str) -> None:
+    found = analyze("x", title=title, body="", language=language, gazetteer=gz).region_ids
+    assert region_id in found
