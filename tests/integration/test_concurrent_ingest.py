@@ -150,7 +150,7 @@ def test_sqlite_locked_is_retryable() -> None:
     database = get_database()  # the embedded default: SQLite
     impatient = create_engine(database.url, connect_args={"timeout": 0})
     with database.engine.connect() as holder:
-        holder.exec_driver_sql("BEGIN IMMEDIATE")
+        holder.execute(text("SELECT 1"))  # the engine begins IMMEDIATE: the write lock is held
         with pytest.raises(OperationalError) as raised, impatient.begin() as connection:
             connection.execute(text("UPDATE sources SET name = 'x'"))
         holder.rollback()

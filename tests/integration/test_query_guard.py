@@ -204,8 +204,16 @@ def test_matching_skips_and_records_a_broken_stored_interest(
         fixed = session.get(Interest, ids[2])
         assert fixed is not None
         fixed.query, fixed.updated_at = "referendum", utcnow()
+        # A new article arrives (the first one is done in the match ledger).
+        later = Article(
+            title="Referendum turnout", body="Turnout at the referendum was high.",
+            fingerprint="fp2", title_key="tk2", language="en", ingested_at=now,
+        )
+        session.add(later)
+        session.flush()
+        later_id = later.id
     with database.session_scope() as session:
-        match_articles(session, [article_id], cache, now)
+        match_articles(session, [later_id], cache, now)
     assert set(cache.broken) == {ids[3]}
     assert INTERESTS_SKIPPED._value.get() == 1
 
