@@ -214,26 +214,6 @@ def _csv_rows(text: str, report: ImportReport) -> Iterator[Row] | None:
     return ((reader.line_num, row) for row in reader)
 
 
-def _hold_one_transaction(session: Session) -> None:
-    """Make the rows of one import one transaction on SQLite too.
-
-    pysqlite opens a transaction only before an INSERT, UPDATE or DELETE; the
-    per-row SAVEPOINT comes first, so SQLite starts a transaction of its own
-    with it and the RELEASE commits that row at once. Every row was then its
-    own commit, and a failed batch could not be undone. BEGIN first, and the
-    savepoints nest inside the batch as intended. IMMEDIATE takes the write
-    lock now (waiting the busy timeout for it): a deferred transaction that
-    read first and then wants to write fails at once if another writer
-    committed in between.
-    """
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    driver = connection.connection.driver_connection
-    if driver is not None and not driver.in_transaction:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def _add_rows(
     session: Session,
     rows: Iterable[Row],
@@ -242,8 +222,11 @@ def _add_rows(
     report: ImportReport,
     on_row: Callable[[], None] | None,
 ) -> None:
-    """Add each row in its own savepoint, so a bad row costs only itself."""
-    _hold_one_transaction(session)
+    """Add each row in its own savepoint, so a bad row costs only itself.
+
+    The savepoints nest inside the batch's transaction on SQLite too: the engine
+    begins it (IMMEDIATE) itself, see ``alerts.db``.
+    """
     for line, row in rows:
         try:
             with session.begin_nested():
