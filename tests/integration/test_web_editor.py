@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
-from alerts.delivery.outbound import send_deliveries, subscriber_links
+from alerts.delivery.outbound import send_deliveries
 from alerts.delivery.render import MailRenderer
 from alerts.i18n import ReaderLocale
 from alerts.ingest.service import claim_due_sources
@@ -28,7 +28,6 @@ from alerts.models import (
     NewsletterStatus,
     Role,
     Source,
-    Subscriber,
 )
 from alerts.newsletters import (
     LINKS_DISABLED_PATH,
@@ -436,17 +435,10 @@ def test_an_editors_preview_holds_no_readers_address_and_no_usable_token(
     # The old ?email= now picks nothing: the page shows the stand-in all the same.
     pages.append(client.get(f"{base}/preview", params={"email": READERS[1][0]}).text)
     pages.append(client.get(f"{base}/preview.html", params={"email": READERS[1][0]}).text)
-    settings = get_settings()
-    with database.session_scope() as session:
-        ids = {
-            email: sid for sid, email in session.execute(select(Subscriber.id, Subscriber.email))
-        }
     for text in pages:
         for email, *_ in READERS:
             assert email not in text
-            links = subscriber_links(settings, ids[email])
-            assert links["preferences"] not in text
-            assert links["unsubscribe"] not in text
+        # Every signed reader link (whatever its version or date) has one of these paths.
         assert "/preferences/" not in text
         assert "/unsubscribe/" not in text
         assert "/confirm/" not in text
