@@ -303,6 +303,7 @@ def test_the_worker_metrics_port_listens_on_loopback_and_asks_for_the_token(
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url, timeout=5)
         assert refused.value.code == 401
+        refused.value.close()  # the error holds the response and its socket
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
         with urllib.request.urlopen(request, timeout=5) as answer:
             assert answer.status == 200
