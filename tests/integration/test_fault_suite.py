@@ -157,24 +157,30 @@ def seed_alert_burst(database: Database, count: int) -> tuple[list[str], list[in
     return emails, sorted(ids)
 
 
+# Big enough that the last kill point still leaves seconds of sending: with
+# 20 the burst sometimes finished between the poll and the kill on a busy CI.
+ALERT_BURST = 40
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("killed_after", [1, 5, 15])
 def test_worker_killed_mid_alert_burst_resends_at_most_one_per_connection(
     stack: Stack, killed_after: int
 ) -> None:
-    emails, ids = seed_alert_burst(stack.database, 20)
+    emails, ids = seed_alert_burst(stack.database, ALERT_BURST)
     stack.smtp.data_delay = 0.2  # a slow relay: the kill lands mid-burst
     # Two tasks, so both worker processes have a message in flight.
-    for half in (ids[:10], ids[10:]):
-        jobs.enqueue_now(URGENT_SEND_JOB, delivery_ids=half)
+    half = ALERT_BURST // 2
+    for part in (ids[:half], ids[half:]):
+        jobs.enqueue_now(URGENT_SEND_JOB, delivery_ids=part)
     worker = stack.worker()
     wait_until(
         lambda: len(stack.smtp.messages) >= killed_after, 60, f"{killed_after} alerts accepted"
     )
     stack.kill(worker)
-    assert len(stack.smtp.messages) < 20, "the burst finished before the kill"
+    assert len(stack.smtp.messages) < ALERT_BURST, "the burst finished before the kill"
     stack.worker()
-    finish(stack, 20)
+    finish(stack, ALERT_BURST)
     check_ledger_against_smtp_log(stack, emails)
 
 
