@@ -40,6 +40,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev /usr/bin/chromium /usr/sbin/dovecot
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 

@@ -40,6 +40,8 @@ def _networks(text: str) -> list[IPv4Network | IPv6Network]:
         except ValueError as error:
             raise ValueError(f"ALERTS_TRUSTED_PROXIES: {entry!r} is not a network") from error
     return networks
+
+
 # Slack above the longest a live send can keep a row in 'sending' (scheduling,
 # a slow commit), so the sweeper never takes a row from a worker still at it.
 STUCK_MARGIN_SECONDS = 30

@@ -178,8 +178,18 @@ def term_frequencies(docs: list[Document]) -> dict[str, float]:
 
 
 def analyse_all(articles: list[Article], gz: Gazetteer) -> list[Document]:
-    return [analyze(a.id, title=a.title, body=a.body, tags=a.tags, source=SOURCE,
-                    language="en", gazetteer=gz) for a in articles]
+    return [
+        analyze(
+            a.id,
+            title=a.title,
+            body=a.body,
+            tags=a.tags,
+            source=SOURCE,
+            language="en",
+            gazetteer=gz,
+        )
+        for a in articles
+    ]
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -187,8 +197,13 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def run_index(label: str, specs: list[Spec], articles: list[Article], gz: Gazetteer,
-              frequencies: dict[str, float]) -> dict[str, float]:
+def run_index(
+    label: str,
+    specs: list[Spec],
+    articles: list[Article],
+    gz: Gazetteer,
+    frequencies: dict[str, float],
+) -> dict[str, float]:
     interests = [Interest(f"i{n}", s.query, s.regions) for n, s in enumerate(specs)]
     gc.collect()
     before = rss_mb()
@@ -202,31 +217,53 @@ def run_index(label: str, specs: list[Spec], articles: list[Article], gz: Gazett
     match_only: list[float] = []
     matched = 0
     for article in articles:  # a warm-up pass fills the stem caches
-        index.match_ids(analyze(article.id, title=article.title, body=article.body,
-                                tags=article.tags, source=SOURCE, language="en", gazetteer=gz))
+        index.match_ids(
+            analyze(
+                article.id,
+                title=article.title,
+                body=article.body,
+                tags=article.tags,
+                source=SOURCE,
+                language="en",
+                gazetteer=gz,
+            )
+        )
     for article in articles:
         t0 = time.perf_counter()
-        doc = analyze(article.id, title=article.title, body=article.body, tags=article.tags,
-                      source=SOURCE, language="en", gazetteer=gz)
+        doc = analyze(
+            article.id,
+            title=article.title,
+            body=article.body,
+            tags=article.tags,
+            source=SOURCE,
+            language="en",
+            gazetteer=gz,
+        )
         t1 = time.perf_counter()
         matched += len(index.match_ids(doc))
         t2 = time.perf_counter()
         costs.append(t2 - t0)
         match_only.append(t2 - t1)
     result = {
-        "interests": len(specs), "entries": index.entry_count, "build_s": build,
-        "index_mb": index_mb, "peak_mb": peak_rss_mb(),
-        "p50_ms": percentile(costs, 0.5) * 1e3, "p99_ms": percentile(costs, 0.99) * 1e3,
+        "interests": len(specs),
+        "entries": index.entry_count,
+        "build_s": build,
+        "index_mb": index_mb,
+        "peak_mb": peak_rss_mb(),
+        "p50_ms": percentile(costs, 0.5) * 1e3,
+        "p99_ms": percentile(costs, 0.99) * 1e3,
         "match_p50_ms": percentile(match_only, 0.5) * 1e3,
         "articles_per_s": len(costs) / sum(costs),
         "matches_per_article": matched / len(articles),
     }
-    print(f"  {label:<10} {len(specs):>9,} interests  entries {index.entry_count:>9,}  "
-          f"build {build:6.2f} s  index ~{index_mb:7.1f} MB  peak RSS {result['peak_mb']:7.1f} MB"
-          f"\n  {'':<10} per article p50 {result['p50_ms']:6.3f} ms  p99 {result['p99_ms']:6.3f} ms"
-          f"  (match only p50 {result['match_p50_ms']:6.3f} ms)  "
-          f"{result['articles_per_s']:8.1f} articles/s  "
-          f"{result['matches_per_article']:.1f} matches/article")
+    print(
+        f"  {label:<10} {len(specs):>9,} interests  entries {index.entry_count:>9,}  "
+        f"build {build:6.2f} s  index ~{index_mb:7.1f} MB  peak RSS {result['peak_mb']:7.1f} MB"
+        f"\n  {'':<10} per article p50 {result['p50_ms']:6.3f} ms  p99 {result['p99_ms']:6.3f} ms"
+        f"  (match only p50 {result['match_p50_ms']:6.3f} ms)  "
+        f"{result['articles_per_s']:8.1f} articles/s  "
+        f"{result['matches_per_article']:.1f} matches/article"
+    )
     del index
     gc.collect()
     return result
@@ -235,8 +272,10 @@ def run_index(label: str, specs: list[Spec], articles: list[Article], gz: Gazett
 def run_fts(specs: list[Spec], articles: list[Article]) -> float:
     """Seconds per article to run all ``specs`` as FTS5 MATCH queries (extrapolated)."""
     conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE VIRTUAL TABLE a USING fts5(title, body, tags, lang, source, "
-                 "tokenize='porter unicode61 remove_diacritics 2')")
+    conn.execute(
+        "CREATE VIRTUAL TABLE a USING fts5(title, body, tags, lang, source, "
+        "tokenize='porter unicode61 remove_diacritics 2')"
+    )
     rng = random.Random(SEED)
     sample = rng.sample(specs, min(FTS_SAMPLE_QUERIES, len(specs)))
     chosen = rng.sample(articles, min(FTS_SAMPLE_ARTICLES, len(articles)))
@@ -244,8 +283,10 @@ def run_fts(specs: list[Spec], articles: list[Article]) -> float:
     for article in chosen:
         started = time.perf_counter()
         conn.execute("DELETE FROM a")
-        conn.execute("INSERT INTO a VALUES (?, ?, ?, ?, ?)",
-                     (article.title, article.body, " ; ".join(article.tags), "en", SOURCE))
+        conn.execute(
+            "INSERT INTO a VALUES (?, ?, ?, ?, ?)",
+            (article.title, article.body, " ; ".join(article.tags), "en", SOURCE),
+        )
         for spec in sample:
             conn.execute("SELECT 1 FROM a WHERE a MATCH ?", (spec.fts,)).fetchone()
         elapsed += time.perf_counter() - started
@@ -268,9 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     docs = analyse_all(articles, gz)
     frequencies = term_frequencies(docs)
     workloads = Workloads(articles, docs, gz)
-    print(f"corpus: {len(articles)} articles from {args.corpus}; vocabulary "
-          f"{len(workloads.words)} words, {len(workloads.rare)} of them in <= "
-          f"{RARE_DOC_FREQUENCY} articles")
+    print(
+        f"corpus: {len(articles)} articles from {args.corpus}; vocabulary "
+        f"{len(workloads.words)} words, {len(workloads.rare)} of them in <= "
+        f"{RARE_DOC_FREQUENCY} articles"
+    )
 
     for size in sizes:
         print(f"\n== {size:,} interests")
@@ -279,10 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_fts:
             fts_seconds = run_fts(mixed, articles)
             ours_seconds = 1 / ours["articles_per_s"]
-            print(f"  FTS5 saved searches: {fts_seconds * 1e3:10.1f} ms per article "
-                  f"({1 / fts_seconds:8.2f} articles/s; timed {FTS_SAMPLE_QUERIES} queries on "
-                  f"{FTS_SAMPLE_ARTICLES} articles, extrapolated to {size:,})"
-                  f"\n  speed-up of the index over FTS5: {fts_seconds / ours_seconds:8.1f}x")
+            print(
+                f"  FTS5 saved searches: {fts_seconds * 1e3:10.1f} ms per article "
+                f"({1 / fts_seconds:8.2f} articles/s; timed {FTS_SAMPLE_QUERIES} queries on "
+                f"{FTS_SAMPLE_ARTICLES} articles, extrapolated to {size:,})"
+                f"\n  speed-up of the index over FTS5: {fts_seconds / ours_seconds:8.1f}x"
+            )
         del mixed
         tail = workloads.long_tail(size)
         run_index("long tail", tail, articles, gz, frequencies)

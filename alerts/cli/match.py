@@ -86,8 +86,10 @@ def run_preview_command(args: argparse.Namespace) -> int:
                 max_articles=args.max_articles,
             )
     except RegionNotFoundError as error:
-        print(f"alerts interests preview: unknown region {error.region!r}{error.hint}",
-              file=sys.stderr)
+        print(
+            f"alerts interests preview: unknown region {error.region!r}{error.hint}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INTEREST
     except QueryError as error:
         print(f"alerts interests preview: {error}", file=sys.stderr)

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("regions", help="the gazetteer: build it, look names up")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser(
-        "build", help="regenerate alerts/regions/data/gazetteer.json from its sources")
+        "build", help="regenerate alerts/regions/data/gazetteer.json from its sources"
+    )
     build.add_argument("--output", type=Path, default=None, help="write here instead")
     build.set_defaults(handler=run_build)
     resolve = actions.add_parser("resolve", help="show the region each name selects")

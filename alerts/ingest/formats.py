@@ -54,8 +54,25 @@ ROOT_ELEMENT = re.compile(r"<([A-Za-z][\w:.-]*)")
 HTML_DOCTYPE = re.compile(r"<!doctype\s+html", re.IGNORECASE)
 FEED_ROOTS = frozenset({"rss", "rdf:rdf", "rdf", "feed", "channel"})
 HTML_ROOTS = frozenset(
-    {"html", "head", "body", "div", "p", "article", "section", "main", "meta", "title",
-     "header", "h1", "h2", "table", "span", "a", "ul"}
+    {
+        "html",
+        "head",
+        "body",
+        "div",
+        "p",
+        "article",
+        "section",
+        "main",
+        "meta",
+        "title",
+        "header",
+        "h1",
+        "h2",
+        "table",
+        "span",
+        "a",
+        "ul",
+    }
 )
 
 JSONL_CONTENT_TYPES = frozenset(
@@ -84,16 +101,26 @@ TRAILING_BOILERPLATE = (
     # recruiting notices
     re.compile(r"\bsend (?:your |a |us )?(?:cv|c\.v\.|resume|résumé)\b", re.IGNORECASE),
     re.compile(r"\bcover letter\b", re.IGNORECASE),
-    re.compile(r"\b(?:we are hiring|seeks? (?:local |freelance )?(?:specialists|"
-               r"correspondents|journalists|authors|contributors))\b", re.IGNORECASE),
+    re.compile(
+        r"\b(?:we are hiring|seeks? (?:local |freelance )?(?:specialists|"
+        r"correspondents|journalists|authors|contributors))\b",
+        re.IGNORECASE,
+    ),
 )
 # A long paragraph that merely mentions cookies is article text, not a notice.
 MAX_BOILERPLATE_CHARS = 600
 
 JSONL_STRING_FIELDS = ("title", "body", "url", "published", "language", "source", "author")
 JSON_FEED_STRING_FIELDS = (
-    "url", "external_url", "title", "content_html", "content_text", "summary",
-    "date_published", "date_modified", "language",
+    "url",
+    "external_url",
+    "title",
+    "content_html",
+    "content_text",
+    "summary",
+    "date_published",
+    "date_modified",
+    "language",
 )
 
 
@@ -182,9 +209,7 @@ class _Collector:
         if reason:
             self.error(label, reason)
             return
-        language = draft.language or detect_language(
-            draft.title + PARAGRAPH_SEPARATOR + draft.body
-        )
+        language = draft.language or detect_language(draft.title + PARAGRAPH_SEPARATOR + draft.body)
         self.articles.append(
             ParsedArticle(
                 guid=draft.guid,
@@ -569,8 +594,10 @@ def _parse_jsonl(text: str, location: str | None, limits: IngestLimits) -> Parse
             continue
         label = f"line {number}"
         collector.add(label, partial(_jsonl_line, line, label, location))
-    if collector.errors and not collector.articles and all(
-        "invalid JSON" in error.reason for error in collector.errors
+    if (
+        collector.errors
+        and not collector.articles
+        and all("invalid JSON" in error.reason for error in collector.errors)
     ):
         raise SourceError(f"{UNRECOGNISED}: no line of it is valid JSON")
     return ParseResult(FORMAT_JSONL, collector.articles, collector.errors, None)

@@ -19,22 +19,79 @@ PARAGRAPH_SEPARATOR = "\n\n"
 # Tags whose start or end always ends the current paragraph.
 BLOCK_TAGS = frozenset(
     {
-        "address", "article", "aside", "blockquote", "br", "caption", "dd", "div", "dl",
-        "dt", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
-        "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table",
-        "tbody", "thead", "tfoot", "tr", "ul",
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "br",
+        "caption",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "tbody",
+        "thead",
+        "tfoot",
+        "tr",
+        "ul",
     }
 )
 # Cells sit side by side; a space keeps their words apart without a paragraph break.
 INLINE_SEPARATOR_TAGS = frozenset({"td", "th"})
 # Their content is never reader-visible article text.
 SKIPPED_TAGS = frozenset(
-    {"script", "style", "noscript", "template", "head", "title", "iframe", "object",
-     "svg", "math", "select", "button"}
+    {
+        "script",
+        "style",
+        "noscript",
+        "template",
+        "head",
+        "title",
+        "iframe",
+        "object",
+        "svg",
+        "math",
+        "select",
+        "button",
+    }
 )
 VOID_TAGS = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
-     "param", "source", "track", "wbr"}
+    {
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    }
 )
 
 TAG_PATTERN = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>")

@@ -39,9 +39,7 @@ _APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "‘": "'", "`": "'", "´":
 # code point so diacritic stripping does not turn it into и.
 _SHORT_I = "й"
 _SHORT_I_GUARD = "\ue000"
-_COMBINING_MARKS = {
-    cp: None for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp))
-}
+_COMBINING_MARKS = {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp))}
 _TOKEN_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _POSSESSIVE_SUFFIX = "'s"
 _CYRILLIC_FIRST, _CYRILLIC_LAST = 0x0400, 0x052F
@@ -111,8 +109,10 @@ def tokenize_with_case(text: str) -> list[Token]:
         # the usual case: folding kept every character in place, so one regex
         # pass over the folded text finds the tokens and the original text
         # tells their case
-        return [(_clean(m.group()), text[m.start()].isupper() or not text[m.start()].islower())
-                for m in _TOKEN_RE.finditer(folded)]
+        return [
+            (_clean(m.group()), text[m.start()].isupper() or not text[m.start()].islower())
+            for m in _TOKEN_RE.finditer(folded)
+        ]
     out: list[Token] = []
     for match in _TOKEN_RE.finditer(text.translate(_APOSTROPHES)):
         raw = match.group()
@@ -205,8 +205,11 @@ def _stem_uncached(word: str, language: str) -> str:
 # Stemmers a word of each script can meet, over every article language
 # (including unsupported ones, which use the script default).
 _SCRIPT_STEMMERS = {
-    script: tuple(sorted({_language_for_script(script, language)
-                          for language in [*STEMMED_LANGUAGES, ""]} - {""}))
+    script: tuple(
+        sorted(
+            {_language_for_script(script, language) for language in [*STEMMED_LANGUAGES, ""]} - {""}
+        )
+    )
     for script in ("latin", "cyrillic", "other")
 }
 

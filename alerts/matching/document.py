@@ -48,7 +48,7 @@ def split_lead(body: str) -> tuple[str, str]:
     lines = text.split("\n")
     for index, line in enumerate(lines[: min(len(lines) - 1, _LEAD_MAX_LINES)]):
         if lines[index + 1][:1] in (" ", "\t") or line.rstrip().endswith(_SENTENCE_ENDS):
-            return "\n".join(lines[: index + 1]), "\n".join(lines[index + 1:])
+            return "\n".join(lines[: index + 1]), "\n".join(lines[index + 1 :])
     lead, _, rest = text.partition("\n")  # no sentence in sight: a list, a line per item
     return lead, rest
 
@@ -120,11 +120,13 @@ def analyze(
     else:
         lead = repair(lead)
     lang = normalise_language(language)
-    zones = [("title", tokenize_with_case(title)), ("lead", tokenize_with_case(lead)),
-             ("body", tokenize_with_case(body))]
+    zones = [
+        ("title", tokenize_with_case(title)),
+        ("lead", tokenize_with_case(lead)),
+        ("body", tokenize_with_case(body)),
+    ]
     title_tokens = [token[0] for token in zones[0][1]]
-    surfaces = [*title_tokens, GAP, *(t[0] for t in zones[1][1]), GAP,
-                *(t[0] for t in zones[2][1])]
+    surfaces = [*title_tokens, GAP, *(t[0] for t in zones[1][1]), GAP, *(t[0] for t in zones[2][1])]
     title_end = len(title_tokens)
     lead_end = title_end + 1 + len(zones[1][1])
     surface_positions: dict[str, list[int]] = {}
@@ -142,9 +144,7 @@ def analyze(
         positions.sort()
     folded_tags = frozenset(filter(None, (fold_field_value(tag) for tag in tags)))
     folded_source = fold_field_value(source)
-    assignment = (
-        gazetteer.detect_tokens(zones, tags) if gazetteer else None
-    )
+    assignment = gazetteer.detect_tokens(zones, tags) if gazetteer else None
     region_ids = assignment.regions if assignment else frozenset()
     keys: set[str] = set(stem_positions)
     for surface in surface_positions:

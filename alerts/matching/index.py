@@ -61,8 +61,7 @@ from alerts.regions.gazetteer import Gazetteer, UnknownRegionError
 #: given. Words are guessed from their length (long words are rarer).
 WORD_FREQUENCY_SCALE = 0.5
 MIN_ESTIMATED_FREQUENCY = 0.0005
-FIELD_FREQUENCY = {TAG_KEY: 0.05, SOURCE_KEY: 0.2, LANG_KEY: 0.5, REGION_KEY: 0.1,
-                   PREFIX_KEY: 0.05}
+FIELD_FREQUENCY = {TAG_KEY: 0.05, SOURCE_KEY: 0.2, LANG_KEY: 0.5, REGION_KEY: 0.1, PREFIX_KEY: 0.05}
 #: Share given to a word missing from supplied statistics (never seen = rare).
 UNSEEN_FREQUENCY = 0.0005
 #: A second-level clause with more keys than this is not worth filing under.
@@ -134,6 +133,7 @@ def prepare_interest(
         else None
     )
     if node is not None and "region" in query.lower():  # cheap guard: most queries have none
+
         def resolve_leaf(leaf: FieldValue) -> str:
             try:
                 return _resolve(gazetteer, leaf.value)
@@ -203,8 +203,11 @@ def _phrase_at(doc: Document, words: tuple[str, ...], start: int, title_only: bo
 
 def _phrase_positions(doc: Document, node: Phrase) -> list[int]:
     title_only = node.field == "title"
-    return [p for p in doc.surface_positions.get(node.words[0], ())
-            if _phrase_at(doc, node.words, p, title_only)]
+    return [
+        p
+        for p in doc.surface_positions.get(node.words[0], ())
+        if _phrase_at(doc, node.words, p, title_only)
+    ]
 
 
 def verify(node: Node, doc: Document) -> bool:
@@ -222,8 +225,10 @@ def verify(node: Node, doc: Document) -> bool:
         return not verify(node.child, doc)
     if isinstance(node, Phrase):
         title_only = node.field == "title"
-        return any(_phrase_at(doc, node.words, p, title_only)
-                   for p in doc.surface_positions.get(node.words[0], ()))
+        return any(
+            _phrase_at(doc, node.words, p, title_only)
+            for p in doc.surface_positions.get(node.words[0], ())
+        )
     if isinstance(node, Prefix):
         return doc.has_prefix(node.text, title_only=node.field == "title")
     return _field_matches(node, doc)
@@ -259,8 +264,7 @@ def _leaf_zones(leaf: Leaf, doc: Document, gazetteer: Gazetteer | None) -> tuple
     return tuple(z for z in ("title", "lead", "body") if z in zones)
 
 
-def explain(prepared: PreparedInterest, doc: Document,
-            gazetteer: Gazetteer | None) -> Explanation:
+def explain(prepared: PreparedInterest, doc: Document, gazetteer: Gazetteer | None) -> Explanation:
     """Which positive terms and which regions of a matching interest hit, and where."""
     terms: list[TermHit] = []
     if prepared.node is not None:
@@ -275,12 +279,19 @@ def explain(prepared: PreparedInterest, doc: Document,
                 terms.append(TermHit(text, zones))
     regions: list[RegionHit] = []
     for region_id in sorted(prepared.region_ids & doc.region_ids):
-        mentions = (doc.region_assignment.evidence(region_id, gazetteer)
-                    if doc.region_assignment and gazetteer else [])
-        regions.append(RegionHit(region_id, tuple(sorted({m.zone for m in mentions})),
-                                 tuple(sorted({m.text for m in mentions})),
-                                 tuple(sorted({f"{m.text}: {m.evidence}" for m in mentions
-                                               if m.evidence}))))
+        mentions = (
+            doc.region_assignment.evidence(region_id, gazetteer)
+            if doc.region_assignment and gazetteer
+            else []
+        )
+        regions.append(
+            RegionHit(
+                region_id,
+                tuple(sorted({m.zone for m in mentions})),
+                tuple(sorted({m.text for m in mentions})),
+                tuple(sorted({f"{m.text}: {m.evidence}" for m in mentions if m.evidence})),
+            )
+        )
     return Explanation(tuple(terms), tuple(regions))
 
 
@@ -349,8 +360,7 @@ Compiled = Node | tuple[str, ...]
 def _compile(node: Node | None) -> Compiled | None:
     if isinstance(node, Word) and not node.field:
         return (node.text,)
-    if isinstance(node, And) and all(isinstance(c, Word) and not c.field
-                                     for c in node.children):
+    if isinstance(node, And) and all(isinstance(c, Word) and not c.field for c in node.children):
         return tuple(sorted(c.text for c in node.children if isinstance(c, Word)))
     return node
 
@@ -377,8 +387,13 @@ class _Entry:
 
     __slots__ = ("ids", "primary", "query", "region_ids", "secondary")
 
-    def __init__(self, query: Compiled | None, region_ids: frozenset[str],
-                 primary: Clause, secondary: Clause | None) -> None:
+    def __init__(
+        self,
+        query: Compiled | None,
+        region_ids: frozenset[str],
+        primary: Clause,
+        secondary: Clause | None,
+    ) -> None:
         self.query = query
         self.region_ids = region_ids
         # a lone id is stored as itself: a list per entry would cost 72 bytes
@@ -390,8 +405,9 @@ class _Entry:
         return [self.ids] if isinstance(self.ids, str) else list(self.ids)
 
     def prepared(self) -> PreparedInterest:
-        return PreparedInterest(None if self.query is None else _expand(self.query),
-                                self.region_ids)
+        return PreparedInterest(
+            None if self.query is None else _expand(self.query), self.region_ids
+        )
 
     def matches(self, doc: Document) -> bool:
         if self.region_ids and self.region_ids.isdisjoint(doc.region_ids):
@@ -445,8 +461,13 @@ class InterestIndex:
 
     def add(self, interest: Interest) -> None:
         """Compile and file ``interest``, replacing any interest with the same id."""
-        prepared = prepare_interest(interest, self.gazetteer, max_length=self.max_length,
-                                    max_terms=self.max_terms, max_depth=self.max_depth)
+        prepared = prepare_interest(
+            interest,
+            self.gazetteer,
+            max_length=self.max_length,
+            max_terms=self.max_terms,
+            max_depth=self.max_depth,
+        )
         self.add_prepared(interest.id, prepared)
 
     def add_all(self, interests: Iterable[Interest], *, freeze: bool = True) -> None:

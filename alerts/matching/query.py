@@ -169,6 +169,7 @@ def leaves(node: Node) -> Iterator[tuple[Leaf, bool]]:
 
 # --- lexer ----------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class _Tok:
     kind: str  # "(" ")" "NOT" "AND" "OR" "WORD" "PHRASE" "FIELD" "EOF"
@@ -240,8 +241,7 @@ def _check_depth(tokens: list[_Tok], max_depth: int, query: str) -> None:
             pending_not = 0
         if level + pending_not > max_depth:
             raise QueryError(
-                f"nested too deeply (more than {max_depth} levels of parentheses "
-                "and negations)",
+                f"nested too deeply (more than {max_depth} levels of parentheses and negations)",
                 tok.pos,
                 query,
             )
@@ -251,9 +251,7 @@ def _check_depth(tokens: list[_Tok], max_depth: int, query: str) -> None:
 
 
 class _Parser:
-    def __init__(
-        self, query: str, max_terms: int, max_depth: int = DEFAULT_MAX_DEPTH
-    ) -> None:
+    def __init__(self, query: str, max_terms: int, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.query = query
         self.tokens = _lex(query)
         _check_depth(self.tokens, max_depth, query)
@@ -361,9 +359,7 @@ class _Parser:
             if len(parts) != 1:
                 raise self.error("a prefix must be one word", tok.pos)
             if len(parts[0]) < MIN_PREFIX_LENGTH:
-                raise self.error(
-                    f"a prefix needs at least {MIN_PREFIX_LENGTH} characters", tok.pos
-                )
+                raise self.error(f"a prefix needs at least {MIN_PREFIX_LENGTH} characters", tok.pos)
             self.count_term(tok.pos)
             return Prefix(parts[0], _text_field(field_name), tok.pos)
         parts = tokenize(text)
@@ -401,8 +397,9 @@ def _text_field(name: str) -> TextField:
 def _check_positive(node: Node, query: str) -> None:
     """Refuse queries that could match an article containing none of their terms."""
     if not _positive(node):
-        raise QueryError("the query needs at least one term that is not negated",
-                         _negative_pos(node), query)
+        raise QueryError(
+            "the query needs at least one term that is not negated", _negative_pos(node), query
+        )
 
 
 def _positive(node: Node) -> bool:

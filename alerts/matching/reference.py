@@ -35,16 +35,21 @@ def evaluate(node: Node, doc: Document) -> bool:
         return not evaluate(node.child, doc)
     if isinstance(node, Word):
         target = stem(node.text, doc.language)
-        return any(doc.stems[i] == target and doc.surfaces[i] != ""
-                   for i in _span(doc, node.field == "title"))
+        return any(
+            doc.stems[i] == target and doc.surfaces[i] != ""
+            for i in _span(doc, node.field == "title")
+        )
     if isinstance(node, Phrase):
         span = _span(doc, node.field == "title")
         width = len(node.words)
-        return any(tuple(doc.surfaces[i:i + width]) == node.words
-                   for i in range(len(span) - width + 1))
+        return any(
+            tuple(doc.surfaces[i : i + width]) == node.words for i in range(len(span) - width + 1)
+        )
     if isinstance(node, Prefix):
-        return any(doc.surfaces[i].startswith(node.text) and doc.surfaces[i] != ""
-                   for i in _span(doc, node.field == "title"))
+        return any(
+            doc.surfaces[i].startswith(node.text) and doc.surfaces[i] != ""
+            for i in _span(doc, node.field == "title")
+        )
     return _field(node, doc)
 
 
@@ -64,7 +69,8 @@ def matches(prepared: PreparedInterest, doc: Document) -> bool:
     return prepared.node is None or evaluate(prepared.node, doc)
 
 
-def reference_match(interests: Iterable[Interest], doc: Document,
-                    gazetteer: Gazetteer | None = None) -> list[str]:
+def reference_match(
+    interests: Iterable[Interest], doc: Document, gazetteer: Gazetteer | None = None
+) -> list[str]:
     """Sorted ids of the interests matching ``doc``, evaluated one by one."""
     return sorted(i.id for i in interests if matches(prepare_interest(i, gazetteer), doc))

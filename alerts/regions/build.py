@@ -64,8 +64,15 @@ def _clean_name(name: str) -> str | None:
 
 
 def _entry(region_id: str, name: str, kind: str, parents: list[str]) -> dict[str, Any]:
-    return {"id": region_id, "name": name, "kind": kind, "parents": parents,
-            "aliases": [name], "demonyms": [], "generated": True}
+    return {
+        "id": region_id,
+        "name": name,
+        "kind": kind,
+        "parents": parents,
+        "aliases": [name],
+        "demonyms": [],
+        "generated": True,
+    }
 
 
 def _add(entry: dict[str, Any], key: str, names: list[str]) -> None:
@@ -109,8 +116,10 @@ def russian_adjective_forms(adjective: str) -> list[str]:
     for ending in ("ский", "цкий"):
         if adjective.endswith(ending):
             stem = adjective[: -len("ий")]
-            return [stem + e for e in ("ий", "ая", "ое", "ие", "ого", "ой", "ому", "им", "их",
-                                       "ую", "ими", "ом")]
+            return [
+                stem + e
+                for e in ("ий", "ая", "ое", "ие", "ого", "ой", "ому", "им", "их", "ую", "ими", "ом")
+            ]
     return [adjective]
 
 
@@ -134,8 +143,13 @@ def russian_phrase_forms(phrase: str) -> list[str]:
         else:
             genitive, accusative, instrumental = nouns[1], nouns[3], nouns[4]
         prepositional = noun[:-1] + ("и" if noun.endswith("ия") else "е")
-        return [phrase, f"{stem}ой {genitive}", f"{stem}ой {prepositional}",
-                f"{stem}ую {accusative}", f"{stem}ой {instrumental}"]
+        return [
+            phrase,
+            f"{stem}ой {genitive}",
+            f"{stem}ой {prepositional}",
+            f"{stem}ую {accusative}",
+            f"{stem}ой {instrumental}",
+        ]
     if adjective.endswith(("ый", "ий")) and noun[-1] in "бвгджзклмнпрстфхцчшщ":
         stem = adjective[:-2]
         soft = adjective.endswith("ий") and adjective[-3] not in "кгхжшщч"
@@ -167,8 +181,9 @@ def _expand_forms(regions: dict[str, dict[str, Any]]) -> None:
         for alias in entry["aliases"]:
             forms = [alias]
             if _cyrillic(alias):
-                forms = russian_noun_forms(alias) if " " not in alias else \
-                    russian_phrase_forms(alias)
+                forms = (
+                    russian_noun_forms(alias) if " " not in alias else russian_phrase_forms(alias)
+                )
             for form in forms:
                 aliases.extend(umlaut_spellings(form))
         entry["aliases"] = list(dict.fromkeys(aliases))
@@ -233,10 +248,17 @@ def _countries(curated: dict[str, Any]) -> dict[str, dict[str, Any]]:
         english = territories["en"].get(country.alpha_2, "")
         # the display name: CLDR's English name unless it is a disambiguated
         # label ("Congo - Kinshasa"), then the first one without an inversion
-        choices = [english if " - " not in english and "&" not in english else "",
-                   getattr(country, "common_name", ""), extra.get("name", ""), country.name]
-        name = next(c for c in choices if c and "," not in c) if any(
-            c and "," not in c for c in choices) else country.name
+        choices = [
+            english if " - " not in english and "&" not in english else "",
+            getattr(country, "common_name", ""),
+            extra.get("name", ""),
+            country.name,
+        ]
+        name = (
+            next(c for c in choices if c and "," not in c)
+            if any(c and "," not in c for c in choices)
+            else country.name
+        )
         entry = _entry(code, name, "country", parents)
         for attr in ("name", "common_name", "official_name"):
             _add(entry, "aliases", [_clean_name(getattr(country, attr, "") or "") or ""])
@@ -246,8 +268,15 @@ def _countries(curated: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 continue
             forms = {"ru": russian_noun_forms, "de": german_name_forms}.get(lang, lambda n: [n])
             _add(entry, "aliases", forms(name))
-        _add(entry, "aliases", [s for s in extra.get("altSpellings", []) if s in TEXT_CODES
-                                or (len(s) > 3 and "," not in s and not s.isupper())])
+        _add(
+            entry,
+            "aliases",
+            [
+                s
+                for s in extra.get("altSpellings", [])
+                if s in TEXT_CODES or (len(s) > 3 and "," not in s and not s.isupper())
+            ],
+        )
         if extra.get("demonym"):
             _add(entry, "demonyms", english_demonym_forms(extra["demonym"]))
         entry["population"] = int(gc.get("population") or extra.get("population") or 0)
@@ -282,8 +311,9 @@ def _subdivisions(curated: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _admin1_parent(curated: dict[str, Any], known: dict[str, dict[str, Any]],
-                   country: str, admin1: str) -> str:
+def _admin1_parent(
+    curated: dict[str, Any], known: dict[str, dict[str, Any]], country: str, admin1: str
+) -> str:
     """The region id of a GeoNames first-level division, or the country."""
     if country == "us":
         candidate = f"us-{admin1.lower()}"
@@ -293,8 +323,9 @@ def _admin1_parent(curated: dict[str, Any], known: dict[str, dict[str, Any]],
     return candidate if candidate in known else country
 
 
-def _cities(curated: dict[str, Any], known: dict[str, dict[str, Any]],
-            taken: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+def _cities(
+    curated: dict[str, Any], known: dict[str, dict[str, Any]], taken: set[tuple[str, str]]
+) -> dict[str, dict[str, Any]]:
     """Populated places above the per-country threshold, largest first.
 
     One place per name per first-level division (Paris, Texas and Paris,
@@ -315,8 +346,12 @@ def _cities(curated: dict[str, Any], known: dict[str, dict[str, Any]],
         name = city["name"]
         folded = fold(name)
         limit = thresholds.get(country, thresholds["default"])
-        if (city["population"] < limit or folded in blocked or folded in blocked_aliases
-                or (country, folded) in taken):
+        if (
+            city["population"] < limit
+            or folded in blocked
+            or folded in blocked_aliases
+            or (country, folded) in taken
+        ):
             continue
         parent = _admin1_parent(curated, known, country, str(city["admin1code"]))
         if (parent, folded, country) in seen:
@@ -362,8 +397,7 @@ def build() -> dict[str, Any]:
         merged = dict(item, generated=False)
         if base is not None:
             merged["aliases"] = list(dict.fromkeys(item["aliases"] + base["aliases"]))
-            merged["demonyms"] = list(dict.fromkeys(item.get("demonyms", [])
-                                                    + base["demonyms"]))
+            merged["demonyms"] = list(dict.fromkeys(item.get("demonyms", []) + base["demonyms"]))
             for key in ("population", "neighbours"):
                 if key in base and key not in item:
                     merged[key] = base[key]
@@ -373,8 +407,11 @@ def build() -> dict[str, Any]:
         regions[item["id"]] = merged
     _apply_curated_names(regions, curated)
     _expand_forms(regions)
-    taken = {(_country_of(rid), fold(alias))
-             for rid, region in regions.items() for alias in region["aliases"]}
+    taken = {
+        (_country_of(rid), fold(alias))
+        for rid, region in regions.items()
+        for alias in region["aliases"]
+    }
     regions.update(_cities(curated, regions, taken))
     blocked = {fold(name) for name in curated["blocked_aliases"]}
     for region in regions.values():
@@ -389,8 +426,9 @@ def build() -> dict[str, Any]:
 def write(path: Path = GAZETTEER_PATH) -> int:
     """Build and write the gazetteer; returns the number of regions."""
     data = build()
-    path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8"
+    )
     return len(data["regions"])
 
 

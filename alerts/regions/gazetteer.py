@@ -40,8 +40,14 @@ BODY_MENTIONS_REQUIRED = 2
 DIRECT_ZONES = frozenset({"tag", "title", "lead"})
 
 #: Prior per kind for regions without a population (curated entries).
-KIND_PRIOR = {"country": 3.0, "macro": 2.5, "historical": 2.0, "region": 2.0, "district": 2.0,
-              "city": 1.0}
+KIND_PRIOR = {
+    "country": 3.0,
+    "macro": 2.5,
+    "historical": 2.0,
+    "region": 2.0,
+    "district": 2.0,
+    "city": 1.0,
+}
 #: A country's prior grows slowly with its population (+0.3 at 1M, +0.45 at
 #: 1bn), enough to tell the two Congos apart, never enough to beat context.
 COUNTRY_POPULATION_WEIGHT = 1 / 20
@@ -60,11 +66,51 @@ PERSON_CHECK_POPULATION = 1_000_000
 #: title-case headline: capitals say nothing there, so smaller places need support.
 TITLE_CASE_SHARE = 0.6
 #: Abbreviations that are everyday words and never qualify a place ("IN", "OR").
-AMBIGUOUS_QUALIFIERS = frozenset({
-    "in", "or", "me", "ok", "hi", "de", "la", "ma", "pa", "co", "id", "al", "oh", "mo",
-    "ill", "miss", "mass", "wash", "ore", "cal", "man", "on", "ab", "ne", "act", "wa", "sa",
-    "vic", "tas", "ms", "mi", "ut", "nt", "ar", "ind", "del", "sc", "ri", "mt", "md", "ks",
-})
+AMBIGUOUS_QUALIFIERS = frozenset(
+    {
+        "in",
+        "or",
+        "me",
+        "ok",
+        "hi",
+        "de",
+        "la",
+        "ma",
+        "pa",
+        "co",
+        "id",
+        "al",
+        "oh",
+        "mo",
+        "ill",
+        "miss",
+        "mass",
+        "wash",
+        "ore",
+        "cal",
+        "man",
+        "on",
+        "ab",
+        "ne",
+        "act",
+        "wa",
+        "sa",
+        "vic",
+        "tas",
+        "ms",
+        "mi",
+        "ut",
+        "nt",
+        "ar",
+        "ind",
+        "del",
+        "sc",
+        "ri",
+        "mt",
+        "md",
+        "ks",
+    }
+)
 
 #: Evidence weights (see docs/architecture.md, "Region detection").
 ADJACENT_BONUS = 10.0  # "Paris, Texas", "Atlanta, Georgia": the neighbour contains / lies inside it
@@ -79,38 +125,120 @@ CONTAINER_BONUS = 1.0  # this reading lies inside another named place
 
 #: Words before a name that say it is a sub-national division.
 DIVISION_CUES_BEFORE: tuple[tuple[str, ...], ...] = (
-    ("state", "of"), ("province", "of"), ("commonwealth", "of"), ("штат",), ("штата",),
-    ("штате",), ("штату",), ("провинция",), ("провинции",), ("bundesstaat",),
-    ("us", "bundesstaat"), ("bundesstaats",), ("provinz",),
+    ("state", "of"),
+    ("province", "of"),
+    ("commonwealth", "of"),
+    ("штат",),
+    ("штата",),
+    ("штате",),
+    ("штату",),
+    ("провинция",),
+    ("провинции",),
+    ("bundesstaat",),
+    ("us", "bundesstaat"),
+    ("bundesstaats",),
+    ("provinz",),
 )
 DIVISION_CUES_AFTER: tuple[tuple[str, ...], ...] = (("state",),)
 #: Organisation patterns: the name is part of an institution's name. They
 #: favour sub-national readings ("University of Georgia" is the state's).
 ORGANISATION_BEFORE: tuple[tuple[str, ...], ...] = (
-    ("university", "of"), ("bureau", "of"), ("college", "of"), ("governor", "of"),
+    ("university", "of"),
+    ("bureau", "of"),
+    ("college", "of"),
+    ("governor", "of"),
 )
 ORGANISATION_AFTER: tuple[tuple[str, ...], ...] = (
-    ("bureau",), ("police",), ("university",), ("state", "university"), ("department",),
-    ("sheriff",), ("senate",), ("legislature",), ("attorney", "general"), ("governor",),
-    ("tech",), ("bulldogs",),
+    ("bureau",),
+    ("police",),
+    ("university",),
+    ("state", "university"),
+    ("department",),
+    ("sheriff",),
+    ("senate",),
+    ("legislature",),
+    ("attorney", "general"),
+    ("governor",),
+    ("tech",),
+    ("bulldogs",),
 )
 #: Words after a name that make it another thing of that name ("Lebanon
 #: County", "Georgia Avenue"): the mention is dropped.
-NOT_PLACE_AFTER = frozenset({"county", "parish", "avenue", "street", "road", "boulevard",
-                             "times", "post", "herald", "tribune", "journal", "gazette",
-                             "chronicle"})
+NOT_PLACE_AFTER = frozenset(
+    {
+        "county",
+        "parish",
+        "avenue",
+        "street",
+        "road",
+        "boulevard",
+        "times",
+        "post",
+        "herald",
+        "tribune",
+        "journal",
+        "gazette",
+        "chronicle",
+    }
+)
 #: Words before a name that make it a lake or a mountain ("Lake Victoria").
 NOT_PLACE_BEFORE = frozenset({"lake", "mount", "mt", "cape"})
 #: Titles before a name that make it a person ("Mr Jordan", "Sen. Georgia").
-PERSON_TITLES = frozenset({"mr", "mrs", "ms", "miss", "dr", "sen", "rep", "gov", "judge",
-                           "coach", "president", "господин", "frau", "herr"})
+PERSON_TITLES = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "dr",
+        "sen",
+        "rep",
+        "gov",
+        "judge",
+        "coach",
+        "president",
+        "господин",
+        "frau",
+        "herr",
+    }
+)
 #: Words that may follow a given-name place without making it a person.
-PLACE_FOLLOWERS = frozenset({
-    "river", "valley", "city", "state", "republic", "government", "news",
-    "university", "bureau", "police", "department", "county", "power", "tech", "street",
-    "avenue", "road", "coast", "lake", "mountains", "sea", "bay", "island", "islands",
-    "international", "national", "airport", "port", "north", "south", "east", "west",
-})
+PLACE_FOLLOWERS = frozenset(
+    {
+        "river",
+        "valley",
+        "city",
+        "state",
+        "republic",
+        "government",
+        "news",
+        "university",
+        "bureau",
+        "police",
+        "department",
+        "county",
+        "power",
+        "tech",
+        "street",
+        "avenue",
+        "road",
+        "coast",
+        "lake",
+        "mountains",
+        "sea",
+        "bay",
+        "island",
+        "islands",
+        "international",
+        "national",
+        "airport",
+        "port",
+        "north",
+        "south",
+        "east",
+        "west",
+    }
+)
 
 
 class UnknownRegionError(ValueError):
@@ -210,8 +338,25 @@ def _acronym(alias: str) -> bool:
 
 
 #: Acronyms that are names in running text on their own.
-STRONG_ACRONYMS = frozenset({"us", "usa", "u s", "u s a", "uk", "u k", "uae", "u a e", "ussr",
-                             "u s s r", "drc", "d c", "сша", "ссср", "кндр"})
+STRONG_ACRONYMS = frozenset(
+    {
+        "us",
+        "usa",
+        "u s",
+        "u s a",
+        "uk",
+        "u k",
+        "uae",
+        "u a e",
+        "ussr",
+        "u s s r",
+        "drc",
+        "d c",
+        "сша",
+        "ссср",
+        "кндр",
+    }
+)
 
 
 class Gazetteer:
@@ -227,8 +372,11 @@ class Gazetteer:
         self._by_first: dict[str, list[tuple[int, dict[tuple[str, ...], list[_Reading]]]]] = {
             first: sorted(by_length.items(), reverse=True) for first, by_length in grouped.items()
         }
-        self._lower_first = frozenset(words[0] for words, readings in aliases.items()
-                                      if any(not r.needs_capital for r in readings))
+        self._lower_first = frozenset(
+            words[0]
+            for words, readings in aliases.items()
+            if any(not r.needs_capital for r in readings)
+        )
         self._ancestors: dict[str, frozenset[str]] = {}
         self._countries: dict[str, frozenset[str]] = {}
         self._division: dict[str, str] = {}
@@ -242,19 +390,30 @@ class Gazetteer:
         for item in data["regions"]:
             population = int(item.get("population") or 0)
             cues = tuple(tuple(tokenize(cue)) for cue in item.get("cues", []))
-            region = Region(item["id"], item["name"], item["kind"], tuple(item["parents"]),
-                            _prior(item), bool(item.get("generated")), cues, population,
-                            tuple(item.get("neighbours", ())), bool(item.get("common")))
+            region = Region(
+                item["id"],
+                item["name"],
+                item["kind"],
+                tuple(item["parents"]),
+                _prior(item),
+                bool(item.get("generated")),
+                cues,
+                population,
+                tuple(item.get("neighbours", ())),
+                bool(item.get("common")),
+            )
             regions.append(region)
-            small = region.kind == "city" and region.generated and (
-                population < STANDALONE_POPULATION or region.common_word)
+            small = (
+                region.kind == "city"
+                and region.generated
+                and (population < STANDALONE_POPULATION or region.common_word)
+            )
             for alias in [*item["aliases"], *item.get("demonyms", [])]:
                 words = tuple(tokenize(alias))
                 if not words:
                     continue
                 weak = small or (_acronym(alias) and " ".join(words) not in STRONG_ACRONYMS)
-                _add_reading(aliases, words, _Reading(region.id, _needs_capital(alias),
-                                                      weak=weak))
+                _add_reading(aliases, words, _Reading(region.id, _needs_capital(alias), weak=weak))
             for abbreviation in item.get("qualifiers", []):
                 words = tuple(tokenize(abbreviation))
                 if words and " ".join(words) not in AMBIGUOUS_QUALIFIERS:
@@ -286,8 +445,9 @@ class Gazetteer:
     def countries(self, region_id: str) -> frozenset[str]:
         cached = self._countries.get(region_id)
         if cached is None:
-            cached = frozenset(a for a in self.ancestors(region_id)
-                               if self.regions[a].kind == "country")
+            cached = frozenset(
+                a for a in self.ancestors(region_id) if self.regions[a].kind == "country"
+            )
             self._countries[region_id] = cached
         return cached
 
@@ -299,7 +459,8 @@ class Gazetteer:
             for ancestor in self.ancestors(region_id):
                 region = self.regions[ancestor]
                 if region.kind == "region" and any(
-                        self.regions[p].kind == "country" for p in region.parents):
+                    self.regions[p].kind == "country" for p in region.parents
+                ):
                     cached = ancestor
                     break
             self._division[region_id] = cached
@@ -345,8 +506,11 @@ class Gazetteer:
             for candidate in inner:
                 if any(self.contains(o, candidate) for o in outer):
                     return self.regions[candidate]
-            if inner and words[split:] and all(w in ("state", "us", "u", "s") for w in
-                                               words[split:]):
+            if (
+                inner
+                and words[split:]
+                and all(w in ("state", "us", "u", "s") for w in words[split:])
+            ):
                 for candidate in inner:
                     if self.regions[candidate].kind == "region":
                         return self.regions[candidate]
@@ -377,8 +541,11 @@ class Gazetteer:
         out: list[str] = []
         for name in close:
             region = self.regions[by_name[name]]
-            if region.generated and region.kind == "city" and region.population < \
-                    SUGGESTED_POPULATION:
+            if (
+                region.generated
+                and region.kind == "city"
+                and region.population < SUGGESTED_POPULATION
+            ):
                 continue  # a reader who misspells a region rarely means a small town
             if region.name not in out:
                 out.append(region.name)
@@ -413,12 +580,17 @@ class Gazetteer:
                     end = i + length
                     if end > n:
                         continue
-                    readings = table.get(tuple(words[i:end])) if length > 1 else table.get(
-                        (words[i],))
+                    readings = (
+                        table.get(tuple(words[i:end])) if length > 1 else table.get((words[i],))
+                    )
                     if readings is None:
                         continue
-                    usable = [r for r in readings if (capital or not r.needs_capital)
-                              and (not r.qualifier or (previous_end == i and zone != "title"))]
+                    usable = [
+                        r
+                        for r in readings
+                        if (capital or not r.needs_capital)
+                        and (not r.qualifier or (previous_end == i and zone != "title"))
+                    ]
                     if usable:
                         found.append((i, end, usable))
                         step = length
@@ -443,8 +615,13 @@ class Gazetteer:
                         context.neighbours.setdefault(neighbour, other)
         return context
 
-    def _score(self, candidate: str, context: _Context, near_words: _Surroundings,
-               neighbours: Sequence[str]) -> tuple[float, str, bool]:
+    def _score(
+        self,
+        candidate: str,
+        context: _Context,
+        near_words: _Surroundings,
+        neighbours: Sequence[str],
+    ) -> tuple[float, str, bool]:
         """Score one reading: (score, the evidence that counted, locally supported)."""
         region = self.regions[candidate]
         score = region.prior
@@ -453,16 +630,24 @@ class Gazetteer:
         before, after = near_words
         sub_national = region.kind in ("region", "city", "district")
         for neighbour in neighbours:
-            if neighbour != candidate and (self.contains(neighbour, candidate)
-                                           or self.contains(candidate, neighbour)):
+            if neighbour != candidate and (
+                self.contains(neighbour, candidate) or self.contains(candidate, neighbour)
+            ):
                 score += ADJACENT_BONUS
                 evidence.append(f"next to {self.regions[neighbour].name}")
                 supported = True
                 break
         else:
-            other = next((n for n in neighbours if n != candidate
-                          and self.regions[n].kind == region.kind
-                          and self.regions[n].parents == region.parents), None)
+            other = next(
+                (
+                    n
+                    for n in neighbours
+                    if n != candidate
+                    and self.regions[n].kind == region.kind
+                    and self.regions[n].parents == region.parents
+                ),
+                None,
+            )
             if other is not None:
                 score += LIST_BONUS
                 evidence.append(f"listed with {self.regions[other].name}")
@@ -477,8 +662,10 @@ class Gazetteer:
             score += CUE_BONUS
             evidence.append("before 'state'")
             supported = True
-        if sub_national and (any(c in before for c in ORGANISATION_BEFORE)
-                             or any(c in after for c in ORGANISATION_AFTER)):
+        if sub_national and (
+            any(c in before for c in ORGANISATION_BEFORE)
+            or any(c in after for c in ORGANISATION_AFTER)
+        ):
             score += ORGANISATION_BONUS
             evidence.append("organisation name")
         countries = self.countries(candidate)
@@ -502,9 +689,15 @@ class Gazetteer:
             supported = True
             near.append(same_division)
         own = self.ancestors(candidate)
-        same_country = next((member for c in countries for member in context.countries.get(c, ())
-                             if member not in own and candidate not in self.ancestors(member)),
-                            None)
+        same_country = next(
+            (
+                member
+                for c in countries
+                for member in context.countries.get(c, ())
+                if member not in own and candidate not in self.ancestors(member)
+            ),
+            None,
+        )
         if same_country is not None and same_division is None:
             # a country's other places say more about a state than about a
             # city: world news names big cities of countries it also names
@@ -518,8 +711,9 @@ class Gazetteer:
             evidence.append("with " + ", ".join(names[:3]))
         return score, "; ".join(evidence), supported
 
-    def _not_a_place(self, tokens: Sequence[Token], start: int, end: int, zone: str,
-                     hit_starts: set[int]) -> str:
+    def _not_a_place(
+        self, tokens: Sequence[Token], start: int, end: int, zone: str, hit_starts: set[int]
+    ) -> str:
         """Why the name here is something else, or ``""``."""
         after = tokens[end][0] if end < len(tokens) else ""
         if after in NOT_PLACE_AFTER:
@@ -529,43 +723,78 @@ class Gazetteer:
             return f"'{before}' before it"
         if before in NOT_PLACE_BEFORE:
             return f"'{before}' before it"
-        if (zone in ("lead", "body") and end == start + 1 and end < len(tokens)
-                and tokens[start][0] in _GIVEN_NAMES and tokens[end][1]
-                and after not in PLACE_FOLLOWERS and end not in hit_starts
-                and tokens[end][0].isalpha()):
+        if (
+            zone in ("lead", "body")
+            and end == start + 1
+            and end < len(tokens)
+            and tokens[start][0] in _GIVEN_NAMES
+            and tokens[end][1]
+            and after not in PLACE_FOLLOWERS
+            and end not in hit_starts
+            and tokens[end][0].isalpha()
+        ):
             return "a first name before a surname"
         return ""
 
-    def detect(self, *, title: str = "", lead: str = "", body: str = "",
-               tags: Sequence[str] = ()) -> RegionAssignment:
+    def detect(
+        self, *, title: str = "", lead: str = "", body: str = "", tags: Sequence[str] = ()
+    ) -> RegionAssignment:
         """Apply the region rule to one article (``body`` excludes the lead)."""
-        return self.detect_tokens([
-            ("title", tokenize_with_case(title)), ("lead", tokenize_with_case(lead)),
-            ("body", tokenize_with_case(body))], tags)
+        return self.detect_tokens(
+            [
+                ("title", tokenize_with_case(title)),
+                ("lead", tokenize_with_case(lead)),
+                ("body", tokenize_with_case(body)),
+            ],
+            tags,
+        )
 
-    def detect_tokens(self, zones: Sequence[tuple[str, list[Token]]],
-                      tags: Sequence[str] = ()) -> RegionAssignment:
+    def detect_tokens(
+        self, zones: Sequence[tuple[str, list[Token]]], tags: Sequence[str] = ()
+    ) -> RegionAssignment:
         """:meth:`detect` for text already tokenised (``analyze`` shares its tokens)."""
         zones = [*(("tag", tokenize_with_case(tag)) for tag in tags), *zones]
         raw = [(zone, tokens, self._scan(tokens, zone)) for zone, tokens in zones]
-        title_case = {zone for zone, tokens in zones if zone != "tag" and len(tokens) > 2
-                      and sum(1 for t in tokens if t[1]) > TITLE_CASE_SHARE * len(tokens)}
+        title_case = {
+            zone
+            for zone, tokens in zones
+            if zone != "tag"
+            and len(tokens) > 2
+            and sum(1 for t in tokens if t[1]) > TITLE_CASE_SHARE * len(tokens)
+        }
         # context: names with one strong reading (ambiguous ones vote after scoring)
-        context = self._context({
-            readings[0].region_id for _, _, hits in raw for _, _, readings in hits
-            if len(readings) == 1 and not readings[0].weak and not readings[0].qualifier})
+        context = self._context(
+            {
+                readings[0].region_id
+                for _, _, hits in raw
+                for _, _, readings in hits
+                if len(readings) == 1 and not readings[0].weak and not readings[0].qualifier
+            }
+        )
         mentions: list[Mention] = []
         for zone, tokens, hits in raw:
             # names a person's surname cannot be: places that stand on their own
-            starts = {start for start, _, readings in hits
-                      if any(not r.weak and not r.qualifier for r in readings)}
+            starts = {
+                start
+                for start, _, readings in hits
+                if any(not r.weak and not r.qualifier for r in readings)
+            }
             previous: tuple[int, list[str]] = (-1, [])
             for index, (start, end, readings) in enumerate(hits):
                 adjacent = list(previous[1]) if previous[0] == start else []
                 if index + 1 < len(hits) and hits[index + 1][0] == end:
                     adjacent += [r.region_id for r in hits[index + 1][2]]
-                chosen = self._choose(readings, context, tokens, start, end, adjacent, zone,
-                                      starts, zone in title_case)
+                chosen = self._choose(
+                    readings,
+                    context,
+                    tokens,
+                    start,
+                    end,
+                    adjacent,
+                    zone,
+                    starts,
+                    zone in title_case,
+                )
                 if chosen is not None:
                     text = " ".join(t[0] for t in tokens[start:end])
                     mentions.append(Mention(chosen[0], zone, text, start, chosen[1]))
@@ -574,9 +803,18 @@ class Gazetteer:
                     previous = (end, [r.region_id for r in readings])
         return RegionAssignment(self._apply_rule(mentions), mentions)
 
-    def _choose(self, readings: list[_Reading], context: _Context, tokens: Sequence[Token],
-                start: int, end: int, adjacent: list[str], zone: str,
-                hit_starts: set[int], title_case: bool = False) -> tuple[str, str] | None:
+    def _choose(
+        self,
+        readings: list[_Reading],
+        context: _Context,
+        tokens: Sequence[Token],
+        start: int,
+        end: int,
+        adjacent: list[str],
+        zone: str,
+        hit_starts: set[int],
+        title_case: bool = False,
+    ) -> tuple[str, str] | None:
         """The reading a name takes here and why, or ``None`` when it is no place."""
         if all(r.qualifier for r in readings):
             # "Ga." right after a place: the qualifier itself names the state
@@ -587,8 +825,11 @@ class Gazetteer:
             if why_not:
                 return None
         if zone != "tag" and end == start + 1:
-            readings = [r for r in readings
-                        if not self._town_read_as_name(r, tokens, start, hit_starts, title_case)]
+            readings = [
+                r
+                for r in readings
+                if not self._town_read_as_name(r, tokens, start, hit_starts, title_case)
+            ]
             if not readings:
                 return None
         if len(readings) == 1 and not readings[0].weak and not adjacent and not title_case:
@@ -596,17 +837,23 @@ class Gazetteer:
         best: tuple[float, str, str] | None = None
         # the word sequences just before and after the name, as sets of
         # tuples, so each cue is one set probe
-        before_words = [t[0] for t in tokens[max(0, start - 3):start]]
-        after_words = [t[0] for t in tokens[end:end + 2]]
-        near_words = ({tuple(before_words[-k:]) for k in range(1, len(before_words) + 1)},
-                      {tuple(after_words[:k]) for k in range(1, len(after_words) + 1)})
+        before_words = [t[0] for t in tokens[max(0, start - 3) : start]]
+        after_words = [t[0] for t in tokens[end : end + 2]]
+        near_words = (
+            {tuple(before_words[-k:]) for k in range(1, len(before_words) + 1)},
+            {tuple(after_words[:k]) for k in range(1, len(after_words) + 1)},
+        )
         for reading in readings:
             weak = reading.weak or (title_case and self._small_town(reading.region_id))
-            if weak and not adjacent and not self._may_be_supported(reading.region_id, context,
-                                                                    near_words):
+            if (
+                weak
+                and not adjacent
+                and not self._may_be_supported(reading.region_id, context, near_words)
+            ):
                 continue  # the common case for a small town: nothing beside it
-            score, evidence, supported = self._score(reading.region_id, context, near_words,
-                                                     adjacent)
+            score, evidence, supported = self._score(
+                reading.region_id, context, near_words, adjacent
+            )
             if weak and not supported:
                 continue
             if best is None or score > best[0]:
@@ -616,8 +863,9 @@ class Gazetteer:
         evidence = best[2] or "most likely reading"
         return best[1], evidence if len(readings) > 1 or best[2] else ""
 
-    def _may_be_supported(self, candidate: str, context: _Context,
-                          near_words: _Surroundings) -> bool:
+    def _may_be_supported(
+        self, candidate: str, context: _Context, near_words: _Surroundings
+    ) -> bool:
         """A cheap test that :meth:`_score` could find local support."""
         if candidate in context.inside:
             return True
@@ -631,24 +879,39 @@ class Gazetteer:
 
     def _small_town(self, region_id: str) -> bool:
         region = self.regions[region_id]
-        return region.generated and region.kind == "city" and \
-            region.population < PERSON_CHECK_POPULATION
+        return (
+            region.generated
+            and region.kind == "city"
+            and region.population < PERSON_CHECK_POPULATION
+        )
 
-    def _town_read_as_name(self, reading: _Reading, tokens: Sequence[Token], start: int,
-                           hit_starts: set[int], title_case: bool) -> bool:
+    def _town_read_as_name(
+        self,
+        reading: _Reading,
+        tokens: Sequence[Token],
+        start: int,
+        hit_starts: set[int],
+        title_case: bool,
+    ) -> bool:
         """A smaller town's one-word name beside a capitalised word that is no
         place is part of a person's or a firm's name ("Nigel Lawson", "Queen
         Elizabeth", "Weston Presidio"); capitals in a headline say nothing."""
         if title_case or not self._small_town(reading.region_id):
             return False
         end = start + 1
-        if end < len(tokens) and tokens[end][1] and end not in hit_starts and \
-                tokens[end][0].isalpha() and tokens[end][0] not in PLACE_FOLLOWERS:
+        if (
+            end < len(tokens)
+            and tokens[end][1]
+            and end not in hit_starts
+            and tokens[end][0].isalpha()
+            and tokens[end][0] not in PLACE_FOLLOWERS
+        ):
             return True
         if start and tokens[start - 1][1] and (start - 1) not in hit_starts:
             before = tokens[start - 1][0]
-            return before.isalpha() and before not in _SENTENCE_WORDS and \
-                before not in PLACE_FOLLOWERS
+            return (
+                before.isalpha() and before not in _SENTENCE_WORDS and before not in PLACE_FOLLOWERS
+            )
         return False
 
     def _apply_rule(self, mentions: Sequence[Mention]) -> frozenset[str]:
@@ -666,31 +929,148 @@ class Gazetteer:
 
 #: Place names that are also common first names: followed by a capitalised
 #: word that is no place ("Georgia Stevens", "Jordan Clark"), they are a person.
-_GIVEN_NAMES = frozenset(fold(name) for name in (
-    "Georgia", "Jordan", "Chad", "Lori", "Victoria", "Florence", "Austin", "Paris", "Israel",
-    "Kenya", "India", "Asia", "Chelsea", "Sydney", "Dallas", "Houston", "Devon", "Sierra",
-    "Virginia", "Carolina", "Regina", "Madison", "Lincoln", "Jackson", "Hamilton", "Eugene",
-    "Marion", "Troy", "Tyler", "Orlando", "Aurora", "Charlotte", "Savannah", "Brooklyn",
-    "Phoenix", "Dakota", "Montana", "Nevada", "Alexandria", "Vienna", "Adelaide", "Camden",
-    "Chester", "Clinton", "Douglas", "Florida", "Kennedy", "Lebanon", "Logan", "Milan",
-    "Santiago", "Sofia", "Valencia", "Warren", "Wellington", "Winston", "Sheridan", "Gary",
-))
+_GIVEN_NAMES = frozenset(
+    fold(name)
+    for name in (
+        "Georgia",
+        "Jordan",
+        "Chad",
+        "Lori",
+        "Victoria",
+        "Florence",
+        "Austin",
+        "Paris",
+        "Israel",
+        "Kenya",
+        "India",
+        "Asia",
+        "Chelsea",
+        "Sydney",
+        "Dallas",
+        "Houston",
+        "Devon",
+        "Sierra",
+        "Virginia",
+        "Carolina",
+        "Regina",
+        "Madison",
+        "Lincoln",
+        "Jackson",
+        "Hamilton",
+        "Eugene",
+        "Marion",
+        "Troy",
+        "Tyler",
+        "Orlando",
+        "Aurora",
+        "Charlotte",
+        "Savannah",
+        "Brooklyn",
+        "Phoenix",
+        "Dakota",
+        "Montana",
+        "Nevada",
+        "Alexandria",
+        "Vienna",
+        "Adelaide",
+        "Camden",
+        "Chester",
+        "Clinton",
+        "Douglas",
+        "Florida",
+        "Kennedy",
+        "Lebanon",
+        "Logan",
+        "Milan",
+        "Santiago",
+        "Sofia",
+        "Valencia",
+        "Warren",
+        "Wellington",
+        "Winston",
+        "Sheridan",
+        "Gary",
+    )
+)
 
 
 #: Capitalised words that start sentences and headlines before a place
 #: ("In Hamilton, ..."); they do not make the place part of a name.
-_SENTENCE_WORDS = frozenset({
-    "in", "at", "from", "to", "the", "a", "an", "of", "and", "but", "on", "near", "for", "by",
-    "with", "outside", "inside", "into", "across", "since", "while", "when", "after", "before",
-    "as", "said", "says", "like", "via", "between", "around", "during", "over", "under",
-    "against", "than", "if", "both", "only", "also", "then", "there", "here", "this", "that",
-    "last", "next", "rural", "greater", "central", "downtown", "metro", "northern", "southern",
-    "eastern", "western", "im", "aus", "nach", "bei", "und", "в", "из", "во", "на", "и",
-})
+_SENTENCE_WORDS = frozenset(
+    {
+        "in",
+        "at",
+        "from",
+        "to",
+        "the",
+        "a",
+        "an",
+        "of",
+        "and",
+        "but",
+        "on",
+        "near",
+        "for",
+        "by",
+        "with",
+        "outside",
+        "inside",
+        "into",
+        "across",
+        "since",
+        "while",
+        "when",
+        "after",
+        "before",
+        "as",
+        "said",
+        "says",
+        "like",
+        "via",
+        "between",
+        "around",
+        "during",
+        "over",
+        "under",
+        "against",
+        "than",
+        "if",
+        "both",
+        "only",
+        "also",
+        "then",
+        "there",
+        "here",
+        "this",
+        "that",
+        "last",
+        "next",
+        "rural",
+        "greater",
+        "central",
+        "downtown",
+        "metro",
+        "northern",
+        "southern",
+        "eastern",
+        "western",
+        "im",
+        "aus",
+        "nach",
+        "bei",
+        "und",
+        "в",
+        "из",
+        "во",
+        "на",
+        "и",
+    }
+)
 
 
-def _add_reading(aliases: dict[tuple[str, ...], list[_Reading]], words: tuple[str, ...],
-                 reading: _Reading) -> None:
+def _add_reading(
+    aliases: dict[tuple[str, ...], list[_Reading]], words: tuple[str, ...], reading: _Reading
+) -> None:
     readings = aliases.setdefault(words, [])
     for index, existing in enumerate(readings):
         if existing.region_id == reading.region_id:

@@ -93,8 +93,10 @@ def check_ledger_against_smtp_log(stack: Stack, emails: list[str]) -> int:
         )
     assert ledger == {email: ids[0] for email, ids in received.items()}
     # Shown with -rP: what the fault really cost, against the bound.
-    print(f"accepted {sum(map(len, received.values()))} for {len(emails)}: lost 0, "
-          f"{duplicates} duplicated (bound {DUPLICATES_BOUND})")
+    print(
+        f"accepted {sum(map(len, received.values()))} for {len(emails)}: lost 0, "
+        f"{duplicates} duplicated (bound {DUPLICATES_BOUND})"
+    )
     return duplicates
 
 

@@ -147,9 +147,7 @@ def test_an_outcome_is_committed_before_the_next_message_goes_out(desk: Desk) ->
             with desk.database.session_scope() as session:
                 seen.append(
                     session.scalar(
-                        select(func.count(Delivery.id)).where(
-                            Delivery.state == DeliveryState.SENT
-                        )
+                        select(func.count(Delivery.id)).where(Delivery.state == DeliveryState.SENT)
                     )
                     or 0
                 )

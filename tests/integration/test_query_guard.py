@@ -165,11 +165,17 @@ def test_matching_skips_and_records_a_broken_stored_interest(
     with database.session_scope() as session:
         readers = [
             add_subscriber(
-                session, NewSubscriber(email=f"{name}@example.org", query=query, confirmed=True),
-                settings, now,
+                session,
+                NewSubscriber(email=f"{name}@example.org", query=query, confirmed=True),
+                settings,
+                now,
             )
-            for name, query in (("anna", "referendum"), ("boris", "referendum OR annex*"),
-                                ("deep", "flood"), ("lost", "flood"))
+            for name, query in (
+                ("anna", "referendum"),
+                ("boris", "referendum OR annex*"),
+                ("deep", "flood"),
+                ("lost", "flood"),
+            )
         ]
         # Stored straight into the table, as before the limit existed (or
         # after it was lowered): the sign-up's validation never saw them.
@@ -177,8 +183,12 @@ def test_matching_skips_and_records_a_broken_stored_interest(
         deep.interests[0].query = DEEP
         lost.interests[0].regions = ["atlantis"]
         article = Article(
-            title="Referendum date set", body="The referendum is in spring.",
-            fingerprint="fp", title_key="tk", language="en", ingested_at=now,
+            title="Referendum date set",
+            body="The referendum is in spring.",
+            fingerprint="fp",
+            title_key="tk",
+            language="en",
+            ingested_at=now,
         )
         session.add(article)
         session.flush()
@@ -206,8 +216,12 @@ def test_matching_skips_and_records_a_broken_stored_interest(
         fixed.query, fixed.updated_at = "referendum", utcnow()
         # A new article arrives (the first one is done in the match ledger).
         later = Article(
-            title="Referendum turnout", body="Turnout at the referendum was high.",
-            fingerprint="fp2", title_key="tk2", language="en", ingested_at=now,
+            title="Referendum turnout",
+            body="Turnout at the referendum was high.",
+            fingerprint="fp2",
+            title_key="tk2",
+            language="en",
+            ingested_at=now,
         )
         session.add(later)
         session.flush()
@@ -226,8 +240,11 @@ def add_articles(database: Database, count: int, title: str, start: int = 0) -> 
     with database.session_scope() as session:
         session.add_all(
             Article(
-                title=f"{title} {n}", body="Rain all week.", fingerprint=f"fp{n}",
-                title_key=f"tk{n}", language="en",
+                title=f"{title} {n}",
+                body="Rain all week.",
+                fingerprint=f"fp{n}",
+                title_key=f"tk{n}",
+                language="en",
                 # the higher n, the newer
                 ingested_at=now - timedelta(days=1) + timedelta(seconds=n),
             )

@@ -35,7 +35,7 @@ from tests.integration.test_web_admin import ADMIN, add_user, form_token, signed
 FORMULAS = {
     "email": "=1+2@example.org",
     "query": "-rain flood",
-    "regions": "=HYPERLINK(\"http://evil.example\")",
+    "regions": '=HYPERLINK("http://evil.example")',
     "timezone": "+03:00",
     "name": "@SUM(A1:A9)",
     "language": "-x",
@@ -102,14 +102,25 @@ def test_export_neutralises_formula_cells_in_every_free_text_column(database: Da
     with database.session_scope() as session:
         # Stored straight, as a stranger's sign-up or an old import could have.
         subscriber = Subscriber(
-            email=FORMULAS["email"], name=FORMULAS["name"], frequency=Frequency.DAILY,
-            timezone=FORMULAS["timezone"], send_at=time(7, 0), language=FORMULAS["language"],
-            consent_source=FORMULAS["consent_source"], created_at=now,
-            status=SubscriberStatus.CONFIRMED, confirmed_at=now, last_digest_at=now,
+            email=FORMULAS["email"],
+            name=FORMULAS["name"],
+            frequency=Frequency.DAILY,
+            timezone=FORMULAS["timezone"],
+            send_at=time(7, 0),
+            language=FORMULAS["language"],
+            consent_source=FORMULAS["consent_source"],
+            created_at=now,
+            status=SubscriberStatus.CONFIRMED,
+            confirmed_at=now,
+            last_digest_at=now,
         )
         subscriber.interests.append(
-            Interest(query=FORMULAS["query"], regions=[FORMULAS["regions"]],
-                     created_at=now, updated_at=now)
+            Interest(
+                query=FORMULAS["query"],
+                regions=[FORMULAS["regions"]],
+                created_at=now,
+                updated_at=now,
+            )
         )
         subscriber.interests.append(
             Interest(query="\rrain", regions=[], created_at=now, updated_at=now)
@@ -171,9 +182,7 @@ def test_the_import_commits_once_per_batch_and_reports_lines_across_batches(
     assert len(emails(database)) == 6
 
 
-def test_other_writers_get_in_between_batches(
-    database: Database, small_batches: Settings
-) -> None:
+def test_other_writers_get_in_between_batches(database: Database, small_batches: Settings) -> None:
     other = second_writer(database)
     seen_between: list[int] = []
     locked_during: list[bool] = []
@@ -214,7 +223,10 @@ def test_a_failure_in_the_second_batch_keeps_the_first(
 
     with pytest.raises(ImportStoppedError) as stopped:
         import_csv_in_batches(
-            database, readers_csv(8, bad_lines=(3,)), small_batches, utcnow(),
+            database,
+            readers_csv(8, bad_lines=(3,)),
+            small_batches,
+            utcnow(),
             on_row=fail_in_second_batch,
         )
     assert stopped.value.line == 5
@@ -227,7 +239,9 @@ def test_a_failure_in_the_second_batch_keeps_the_first(
 
 
 def test_the_command_line_shows_each_committed_batch(
-    database: Database, small_batches: Settings, capsys: pytest.CaptureFixture[str],
+    database: Database,
+    small_batches: Settings,
+    capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
     csv_file = tmp_path / "readers.csv"
@@ -241,9 +255,7 @@ def test_the_command_line_shows_each_committed_batch(
     assert f"{csv_file}:6:" in captured.err
 
 
-def test_the_console_import_shows_its_batches(
-    database: Database, small_batches: Settings
-) -> None:
+def test_the_console_import_shows_its_batches(database: Database, small_batches: Settings) -> None:
     add_user(database, ADMIN, Role.ADMIN)
     client = signed_in(ADMIN)
     response = client.post(
@@ -267,21 +279,27 @@ def test_the_console_says_what_was_kept_when_an_import_stops(
     # The second batch meets a table the database refuses to write to.
     with database.session_scope() as session:
         if database.engine.dialect.name == "sqlite":
-            session.execute(text(
-                "CREATE TRIGGER refuse_ninth BEFORE INSERT ON subscribers "
-                "WHEN NEW.email = 'reader4@example.org' "
-                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-            ))
+            session.execute(
+                text(
+                    "CREATE TRIGGER refuse_ninth BEFORE INSERT ON subscribers "
+                    "WHEN NEW.email = 'reader4@example.org' "
+                    "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            )
         else:
-            session.execute(text(
-                "CREATE FUNCTION refuse_ninth() RETURNS trigger AS $$ BEGIN "
-                "IF NEW.email = 'reader4@example.org' THEN RAISE EXCEPTION 'disk full' "
-                "USING ERRCODE = '53100'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
-            ))
-            session.execute(text(
-                "CREATE TRIGGER refuse_ninth BEFORE INSERT ON subscribers "
-                "FOR EACH ROW EXECUTE FUNCTION refuse_ninth()"
-            ))
+            session.execute(
+                text(
+                    "CREATE FUNCTION refuse_ninth() RETURNS trigger AS $$ BEGIN "
+                    "IF NEW.email = 'reader4@example.org' THEN RAISE EXCEPTION 'disk full' "
+                    "USING ERRCODE = '53100'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+            )
+            session.execute(
+                text(
+                    "CREATE TRIGGER refuse_ninth BEFORE INSERT ON subscribers "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_ninth()"
+                )
+            )
     try:
         response = client.post(
             "/admin/subscribers/import",
@@ -290,8 +308,12 @@ def test_the_console_says_what_was_kept_when_an_import_stops(
         )
     finally:
         with database.session_scope() as session:
-            session.execute(text("DROP TRIGGER refuse_ninth" + (
-                "" if database.engine.dialect.name == "sqlite" else " ON subscribers")))
+            session.execute(
+                text(
+                    "DROP TRIGGER refuse_ninth"
+                    + ("" if database.engine.dialect.name == "sqlite" else " ON subscribers")
+                )
+            )
             if database.engine.dialect.name != "sqlite":
                 session.execute(text("DROP FUNCTION refuse_ninth()"))
     assert response.status_code == 503

@@ -29,9 +29,20 @@ def test_add_validates_and_stores_the_interest(
 ) -> None:
     code = main(
         [
-            "subscribers", "add", "Reader@Example.org", "--query", "referendum OR annex*",
-            "--region", "Tskhinvali Region", "--frequency", "weekly", "--timezone",
-            "Asia/Tbilisi", "--send-at", "06:30", "--confirmed",
+            "subscribers",
+            "add",
+            "Reader@Example.org",
+            "--query",
+            "referendum OR annex*",
+            "--region",
+            "Tskhinvali Region",
+            "--frequency",
+            "weekly",
+            "--timezone",
+            "Asia/Tbilisi",
+            "--send-at",
+            "06:30",
+            "--confirmed",
         ]
     )
     assert code == 0
@@ -100,8 +111,18 @@ def test_digests_send_now_and_schedule_list(
     database: Database, recorded_jobs: RecordedJobs, capsys: pytest.CaptureFixture[str]
 ) -> None:
     main(["subscribers", "add", "daily@example.org", "--query", "flood", "--confirmed"])
-    main(["subscribers", "add", "alerts@example.org", "--query", "flood", "--frequency",
-          "immediate", "--confirmed"])
+    main(
+        [
+            "subscribers",
+            "add",
+            "alerts@example.org",
+            "--query",
+            "flood",
+            "--frequency",
+            "immediate",
+            "--confirmed",
+        ]
+    )
     export = Path(__file__).parents[2] / "sample" / "desk-export.txt"
     assert main(["ingest", "--json", str(export)]) == 0
     capsys.readouterr()

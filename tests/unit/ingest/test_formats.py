@@ -262,7 +262,9 @@ def test_titles_never_keep_html() -> None:
 
 
 def test_utf16_feed_with_bom() -> None:
-    feed = '<?xml version="1.0" encoding="utf-16"?><rss version="2.0"><channel><item>' \
+    feed = (
+        '<?xml version="1.0" encoding="utf-16"?><rss version="2.0"><channel><item>'
         "<title>Überschwemmung im Tal</title></item></channel></rss>"
+    )
     [article] = parse_document(feed.encode("utf-16")).articles
     assert article.title == "Überschwemmung im Tal"

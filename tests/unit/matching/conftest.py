@@ -28,8 +28,15 @@ def raw_articles() -> list[dict[str, Any]]:
 
 
 def analyze_raw(raw: dict[str, Any], gz: Gazetteer) -> Document:
-    return analyze(raw["id"], title=raw["title"], body=raw["body"], tags=raw["tags"],
-                   source=raw["source"], language=raw["language"], gazetteer=gz)
+    return analyze(
+        raw["id"],
+        title=raw["title"],
+        body=raw["body"],
+        tags=raw["tags"],
+        source=raw["source"],
+        language=raw["language"],
+        gazetteer=gz,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -53,8 +53,12 @@ def test_tokenize(text: str, tokens: list[str]) -> None:
 def test_tokenize_with_case_keeps_capitalisation_per_source_word() -> None:
     tokens = tokenize_with_case("Nice weather in nice Nice-Côte")
     assert tokens == [
-        ("nice", True), ("weather", False), ("in", False), ("nice", False),
-        ("nice", True), ("cote", True),
+        ("nice", True),
+        ("weather", False),
+        ("in", False),
+        ("nice", False),
+        ("nice", True),
+        ("cote", True),
     ]
 
 

@@ -16,8 +16,21 @@ from alerts.matching.reference import reference_match
 
 QUERY_COUNT = 3000
 SEED = 20240331
-REGION_CHOICES = ["ge", "ge-so", "ge-ab", "south-caucasus", "north-caucasus", "ru", "us-ga",
-                  "caucasus", "az-nk", "ua-43", "Tskhinvali", "Abkhazia", "Georgia"]
+REGION_CHOICES = [
+    "ge",
+    "ge-so",
+    "ge-ab",
+    "south-caucasus",
+    "north-caucasus",
+    "ru",
+    "us-ga",
+    "caucasus",
+    "az-nk",
+    "ua-43",
+    "Tskhinvali",
+    "Abkhazia",
+    "Georgia",
+]
 TAG_CHOICES = ["politics", "energy", "weather", "politik", "security", "nothing"]
 LANG_CHOICES = ["en", "de", "ru", "fr"]
 

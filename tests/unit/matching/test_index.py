@@ -15,8 +15,9 @@ from alerts.matching import (
 )
 
 
-def matching_articles(query: str | None, docs: dict[str, Document], gz: Gazetteer,
-                      regions: tuple[str, ...] = ()) -> set[str]:
+def matching_articles(
+    query: str | None, docs: dict[str, Document], gz: Gazetteer, regions: tuple[str, ...] = ()
+) -> set[str]:
     index = InterestIndex(gazetteer=gz)
     index.add(Interest(id="i", query=query, regions=regions))
     return {doc_id for doc_id, doc in docs.items() if index.match_ids(doc)}
@@ -77,8 +78,9 @@ def matching_articles(query: str | None, docs: dict[str, Document], gz: Gazettee
         ("region:(chechnya OR dagestan)", {"chechnya", "ru-dagestan"}),
     ],
 )
-def test_query_semantics(query: str, expected: set[str], docs: dict[str, Document],
-                         gz: Gazetteer) -> None:
+def test_query_semantics(
+    query: str, expected: set[str], docs: dict[str, Document], gz: Gazetteer
+) -> None:
     assert matching_articles(query, docs, gz) == expected
 
 
@@ -89,13 +91,24 @@ def test_query_semantics(query: str, expected: set[str], docs: dict[str, Documen
         (("Tskhinvali",), {"so-vote", "de-abstimmung", "ru-referendum"}),
         (("ge-ab",), {"abkhaz-power", "de-strom"}),
         (("Abkhazia", "Chechnya"), {"abkhaz-power", "de-strom", "chechnya"}),
-        (("South Caucasus",), {"so-vote", "tbilisi-protest", "abkhaz-power", "karabakh",
-                               "de-abstimmung", "de-strom", "ru-referendum"}),
+        (
+            ("South Caucasus",),
+            {
+                "so-vote",
+                "tbilisi-protest",
+                "abkhaz-power",
+                "karabakh",
+                "de-abstimmung",
+                "de-strom",
+                "ru-referendum",
+            },
+        ),
         (("Crimea",), {"crimea"}),
     ],
 )
-def test_region_only_interests(regions: tuple[str, ...], expected: set[str],
-                               docs: dict[str, Document], gz: Gazetteer) -> None:
+def test_region_only_interests(
+    regions: tuple[str, ...], expected: set[str], docs: dict[str, Document], gz: Gazetteer
+) -> None:
     assert matching_articles(None, docs, gz, regions) == expected
 
 
@@ -104,24 +117,32 @@ def test_query_and_regions_must_both_hold(docs: dict[str, Document], gz: Gazette
     assert matching_articles("referendum", docs, gz, ("abkhazia",)) == set()
 
 
-def test_explanation_names_terms_regions_and_zones(docs: dict[str, Document],
-                                                   gz: Gazetteer) -> None:
+def test_explanation_names_terms_regions_and_zones(
+    docs: dict[str, Document], gz: Gazetteer
+) -> None:
     index = InterestIndex(gazetteer=gz)
-    index.add(Interest(id="i1", query="referendum annex* -bibilov tag:politics",
-                       regions=("South Ossetia",)))
+    index.add(
+        Interest(
+            id="i1", query="referendum annex* -bibilov tag:politics", regions=("South Ossetia",)
+        )
+    )
     (match,) = index.match(docs["so-vote"])
     assert match.interest_id == "i1"
     terms = {hit.term: hit.zones for hit in match.explanation.terms}
-    assert terms == {"referendum": ("title", "lead", "body"), "annex*": ("body",),
-                     'tag:"politics"': ("tag",)}
+    assert terms == {
+        "referendum": ("title", "lead", "body"),
+        "annex*": ("body",),
+        'tag:"politics"': ("tag",),
+    }
     (region,) = match.explanation.regions
     assert region.region_id == "ge-so"
     assert set(region.zones) == {"tag", "title", "lead"}
     assert "tskhinvali" in region.names
 
 
-def test_identical_interests_share_an_entry_and_fan_out(docs: dict[str, Document],
-                                                         gz: Gazetteer) -> None:
+def test_identical_interests_share_an_entry_and_fan_out(
+    docs: dict[str, Document], gz: Gazetteer
+) -> None:
     index = InterestIndex(gazetteer=gz)
     index.add(Interest(id="a", query="referendum russia", regions=("ge-so",)))
     index.add(Interest(id="b", query="Russia  referendum", regions=("South Ossetia",)))
@@ -177,8 +198,14 @@ def test_limits_are_configurable_on_the_index(gz: Gazetteer) -> None:
 
 
 def test_lead_can_be_given_explicitly(gz: Gazetteer) -> None:
-    doc = analyze("x", title="Quiet day", lead="Nothing happened in Sukhumi.",
-                  body="A second paragraph with more detail.", language="en", gazetteer=gz)
+    doc = analyze(
+        "x",
+        title="Quiet day",
+        lead="Nothing happened in Sukhumi.",
+        body="A second paragraph with more detail.",
+        language="en",
+        gazetteer=gz,
+    )
     index = InterestIndex(gazetteer=gz)
     index.add(Interest(id="abkhazia", regions=("abkhazia",)))
     index.add(Interest(id="phrase", query='"sukhumi a"'))
@@ -191,16 +218,19 @@ def test_no_gazetteer_means_no_regions() -> None:
     assert doc.region_ids == frozenset()
 
 
-def test_bulk_load_shares_entries_and_handles_replacement(docs: dict[str, Document],
-                                                         gz: Gazetteer) -> None:
+def test_bulk_load_shares_entries_and_handles_replacement(
+    docs: dict[str, Document], gz: Gazetteer
+) -> None:
     index = InterestIndex(gazetteer=gz)
-    index.add_all([
-        Interest(id="a", query="storms"),
-        Interest(id="a", query="mosque"),  # replaces; the storms entry dies
-        Interest(id="b", query="storms"),  # must not join the dead entry
-        Interest(id="c", query="storms"),
-        Interest(id="d", query="storms", regions=("us-ga",)),
-    ])
+    index.add_all(
+        [
+            Interest(id="a", query="storms"),
+            Interest(id="a", query="mosque"),  # replaces; the storms entry dies
+            Interest(id="b", query="storms"),  # must not join the dead entry
+            Interest(id="c", query="storms"),
+            Interest(id="d", query="storms", regions=("us-ga",)),
+        ]
+    )
     assert len(index) == 4
     assert index.entry_count == 3
     assert index.match_ids(docs["atlanta"]) == ["b", "c", "d"]

@@ -85,10 +85,12 @@ def test_fields(query: str, expected: object) -> None:
 
 def test_field_applies_to_a_group() -> None:
     node = parse_query("tag:(politics OR economy) title:(vote OR poll)")
-    assert node == And((
-        Or((FieldValue("tag", "politics"), FieldValue("tag", "economy"))),
-        Or((Word("vote", "title"), Word("poll", "title"))),
-    ))
+    assert node == And(
+        (
+            Or((FieldValue("tag", "politics"), FieldValue("tag", "economy"))),
+            Or((Word("vote", "title"), Word("poll", "title"))),
+        )
+    )
 
 
 def test_canonical_text_ignores_order_and_case() -> None:
@@ -121,7 +123,7 @@ def test_canonical_text_ignores_order_and_case() -> None:
         ("!!! ???", 0, "no searchable term"),
         ("a OR !!!", 0, "OR branch"),
         ("NOT", 3, "expected a term"),
-        ("a NOT )", 6, "unbalanced")
+        ("a NOT )", 6, "unbalanced"),
     ],
 )
 def test_refusals_say_where(query: str, position: int, fragment: str) -> None:
@@ -197,8 +199,13 @@ def test_parser_never_crashes_on_query_like_text(text: str) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(["a", "Bb", "c1", "42", "OR", "and", "NOT", "x" * 3]),
-                min_size=1, max_size=6).map(" ".join))
+@given(
+    st.lists(
+        st.sampled_from(["a", "Bb", "c1", "42", "OR", "and", "NOT", "x" * 3]),
+        min_size=1,
+        max_size=6,
+    ).map(" ".join)
+)
 def test_fast_path_builds_what_the_full_parser_builds(text: str) -> None:
     fast = _parse_simple(text, DEFAULT_MAX_TERMS)
     if fast is not None:

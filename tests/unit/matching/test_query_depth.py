@@ -141,8 +141,7 @@ def recursion_budget(frames: int) -> Iterator[None]:
 def test_every_walk_of_the_deepest_tree_fits_a_small_budget(gz: Gazetteer) -> None:
     text = deepest_query(MAX_DEPTH_CEILING)
     limits = {"max_length": 10_000, "max_terms": 1000, "max_depth": MAX_DEPTH_CEILING}
-    doc = analyze("d", title="Annexation", body="w0 v0 w2 referendum", language="en",
-                  gazetteer=gz)
+    doc = analyze("d", title="Annexation", body="w0 v0 w2 referendum", language="en", gazetteer=gz)
     index = InterestIndex(gazetteer=gz, **limits)
     steps: list[Callable[[], object]] = [
         lambda: parse_query(text, **limits),
