@@ -13,15 +13,18 @@ import subprocess
 import sys
 import time
 from types import FrameType
+from urllib.parse import urlsplit
 
 from alerts.config import get_settings
 from alerts.db import get_database
-from alerts.health import all_checks
+from alerts.health import all_checks, is_loopback
 from alerts.logs import configure_logging
 from alerts.metrics import reset as reset_metrics
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - names them, binds nothing
+DEFAULT_PORTS = {"http": 80, "https": 443}
 # How long children get to finish their work after SIGTERM before SIGKILL.
 STOP_GRACE_SECONDS = 20
 THREADED_MALLOC_ARENAS = "2"
@@ -76,13 +79,47 @@ def run_doctor(_args: argparse.Namespace) -> int:
 
 
 def _add_bind_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=DEFAULT_HOST)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 for every interface)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})"
+    )
+
+
+def links_follow_bind(host: str, port: int) -> str:
+    """Point mail links at the address the web app really listens on.
+
+    With ALERTS_BASE_URL unset, ``alerts up --port 8123`` would otherwise mail
+    links to port 8000 that nothing answers. The value goes into the
+    environment, so the worker and clock started next send the same links.
+    An explicit base URL is kept; a warning names a loopback one whose port
+    differs from the one served.
+    """
+    settings = get_settings()
+    if "base_url" not in settings.model_fields_set:
+        link_host = DEFAULT_HOST if host in WILDCARD_HOSTS else host
+        if ":" in link_host:  # an IPv6 address needs brackets in a URL
+            link_host = f"[{link_host}]"
+        os.environ["ALERTS_BASE_URL"] = f"http://{link_host}:{port}"
+        get_settings.cache_clear()
+        return os.environ["ALERTS_BASE_URL"]
+    url = urlsplit(settings.base_url)
+    if is_loopback(url.hostname) and (url.port or DEFAULT_PORTS.get(url.scheme)) != port:
+        print(
+            f"alerts: warning: ALERTS_BASE_URL is {settings.base_url}, but the web app "
+            f"listens on port {port}: links in mail will not reach it",
+            file=sys.stderr,
+        )
+    return settings.base_url
 
 
 def run_web(args: argparse.Namespace) -> int:
     import uvicorn
 
+    links_follow_bind(args.host, args.port)
     configure_logging(get_settings(), "web")
     get_database()  # migrate before the first request
     uvicorn.run(
@@ -147,6 +184,7 @@ def run_clock(_args: argparse.Namespace) -> int:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    base_url = links_follow_bind(args.host, args.port)
     get_database()  # migrate once, before three processes race to do it
     reset_metrics()
     alerts = [sys.executable, "-m", "alerts"]
@@ -165,7 +203,9 @@ def run_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(
-        f"alerts up: web on http://{args.host}:{args.port}/, worker and clock running", flush=True
+        f"alerts up: web on http://{args.host}:{args.port}/, links in mail to {base_url}/, "
+        "worker and clock running",
+        flush=True,
     )
     exit_code = 0
     while not stopping:

@@ -7,9 +7,12 @@ production stack (PostgreSQL, Redis, a prefork worker).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -19,6 +22,7 @@ import redis
 from tests.conftest import LOOPBACK_NETWORKS, REPO_ROOT, FeedServer, free_port, wait_until
 
 STARTUP_SECONDS = 90
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 REDIS_TEST_DB = 7  # a database of its own, so the test's queue is private
 
 
@@ -84,6 +88,14 @@ def test_up_serves_status_and_polls_sources(
         assert "ok" in page  # the source's last poll status
         listed = alerts(stack_env, "sources", "list", "--json").stdout
         assert '"last_status": "ok"' in listed
+        _sign_up(base, "reader@example.org")
+        wait_until(
+            lambda: _confirmation_text(isolated_outbox(stack_env)) != "",
+            STARTUP_SECONDS,
+            "the worker to write the confirmation mail",
+        )
+        # ALERTS_BASE_URL is unset: the link follows --port, not the default 8000.
+        assert f"{base}/confirm/" in _confirmation_text(isolated_outbox(stack_env))
     finally:
         up.send_signal(signal.SIGTERM)
         try:
@@ -93,6 +105,28 @@ def test_up_serves_status_and_polls_sources(
                 os.killpg(up.pid, signal.SIGKILL)
             log.close()
     assert up.returncode == 0, (tmp_path / "up.log").read_text()[-3000:]
+
+
+def isolated_outbox(env: dict[str, str]) -> Path:
+    return Path(env["ALERTS_DATA_DIR"]) / "outbox"
+
+
+def _sign_up(base: str, email: str) -> None:
+    with httpx.Client(base_url=base, timeout=10) as client:
+        token = CSRF.search(client.get("/").text)
+        assert token, "the sign-up form carries a CSRF token"
+        form = {"email": email, "query": "grain", "csrf_token": token.group(1)}
+        assert client.post("/signup", data=form).status_code == 303
+
+
+def _confirmation_text(outbox: Path) -> str:
+    """The text part of the first mail in the outbox, or "" while there is none."""
+    for path in sorted(outbox.glob("*.eml")):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        part = message.get_body(("plain",))
+        return part.get_content() if part else ""
+    return ""
 
 
 def _get(url: str) -> str:
