@@ -22,7 +22,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 run: $(VENV)/.installed
 	$(BIN)/alerts db upgrade
-	$(BIN)/alerts ingest sample/articles.jsonl sample/feed.xml sample/desk-export.txt
+	$(BIN)/alerts ingest --redate sample/articles.jsonl sample/feed.xml sample/desk-export.txt
 	$(BIN)/alerts up --host $(HOST) --port $(PORT)
 
 # Browser tests drive Debian's Chromium (Playwright's own download needs the

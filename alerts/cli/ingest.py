@@ -9,7 +9,7 @@ import sys
 from sqlalchemy import select
 
 from alerts.config import get_settings
-from alerts.db import get_database
+from alerts.db import get_database, utcnow
 from alerts.ingest.fetch import read_source
 from alerts.ingest.formats import SourceError
 from alerts.ingest.service import ingest_document, limits_from
@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     ingest.add_argument("sources", nargs="+", metavar="SOURCE", help="file path, http(s) URL or -")
     ingest.add_argument("--json", action="store_true", help="print one JSON object of counts")
+    ingest.add_argument(
+        "--redate",
+        action="store_true",
+        help="move each document's dates together so its newest article is from now "
+        "(for samples and demos)",
+    )
     ingest.set_defaults(handler=run_ingest)
 
     sources = subparsers.add_parser("sources", help="sources the clock polls")
@@ -61,6 +67,7 @@ def run_ingest(args: argparse.Namespace) -> int:
                     location=spec,  # noqa: B023
                     content_type=content_type,  # noqa: B023
                     limits=limits,
+                    redate_to=utcnow() if args.redate else None,
                 ),
             )
         except SourceError as error:

@@ -82,6 +82,25 @@ def test_sample_ingests_once_and_queues_matching_until_matched(
     assert article_count(database) == 7
 
 
+def test_redate_moves_the_sample_to_now_and_keeps_its_spacing(
+    database: Database, recorded_jobs: RecordedJobs
+) -> None:
+    as_written = {
+        article.url: article.published
+        for article in parse_document(SAMPLE[0].read_bytes(), location=str(SAMPLE[0])).articles
+    }
+    before = utcnow()
+    assert main(["ingest", "--redate", str(SAMPLE[0])]) == 0
+    with database.session_scope() as session:
+        stored = {a.url: a.published_at for a in session.scalars(select(Article))}
+    assert stored.keys() == as_written.keys()
+    newest = max(stored.values())
+    assert before <= newest <= utcnow()
+    shifts = {stored[url] - published for url, published in as_written.items() if published}
+    assert len(shifts) == 1  # every article moved by the same amount
+    assert shifts.pop() > timedelta(days=1)  # the sample is dated in the past
+
+
 def test_text_export_keeps_tags_and_drops_boilerplate(
     database: Database, recorded_jobs: RecordedJobs, capsys: pytest.CaptureFixture[str]
 ) -> None:
