@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
@@ -34,8 +35,15 @@ COMMAND_MODULES = (
 )
 
 
+DESCRIPTION = (
+    "Keyword and region alerts, digests and newsletters for a newsroom. "
+    "Start with `alerts up`; `alerts COMMAND --help` explains each command."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alerts", description=__doc__)
+    parser = argparse.ArgumentParser(prog="alerts", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"alerts {version('alerts')}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
