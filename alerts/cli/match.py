@@ -56,7 +56,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "preview", help="list the stored articles an interest would have matched"
     )
     preview.add_argument("query", nargs="?", help="keyword query (may be empty with --region)")
-    preview.add_argument("--region", action="append", default=[], metavar="R")
+    preview.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="R",
+        help="a region the interest follows (repeat for several)",
+    )
     preview.add_argument("--days", type=int, default=7, help="how far back to look")
     preview.add_argument("--limit", type=int, default=50, help="most articles listed")
     preview.add_argument(

@@ -42,7 +42,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     worker = subparsers.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--concurrency", type=int, help="threads or processes")
-    worker.add_argument("--pool", choices=["prefork", "threads", "solo"])
+    worker.add_argument(
+        "--pool",
+        choices=["prefork", "threads", "solo"],
+        help="Celery pool (default: threads on the embedded broker, prefork otherwise)",
+    )
     worker.add_argument(
         "--metrics-port", type=int, help="serve this machine's metrics (for workers on other hosts)"
     )

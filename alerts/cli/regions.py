@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument("--output", type=Path, default=None, help="write here instead")
     build.set_defaults(handler=run_build)
     resolve = actions.add_parser("resolve", help="show the region each name selects")
-    resolve.add_argument("names", nargs="+", metavar="NAME")
+    resolve.add_argument(
+        "names", nargs="+", metavar="NAME", help="a region as a reader would type it"
+    )
     resolve.set_defaults(handler=run_resolve)
 
 

@@ -32,8 +32,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     add = actions.add_parser("add", help="add an admin or editor")
-    add.add_argument("email")
-    add.add_argument("--role", choices=[r.value for r in Role], default=Role.EDITOR.value)
+    add.add_argument("email", help="the staff member's address, also their sign-in name")
+    add.add_argument(
+        "--role",
+        choices=[r.value for r in Role],
+        default=Role.EDITOR.value,
+        help="what they may do (default: editor)",
+    )
     source = add.add_mutually_exclusive_group()
     source.add_argument(
         "--password-stdin", action="store_true", help="read the password from the first stdin line"
@@ -44,11 +49,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.set_defaults(handler=run_add)
 
     listing = actions.add_parser("list", help="every user with role and state")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print them as one JSON array")
     listing.set_defaults(handler=run_list)
 
     token = actions.add_parser("token", help="make an API token for a user (printed once)")
-    token.add_argument("email")
+    token.add_argument("email", help="whose API token to make")
     token.add_argument("--name", required=True, help="what the token is for, e.g. 'cms sync'")
     token.set_defaults(handler=run_token)
 

@@ -14,11 +14,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     webhooks = subparsers.add_parser("webhooks", help="outgoing webhooks")
     actions = webhooks.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="register a URL; prints its signing secret once")
-    add.add_argument("url")
-    add.add_argument("--event", action="append", required=True, choices=sorted(EVENTS))
+    add.add_argument("url", help="https URL that receives each event as a signed POST")
+    add.add_argument(
+        "--event",
+        action="append",
+        required=True,
+        choices=sorted(EVENTS),
+        help="an event to send (repeat for several)",
+    )
     add.set_defaults(handler=run_add)
     listing = actions.add_parser("list", help="endpoints with their last answers")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print them as one JSON array")
     listing.set_defaults(handler=run_list)
 
 
