@@ -195,13 +195,14 @@ def add_subscriber(
 ) -> Subscriber:
     """Store a subscriber with one interest (when a query or region is given); flush only."""
     email = normalised_address(data.email)
+    # Before the other checks: an address already stored is a conflict whatever else is sent.
+    if session.scalar(select(Subscriber.id).where(Subscriber.email == email)) is not None:
+        raise AlreadySubscribedError(f"{email} is already subscribed")
     frequency = parse_frequency(data.frequency)
     timezone = parse_timezone(data.timezone)
     send_at = parse_send_at(data.send_at)
     language = parse_language(data.language)
     query, region_ids = validated_interest(data.query, data.regions, settings)
-    if session.scalar(select(Subscriber.id).where(Subscriber.email == email)) is not None:
-        raise AlreadySubscribedError(f"{email} is already subscribed")
     subscriber = Subscriber(
         email=email,
         frequency=frequency,
