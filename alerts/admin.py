@@ -10,18 +10,17 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session, selectinload
 
 from alerts import metrics
 from alerts.bounces import DayOfReturns, daily_returns
 from alerts.config import Settings
-from alerts.db import Database
 from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.delivery.outbound import suppress
 from alerts.health import queue_depths
@@ -38,14 +37,14 @@ from alerts.models import (
     SuppressionReason,
 )
 from alerts.retention import database_bytes, retention_days, storage_sizes
-from alerts.schedule import UnknownTimezoneError, zone
 from alerts.subscribers import (
     REGION_SEPARATOR,
-    ImportReport,
     SubscriberError,
-    import_csv_in_batches,
     neutralised_cell,
+    parse_frequency,
+    parse_language,
     parse_send_at,
+    parse_timezone,
 )
 
 log = logging.getLogger("alerts.admin")
@@ -54,7 +53,6 @@ SEARCH_PAGE_SIZE = 50
 SUPPRESSION_PAGE_SIZE = 100
 RECENT_ERRORS = 20
 NAME_LENGTH = 200
-LANGUAGE_LENGTH = 8
 WEEK_DAYS = 7
 # Celery's default queue is a Redis list of this name.
 SOURCE_ERROR_STATUS = "error"  # what alerts.ingest.service records for a failed poll
@@ -99,11 +97,9 @@ class SearchPage:
     pages: int
 
 
-def search_subscribers(
-    session: Session, wanted: SubscriberFilter, page: int = 1, per_page: int = SEARCH_PAGE_SIZE
-) -> SearchPage:
-    """Subscribers whose address contains ``wanted.email`` (as typed, no wildcards)."""
-    conditions = []
+def _matching(wanted: SubscriberFilter) -> list[ColumnElement[bool]]:
+    """The one subscriber filter: the console's search and the API's list."""
+    conditions: list[ColumnElement[bool]] = []
     if wanted.email.strip():
         # autoescape: a % or _ typed by the admin is a character, not a wildcard.
         term = wanted.email.strip().lower()
@@ -112,6 +108,14 @@ def search_subscribers(
         conditions.append(Subscriber.status == wanted.status)
     if wanted.frequency is not None:
         conditions.append(Subscriber.frequency == wanted.frequency)
+    return conditions
+
+
+def search_subscribers(
+    session: Session, wanted: SubscriberFilter, page: int = 1, per_page: int = SEARCH_PAGE_SIZE
+) -> SearchPage:
+    """Subscribers whose address contains ``wanted.email`` (as typed, no wildcards)."""
+    conditions = _matching(wanted)
     total = int(session.scalar(select(func.count(Subscriber.id)).where(*conditions)) or 0)
     pages = max(1, -(-total // per_page))
     page = min(max(page, 1), pages)
@@ -123,6 +127,22 @@ def search_subscribers(
         .offset((page - 1) * per_page)
     )
     return SearchPage(subscribers=list(rows), total=total, page=page, pages=pages)
+
+
+def list_subscribers(
+    session: Session, wanted: SubscriberFilter, limit: int, offset: int = 0
+) -> list[Subscriber]:
+    """The same search in id order by offset, interests loaded (the API's pages)."""
+    return list(
+        session.scalars(
+            select(Subscriber)
+            .options(selectinload(Subscriber.interests))
+            .where(*_matching(wanted))
+            .order_by(Subscriber.id)
+            .limit(limit)
+            .offset(offset)
+        )
+    )
 
 
 def recent_deliveries(
@@ -163,19 +183,9 @@ def _validated(changes: SubscriberChanges) -> dict[str, Any]:
             raise SubscriberError(f"name is longer than {NAME_LENGTH} characters")
         values["name"] = name or None
     if changes.frequency is not None:
-        try:
-            values["frequency"] = Frequency(changes.frequency.strip().lower())
-        except ValueError as error:
-            choices = ", ".join(f.value for f in Frequency)
-            raise SubscriberError(
-                f"frequency {changes.frequency!r} is not one of {choices}"
-            ) from error
+        values["frequency"] = parse_frequency(changes.frequency)
     if changes.timezone is not None:
-        try:
-            zone(changes.timezone.strip())
-        except UnknownTimezoneError as error:
-            raise SubscriberError(str(error)) from error
-        values["timezone"] = changes.timezone.strip()
+        values["timezone"] = parse_timezone(changes.timezone)
     if changes.send_at is not None:
         values["send_at"] = parse_send_at(changes.send_at)
     if changes.weekly_day is not None:
@@ -183,10 +193,7 @@ def _validated(changes: SubscriberChanges) -> dict[str, Any]:
             raise SubscriberError("weekly day is 0 (Monday) to 6 (Sunday)")
         values["weekly_day"] = changes.weekly_day
     if changes.language is not None:
-        language = changes.language.strip().lower()
-        if not language or len(language) > LANGUAGE_LENGTH or not language.isascii():
-            raise SubscriberError(f"language {changes.language!r} is not a language code")
-        values["language"] = language
+        values["language"] = parse_language(changes.language)
     if changes.paused is not None:
         values["paused"] = changes.paused
     return values
@@ -223,12 +230,6 @@ def unsuspend(session: Session, subscriber: Subscriber) -> bool:
     )
     session.flush()
     return True
-
-
-def erase_subscriber(session: Session, subscriber: Subscriber) -> None:
-    """Delete the row; interests, matches and deliveries go with it (ON DELETE CASCADE)."""
-    session.delete(subscriber)
-    session.flush()
 
 
 # --- CSV ----------------------------------------------------------------------
@@ -286,17 +287,6 @@ def _interests_by_subscriber(session: Session) -> dict[int, list[Interest]]:
     for interest in session.scalars(select(Interest).order_by(Interest.id)):
         grouped.setdefault(interest.subscriber_id, []).append(interest)
     return grouped
-
-
-def import_subscribers(
-    database: Database,
-    text: str,
-    settings: Settings,
-    now: datetime,
-    on_batch: Callable[[ImportReport], None] | None = None,
-) -> ImportReport:
-    """The command line's CSV import, for the upload form: a commit per batch."""
-    return import_csv_in_batches(database, text, settings, now, on_batch=on_batch)
 
 
 # --- suppressions ---------------------------------------------------------------

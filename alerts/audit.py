@@ -21,6 +21,9 @@ from alerts.models import AuditEntry, User
 # Anything shaped like local@domain.tld, wherever it sits in a detail value.
 _ADDRESS = re.compile(r"[^\s@\"'<>]+@[^\s@\"'<>]+\.[^\s@\"'<>]+")
 AUDIT_PAGE_SIZE = 50
+# Who did something: a console or API user, or a name for the rest ("cli",
+# "api:<key>", "import", "subscriber", "system"). Every domain command takes one.
+Actor = User | str
 
 
 class AuditDetailError(ValueError):
@@ -37,7 +40,7 @@ def _strings(value: Any) -> list[str]:
 
 def record(
     session: Session,
-    actor: User | str,
+    actor: Actor,
     action: str,
     target_type: str | None,
     target_id: int | str | None,

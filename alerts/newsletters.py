@@ -25,6 +25,8 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from alerts import audit
+from alerts.audit import Actor
 from alerts.compose import EntryCache
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, newsletter_key, promise
@@ -245,13 +247,15 @@ def local_moment(when: str, timezone: str) -> datetime:
     return naive.replace(tzinfo=tz).astimezone(zone("UTC"))
 
 
-def schedule(
+def _schedule(
     session: Session, newsletter_id: int, at: datetime, timezone: str, now: datetime
 ) -> Newsletter:
-    """Schedule or reschedule an issue that has not started sending."""
     if at <= now:
         raise NewsletterError("that time has passed; pick a later one or send now")
-    zone(timezone)
+    try:
+        zone(timezone)
+    except UnknownTimezoneError as error:
+        raise NewsletterError(str(error)) from error
     changed = session.execute(
         update(Newsletter)
         .where(Newsletter.id == newsletter_id, Newsletter.status.in_(NOT_STARTED))
@@ -266,25 +270,53 @@ def schedule(
     return newsletter
 
 
-def send_now(session: Session, newsletter_id: int, now: datetime) -> Newsletter:
+def schedule(
+    session: Session,
+    newsletter_id: int,
+    at: datetime,
+    timezone: str,
+    now: datetime,
+    *,
+    actor: Actor,
+) -> Newsletter:
+    """Schedule or reschedule an issue that has not started sending; audited."""
+    newsletter = _schedule(session, newsletter_id, at, timezone, now)
+    audit.record(
+        session,
+        actor,
+        "newsletter.schedule",
+        "newsletter",
+        newsletter_id,
+        {"at": at.isoformat(), "timezone": timezone},
+        now,
+    )
+    return newsletter
+
+
+def send_now(session: Session, newsletter_id: int, now: datetime, *, actor: Actor) -> Newsletter:
     """Schedule for this moment: the next clock tick (or the caller) starts it."""
-    return schedule(session, newsletter_id, now + timedelta(microseconds=1), "UTC", now)
+    newsletter = _schedule(session, newsletter_id, now + timedelta(microseconds=1), "UTC", now)
+    audit.record(session, actor, "newsletter.send_now", "newsletter", newsletter_id, now=now)
+    return newsletter
 
 
-def cancel(session: Session, newsletter_id: int) -> bool:
-    """Cancel an issue that has not started sending; False when it is too late."""
-    return bool(
+def cancel(session: Session, newsletter_id: int, *, actor: Actor) -> bool:
+    """Cancel an issue that has not started sending; False (and no audit) when too late."""
+    cancelled = bool(
         session.execute(
             update(Newsletter)
             .where(Newsletter.id == newsletter_id, Newsletter.status.in_(NOT_STARTED))
             .values(status=NewsletterStatus.CANCELLED)
         ).rowcount  # type: ignore[attr-defined]
     )
+    if cancelled:
+        audit.record(session, actor, "newsletter.cancel", "newsletter", newsletter_id)
+    return cancelled
 
 
-def approve(session: Session, newsletter_id: int) -> bool:
+def approve(session: Session, newsletter_id: int, *, actor: Actor) -> bool:
     """Let a held recurring issue go at its time (or at once if that has passed)."""
-    return bool(
+    approved = bool(
         session.execute(
             update(Newsletter)
             .where(
@@ -294,6 +326,9 @@ def approve(session: Session, newsletter_id: int) -> bool:
             .values(status=NewsletterStatus.SCHEDULED)
         ).rowcount  # type: ignore[attr-defined]
     )
+    if approved:
+        audit.record(session, actor, "newsletter.approve", "newsletter", newsletter_id)
+    return approved
 
 
 # --- audience and sending -----------------------------------------------------------
@@ -461,6 +496,10 @@ def next_occurrence(recurrence: str, timezone: str, after: datetime) -> datetime
     return fire.astimezone(zone("UTC"))
 
 
+class NotRecurrableError(NewsletterError):
+    """Only a draft that is not itself an occurrence can become a recurring template."""
+
+
 def make_recurring(
     session: Session,
     newsletter_id: int,
@@ -469,12 +508,36 @@ def make_recurring(
     *,
     approval_required: bool,
     now: datetime,
+    actor: Actor,
 ) -> Newsletter:
+    """Make a draft the template of a recurring issue; audited.
+
+    A sent or scheduled issue (or an occurrence of another template) would
+    spawn copies of something already out: NotRecurrableError.
+    """
     newsletter = session.get_one(Newsletter, newsletter_id)
+    if newsletter.parent_id is not None or newsletter.status is not NewsletterStatus.DRAFT:
+        raise NotRecurrableError(
+            f"issue {newsletter_id} is {newsletter.status.value}; only a draft that is not "
+            "itself an occurrence can become recurring"
+        )
+    try:
+        next_at = next_occurrence(recurrence, timezone, now)
+    except UnknownTimezoneError as error:
+        raise NewsletterError(str(error)) from error
     newsletter.recurrence = recurrence
     newsletter.timezone = timezone
     newsletter.approval_required = approval_required
-    newsletter.recurrence_next_at = next_occurrence(recurrence, timezone, now)
+    newsletter.recurrence_next_at = next_at
+    audit.record(
+        session,
+        actor,
+        "newsletter.recur",
+        "newsletter",
+        newsletter_id,
+        {"cron": recurrence, "timezone": timezone, "approval": approval_required},
+        now,
+    )
     return newsletter
 
 

@@ -29,14 +29,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from alerts import audit
+from alerts import subscribers
 from alerts.compose import reader_locales
 from alerts.config import Settings
-from alerts.delivery.ledger import Promise, promise
-from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.delivery.outbound import (
     confirm_link,
-    message_id_for,
     queue_sending,
     subscriber_links,
 )
@@ -54,14 +51,21 @@ from alerts.models import (
     Subscriber,
     SubscriberStatus,
 )
-from alerts.schedule import UnknownTimezoneError, zone
 from alerts.subscribers import (
+    CONFIRMATION_RESEND_AFTER,
     InterestError,
     SubscriberError,
+    check_interest_cap,
     gazetteer,
+    normalised_address,
+    parse_frequency,
+    parse_language,
     parse_send_at,
+    parse_timezone,
+    promise_confirmation,
     validated_interest,
 )
+from alerts.webhooks import emit
 
 # Rate limits on sign-up, counted in ``rate_events`` so every web process
 # shares them. Candidates for settings (signup_max_per_ip_per_hour,
@@ -69,9 +73,6 @@ from alerts.subscribers import (
 SIGNUPS_PER_IP_PER_WINDOW = 10
 SIGNUPS_PER_ADDRESS_PER_WINDOW = 3
 RATE_WINDOW = timedelta(hours=1)
-# A pending reader who signs up again gets the confirmation again, but not
-# more often than this, so the form cannot be used to flood a mailbox.
-CONFIRMATION_RESEND_AFTER = timedelta(hours=1)
 CONSENT_SOURCE = "web sign-up"
 LANGUAGES = dict(LANGUAGE_NAMES)
 # Preview: how far back to look and how many hits to show. Each article in
@@ -153,19 +154,6 @@ class SignupForm:
     language: str = "en"
 
 
-def normalised_address(email: str) -> str:
-    try:
-        return validate_address(email.strip()).lower()
-    except InvalidAddressError as error:
-        raise SubscriberError(str(error)) from error
-
-
-def check_language(language: str) -> str:
-    if language not in LANGUAGES:
-        raise SubscriberError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
-    return language
-
-
 def sign_up(
     session: Session, form: SignupForm, client: str, settings: Settings, now: datetime
 ) -> list[int]:
@@ -184,7 +172,7 @@ def sign_up(
     callers must not show.
     """
     email = normalised_address(form.email)
-    check_language(form.language)
+    parse_language(form.language)
     # Everything validated before counting, so a typo uses up nobody's quota.
     query, region_ids = validated_interest(form.query, form.regions, settings)
     choices = SettingsForm(form.frequency, form.timezone, form.send_at, form.language)
@@ -282,44 +270,6 @@ def _apply_pending(
             subscriber.interests.append(
                 Interest(query=query, regions=regions, created_at=now, updated_at=now)
             )
-
-
-def confirmation_key(subscriber_id: int, sequence: int) -> str:
-    base = f"confirmation.{subscriber_id}"
-    return base if sequence == 0 else f"{base}.{sequence}"
-
-
-def promise_confirmation(
-    session: Session, subscriber: Subscriber, settings: Settings, now: datetime
-) -> list[int]:
-    """Promise one confirmation mail, unless one was promised within the last hour.
-
-    The n-th confirmation of a reader has its own dedup key, so two racing
-    sign-ups for one address still promise a single mail.
-    """
-    earlier = session.execute(
-        select(func.count(Delivery.id), func.max(Delivery.created_at)).where(
-            Delivery.subscriber_id == subscriber.id, Delivery.kind == DeliveryKind.CONFIRMATION
-        )
-    ).one()
-    count, latest = earlier
-    if latest is not None and latest > now - CONFIRMATION_RESEND_AFTER:
-        return []
-    key = confirmation_key(subscriber.id, count or 0)
-    return promise(
-        session,
-        [
-            Promise(
-                dedup_key=key,
-                kind=DeliveryKind.CONFIRMATION,
-                recipient=subscriber.email,
-                message_id=message_id_for(settings, key),
-                due_at=now,
-                subscriber_id=subscriber.id,
-            )
-        ],
-        now,
-    )
 
 
 def compose_confirmations(
@@ -431,6 +381,7 @@ def confirm(
         subscriber.consent_source = CONSENT_SOURCE
         # The first digest covers what matches from now on, not the pending days.
         subscriber.last_digest_at = now
+        emit(session, "subscriber.confirmed", {"subscriber_id": subscriber.id}, now)
     session.flush()
     return ConfirmOutcome.CONFIRMED
 
@@ -438,15 +389,6 @@ def confirm(
 def sign_out_links(subscriber: Subscriber) -> None:
     """Every preference and unsubscribe link sent so far stops working."""
     subscriber.token_version += 1
-
-
-def check_interest_cap(subscriber: Subscriber, settings: Settings) -> None:
-    """SubscriberError when the reader already holds the most interests allowed."""
-    if len(subscriber.interests) >= settings.max_interests_per_reader:
-        raise SubscriberError(
-            f"you already have {len(subscriber.interests)} interests, the most allowed; "
-            "remove one before adding another"
-        )
 
 
 PREFERENCE_WRITE_KEY = "preferences.write"
@@ -489,17 +431,10 @@ def _optional_time(value: str, what: str) -> time | None:
 
 def update_settings(subscriber: Subscriber, form: SettingsForm) -> None:
     """Validate every field first, then apply them all (or none)."""
-    try:
-        frequency = Frequency(form.frequency.strip().lower())
-    except ValueError as error:
-        choices = ", ".join(f.value for f in Frequency)
-        raise SubscriberError(f"frequency {form.frequency!r} is not one of {choices}") from error
-    try:
-        zone(form.timezone.strip())
-    except UnknownTimezoneError as error:
-        raise SubscriberError(str(error)) from error
+    frequency = parse_frequency(form.frequency)
+    timezone = parse_timezone(form.timezone)
     send_at = parse_send_at(form.send_at)
-    language = check_language(form.language)
+    language = parse_language(form.language)
     quiet_start = _optional_time(form.quiet_start, "quiet hours start")
     quiet_end = _optional_time(form.quiet_end, "quiet hours end")
     if (quiet_start is None) != (quiet_end is None):
@@ -507,7 +442,7 @@ def update_settings(subscriber: Subscriber, form: SettingsForm) -> None:
     if quiet_start is not None and quiet_start == quiet_end:
         raise SubscriberError("quiet hours must start and end at different times")
     subscriber.frequency = frequency
-    subscriber.timezone = form.timezone.strip()
+    subscriber.timezone = timezone
     subscriber.send_at = send_at
     subscriber.language = language
     subscriber.quiet_start = quiet_start
@@ -529,12 +464,10 @@ def add_interest(
     settings: Settings,
     now: datetime,
 ) -> Interest:
-    clean_query, region_ids = validated_interest(query, regions, settings)
-    check_interest_cap(subscriber, settings)
-    interest = Interest(query=clean_query, regions=region_ids, created_at=now, updated_at=now)
-    subscriber.interests.append(interest)
-    session.flush()
-    return interest
+    """The reader's own new interest (the preference centre), audited as theirs."""
+    return subscribers.add_interest(
+        session, AUDIT_ACTOR, subscriber, query, regions, settings, now, via="preferences"
+    )
 
 
 def edit_interest(
@@ -546,14 +479,11 @@ def edit_interest(
     settings: Settings,
     now: datetime,
 ) -> Interest:
+    """Change one of the reader's own interests (never another reader's)."""
     interest = _own_interest(subscriber, interest_id)
-    clean_query, region_ids = validated_interest(query, regions, settings)
-    interest.query = clean_query
-    interest.regions = region_ids
-    # The workers re-file interests whose updated_at moved past their last refresh.
-    interest.updated_at = now
-    session.flush()
-    return interest
+    return subscribers.edit_interest(
+        session, AUDIT_ACTOR, interest, query, regions, settings, now, via="preferences"
+    )
 
 
 def remove_interest(session: Session, subscriber: Subscriber, interest_id: int) -> None:
@@ -640,37 +570,8 @@ def _clock(moment: time | None) -> str | None:
 
 
 def erase(session: Session, subscriber_id: int, now: datetime) -> bool:
-    """Delete a reader and, by cascade, their interests, matches and deliveries.
-
-    The audit entry records that an erasure happened and how much it removed,
-    never the address: keeping it would defeat the erasure.
-    """
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        return False
-    counts = {
-        "interests": len(subscriber.interests),
-        "deliveries": session.scalar(
-            select(func.count(Delivery.id)).where(Delivery.subscriber_id == subscriber_id)
-        ),
-        "matches": session.scalar(
-            select(func.count(Match.id)).where(Match.subscriber_id == subscriber_id)
-        ),
-    }
-    audit.record(
-        session,
-        AUDIT_ACTOR,
-        "subscriber.erase",
-        "subscriber",
-        subscriber_id,
-        {"removed": counts},
-        now,
-    )
-    session.expunge(subscriber)
-    # The database cascades (ON DELETE CASCADE) remove the dependent rows.
-    session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
-    session.flush()
-    return True
+    """The reader's own erasure (their preference link): :func:`subscribers.erase`."""
+    return subscribers.erase(session, AUDIT_ACTOR, subscriber_id, now)
 
 
 # --- helpers for the form: query check, preview, region suggestions ---------

@@ -7,6 +7,7 @@ now") only moves that time; nothing here fetches.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -14,7 +15,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts.config import get_settings
+from alerts import audit
+from alerts.audit import Actor
+from alerts.config import Settings, get_settings
 from alerts.models import Article, Source
 from alerts.netguard import Outbound, OutboundError
 
@@ -37,12 +40,16 @@ class SourceInputError(ValueError):
 
 @dataclass(frozen=True)
 class SourceForm:
-    """What an editor types for a source, before validation."""
+    """What an editor types (or a client sends) for a source, before validation.
+
+    ``tags`` is the form's comma-separated text, or a list from the API or the
+    command line; an empty ``poll_minutes`` means the default.
+    """
 
     name: str
     url: str
-    poll_minutes: str
-    tags: str
+    poll_minutes: str | int
+    tags: str | Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -53,10 +60,10 @@ class SourceSettings:
     tags: list[str]
 
 
-def parse_tags(text: str) -> list[str]:
-    """Split "News, Abkhazia" into a section and regions, in order, without repeats."""
+def parse_tags(text: str | Sequence[str]) -> list[str]:
+    """Split "News, Abkhazia" (or take a list) into tags, in order, without repeats."""
     tags: list[str] = []
-    for raw in text.split(","):
+    for raw in text.split(",") if isinstance(text, str) else text:
         tag = " ".join(raw.split())
         if tag and tag.casefold() not in {t.casefold() for t in tags}:
             tags.append(tag)
@@ -101,9 +108,11 @@ def validate_interval(minutes: str | int) -> int:
     return value
 
 
-def validate(form: SourceForm, default_minutes: int) -> SourceSettings:
+def validate(
+    form: SourceForm, default_minutes: int, outbound: Outbound | None = None
+) -> SourceSettings:
     """Every field checked; the first problem is raised with the field it belongs to."""
-    url = validate_url(form.url)
+    url = validate_url(form.url, outbound)
     name = " ".join(form.name.split()) or url
     if len(name) > MAX_NAME:
         raise SourceInputError("name", f"a name has at most {MAX_NAME} characters")
@@ -164,6 +173,74 @@ def edit_source(
         changed.append("default_tags")
     session.flush()
     return changed
+
+
+def _detail(via: str | None, **detail: object) -> dict[str, object]:
+    return {**({"via": via} if via else {}), **detail}
+
+
+def create_source(
+    session: Session,
+    actor: Actor,
+    form: SourceForm,
+    settings: Settings,
+    now: datetime,
+    *,
+    active: bool = True,
+    via: str | None = None,
+    outbound: Outbound | None = None,
+) -> Source:
+    """Validate and add a source, and audit it: the one way in for every edge.
+
+    SourceInputError names the field at fault (a host on our own network, an
+    interval outside the limits, too many tags, an address already polled).
+    """
+    wanted = validate(form, settings.source_default_poll_minutes, outbound)
+    source = add_source(session, wanted, now)
+    if not active:
+        set_active(source, False, now)
+    audit.record(
+        session,
+        actor,
+        "source.add",
+        "source",
+        source.id,
+        _detail(via, poll_minutes=source.poll_minutes, tags=source.default_tags),
+        now,
+    )
+    return source
+
+
+def update_source(
+    session: Session,
+    actor: Actor,
+    source: Source,
+    form: SourceForm,
+    settings: Settings,
+    now: datetime,
+    *,
+    active: bool | None = None,
+    via: str | None = None,
+    outbound: Outbound | None = None,
+) -> list[str]:
+    """Validate and apply new settings (and pause or resume); audited when anything changed.
+
+    Returns the names of the fields that changed.
+    """
+    wanted = validate(form, settings.source_default_poll_minutes, outbound)
+    changed = edit_source(session, source, wanted, now)
+    if active is not None and set_active(source, active, now):
+        changed.append("active")
+    if changed:
+        audit.record(
+            session, actor, "source.edit", "source", source.id, _detail(via, fields=changed), now
+        )
+    return changed
+
+
+def current_form(source: Source) -> SourceForm:
+    """A source's stored settings as a form, for partial updates to start from."""
+    return SourceForm(source.name, source.url, source.poll_minutes, list(source.default_tags or []))
 
 
 def set_active(source: Source, active: bool, now: datetime) -> bool:

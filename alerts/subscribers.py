@@ -21,16 +21,21 @@ import itertools
 import time as time_module
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from alerts import audit
+from alerts.audit import Actor
 from alerts.config import Settings
 from alerts.db import Database
+from alerts.delivery.ledger import Promise, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
+from alerts.delivery.outbound import message_id_for, queue_sending
+from alerts.i18n import LANGUAGES
 from alerts.matching import (
     Gazetteer,
     QueryError,
@@ -39,7 +44,15 @@ from alerts.matching import (
     prepare_interest,
 )
 from alerts.matching import Interest as InterestSpec
-from alerts.models import Frequency, Interest, Subscriber, SubscriberStatus
+from alerts.models import (
+    Delivery,
+    DeliveryKind,
+    Frequency,
+    Interest,
+    Match,
+    Subscriber,
+    SubscriberStatus,
+)
 from alerts.schedule import UnknownTimezoneError, zone
 from alerts.webhooks import emit
 
@@ -52,12 +65,20 @@ FALSE_WORDS = frozenset({"", "0", "false", "no", "n"})
 # list for CSV injection); an export prefixes such a cell with a single quote.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_QUOTE = "'"
+# A pending reader who signs up again gets the confirmation again, but not
+# more often than this, so the form cannot be used to flood a mailbox.
+CONFIRMATION_RESEND_AFTER = timedelta(hours=1)
+IMPORT_ACTOR = "import"
 # Seconds an import leaves SQLite's write lock free between two batches.
 SQLITE_PAUSE_BETWEEN_BATCHES = 0.25
 
 
 class SubscriberError(ValueError):
     """Input that cannot become a subscriber; the message says why."""
+
+
+class AlreadySubscribedError(SubscriberError):
+    """The address belongs to a subscriber already (an API answers 409)."""
 
 
 class InterestError(SubscriberError):
@@ -91,6 +112,41 @@ class NewSubscriber:
     consent_source: str | None = None
 
 
+# --- a reader's delivery choices: one parser each, used by every edge -----------
+
+
+def parse_language(value: str) -> str:
+    """A language the mail and pages are translated into; any other is refused.
+
+    The strict rule for every edge: a reader stored with a language we cannot
+    speak would get English mail under a label that promised otherwise.
+    """
+    language = value.strip().lower()
+    if language not in LANGUAGES:
+        raise SubscriberError(f"language {value!r} is not one of {', '.join(LANGUAGES)}")
+    return language
+
+
+def parse_frequency(value: str | Frequency) -> Frequency:
+    if isinstance(value, Frequency):
+        return value
+    try:
+        return Frequency(value.strip().lower())
+    except ValueError as error:
+        choices = ", ".join(f.value for f in Frequency)
+        raise SubscriberError(f"frequency {value!r} is not one of {choices}") from error
+
+
+def parse_timezone(value: str) -> str:
+    """An IANA zone name the scheduler can compute local send times in."""
+    name = value.strip()
+    try:
+        zone(name)
+    except UnknownTimezoneError as error:
+        raise SubscriberError(str(error)) from error
+    return name
+
+
 def parse_send_at(value: str | time) -> time:
     if isinstance(value, time):
         return value
@@ -98,6 +154,14 @@ def parse_send_at(value: str | time) -> time:
         return time.fromisoformat(value.strip())
     except ValueError as error:
         raise SubscriberError(f"send time {value!r} is not HH:MM") from error
+
+
+def normalised_address(email: str) -> str:
+    """The address as stored: checked, lower case."""
+    try:
+        return validate_address(email.strip()).lower()
+    except InvalidAddressError as error:
+        raise SubscriberError(str(error)) from error
 
 
 def validated_interest(
@@ -130,29 +194,21 @@ def add_subscriber(
     session: Session, data: NewSubscriber, settings: Settings, now: datetime
 ) -> Subscriber:
     """Store a subscriber with one interest (when a query or region is given); flush only."""
-    try:
-        email = validate_address(data.email.strip()).lower()
-    except InvalidAddressError as error:
-        raise SubscriberError(str(error)) from error
-    try:
-        frequency = Frequency(data.frequency.strip().lower())
-    except ValueError as error:
-        choices = ", ".join(f.value for f in Frequency)
-        raise SubscriberError(f"frequency {data.frequency!r} is not one of {choices}") from error
-    try:
-        zone(data.timezone.strip())
-    except UnknownTimezoneError as error:
-        raise SubscriberError(str(error)) from error
-    send_at = parse_send_at(data.send_at)
-    query, region_ids = validated_interest(data.query, data.regions, settings)
+    email = normalised_address(data.email)
+    # Before the other checks: an address already stored is a conflict whatever else is sent.
     if session.scalar(select(Subscriber.id).where(Subscriber.email == email)) is not None:
-        raise SubscriberError(f"{email} is already subscribed")
+        raise AlreadySubscribedError(f"{email} is already subscribed")
+    frequency = parse_frequency(data.frequency)
+    timezone = parse_timezone(data.timezone)
+    send_at = parse_send_at(data.send_at)
+    language = parse_language(data.language)
+    query, region_ids = validated_interest(data.query, data.regions, settings)
     subscriber = Subscriber(
         email=email,
         frequency=frequency,
-        timezone=data.timezone.strip(),
+        timezone=timezone,
         send_at=send_at,
-        language=data.language,
+        language=language,
         consent_source=data.consent_source,
         created_at=now,
         status=SubscriberStatus.CONFIRMED if data.confirmed else SubscriberStatus.PENDING,
@@ -167,6 +223,192 @@ def add_subscriber(
     session.add(subscriber)
     session.flush()
     return subscriber
+
+
+def confirmation_key(subscriber_id: int, sequence: int) -> str:
+    base = f"confirmation.{subscriber_id}"
+    return base if sequence == 0 else f"{base}.{sequence}"
+
+
+def promise_confirmation(
+    session: Session, subscriber: Subscriber, settings: Settings, now: datetime
+) -> list[int]:
+    """Promise one confirmation mail, unless one was promised within the last hour.
+
+    The n-th confirmation of a reader has its own dedup key, so two racing
+    sign-ups for one address still promise a single mail.
+    """
+    earlier = session.execute(
+        select(func.count(Delivery.id), func.max(Delivery.created_at)).where(
+            Delivery.subscriber_id == subscriber.id, Delivery.kind == DeliveryKind.CONFIRMATION
+        )
+    ).one()
+    count, latest = earlier
+    if latest is not None and latest > now - CONFIRMATION_RESEND_AFTER:
+        return []
+    key = confirmation_key(subscriber.id, count or 0)
+    return promise(
+        session,
+        [
+            Promise(
+                dedup_key=key,
+                kind=DeliveryKind.CONFIRMATION,
+                recipient=subscriber.email,
+                message_id=message_id_for(settings, key),
+                due_at=now,
+                subscriber_id=subscriber.id,
+            )
+        ],
+        now,
+    )
+
+
+def _audit_detail(via: str | None, **detail: object) -> dict[str, object]:
+    return {**({"via": via} if via else {}), **detail}
+
+
+def create_subscriber(
+    session: Session,
+    actor: Actor,
+    data: NewSubscriber,
+    settings: Settings,
+    now: datetime,
+    *,
+    ask_to_confirm: bool = True,
+    via: str | None = None,
+) -> Subscriber:
+    """Add a subscriber on someone's behalf and audit it; flush only.
+
+    ``data.confirmed`` says consent was given elsewhere. A reader who is not
+    confirmed gets the double opt-in mail (queued after commit) unless
+    ``ask_to_confirm`` is off: a CSV import of pending rows mails nobody.
+    The address is in the log only as the subscriber's id.
+    """
+    subscriber = add_subscriber(session, data, settings, now)
+    if subscriber.status is SubscriberStatus.PENDING and ask_to_confirm:
+        # Double opt-in: the confirmation mail is all a pending reader gets.
+        queue_sending(
+            session, promise_confirmation(session, subscriber, settings, now), settings, urgent=True
+        )
+    audit.record(
+        session,
+        actor,
+        "subscriber.add",
+        "subscriber",
+        subscriber.id,
+        _audit_detail(via, status=subscriber.status.value),
+        now,
+    )
+    return subscriber
+
+
+def erase(
+    session: Session, actor: Actor, subscriber_id: int, now: datetime, *, via: str | None = None
+) -> bool:
+    """Delete a reader and, by cascade, their interests, matches and deliveries.
+
+    The one erasure, whoever asks (the reader's own link, an admin, the API,
+    the command line). The audit entry records that it happened and how much
+    it removed, never the address: keeping it would defeat the erasure.
+    False when there is no such subscriber.
+    """
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return False
+    counts = {
+        "interests": len(subscriber.interests),
+        "deliveries": session.scalar(
+            select(func.count(Delivery.id)).where(Delivery.subscriber_id == subscriber_id)
+        ),
+        "matches": session.scalar(
+            select(func.count(Match.id)).where(Match.subscriber_id == subscriber_id)
+        ),
+    }
+    audit.record(
+        session,
+        actor,
+        "subscriber.erase",
+        "subscriber",
+        subscriber_id,
+        _audit_detail(via, removed=counts),
+        now,
+    )
+    session.expunge(subscriber)
+    # The database cascades (ON DELETE CASCADE) remove the dependent rows.
+    session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
+    session.flush()
+    return True
+
+
+# --- interests ----------------------------------------------------------------------
+
+
+def check_interest_cap(subscriber: Subscriber, settings: Settings) -> None:
+    """SubscriberError when the reader already holds the most interests allowed."""
+    if len(subscriber.interests) >= settings.max_interests_per_reader:
+        raise SubscriberError(
+            f"you already have {len(subscriber.interests)} interests, the most allowed; "
+            "remove one before adding another"
+        )
+
+
+def add_interest(
+    session: Session,
+    actor: Actor,
+    subscriber: Subscriber,
+    query: str | None,
+    regions: Iterable[str],
+    settings: Settings,
+    now: datetime,
+    *,
+    via: str | None = None,
+) -> Interest:
+    """A new interest for a reader: validated, within the cap, audited; flush only."""
+    clean_query, region_ids = validated_interest(query, regions, settings)
+    check_interest_cap(subscriber, settings)
+    interest = Interest(query=clean_query, regions=region_ids, created_at=now, updated_at=now)
+    subscriber.interests.append(interest)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "interest.add",
+        "interest",
+        interest.id,
+        _audit_detail(via, subscriber_id=subscriber.id),
+        now,
+    )
+    return interest
+
+
+def edit_interest(
+    session: Session,
+    actor: Actor,
+    interest: Interest,
+    query: str | None,
+    regions: Iterable[str],
+    settings: Settings,
+    now: datetime,
+    *,
+    via: str | None = None,
+) -> Interest:
+    """Replace an interest's query and regions (validated first), audited; flush only."""
+    clean_query, region_ids = validated_interest(query, regions, settings)
+    interest.query = clean_query
+    interest.regions = region_ids
+    # The workers re-file interests whose updated_at moved past their last refresh.
+    interest.updated_at = now
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "interest.edit",
+        "interest",
+        interest.id,
+        _audit_detail(via, subscriber_id=interest.subscriber_id),
+        now,
+    )
+    return interest
 
 
 @dataclass
@@ -221,6 +463,7 @@ def _add_rows(
     now: datetime,
     report: ImportReport,
     on_row: Callable[[], None] | None,
+    actor: Actor,
 ) -> None:
     """Add each row in its own savepoint, so a bad row costs only itself.
 
@@ -230,7 +473,15 @@ def _add_rows(
     for line, row in rows:
         try:
             with session.begin_nested():
-                add_subscriber(session, _row_to_subscriber(row), settings, now)
+                create_subscriber(
+                    session,
+                    actor,
+                    _row_to_subscriber(row),
+                    settings,
+                    now,
+                    ask_to_confirm=False,
+                    via="import",
+                )
         except SubscriberError as error:
             report.errors.append((line, str(error)))
         except IntegrityError:
@@ -256,18 +507,20 @@ def import_csv(
     settings: Settings,
     now: datetime,
     on_row: Callable[[], None] | None = None,
+    actor: Actor = IMPORT_ACTOR,
 ) -> ImportReport:
     """Add every good row; report each bad one by its line number. Flush only.
 
     Columns: email, query, regions (separated by ';'), frequency, timezone,
     confirmed. Only email is required; a row that fails is skipped whole.
+    Each row added is audited under ``actor`` (who ran the import).
     All rows share the caller's transaction: for files of any size use
     :func:`import_csv_in_batches`.
     """
     report = ImportReport()
     rows = _csv_rows(text, report)
     if rows is not None:
-        _add_rows(session, rows, settings, now, report, on_row)
+        _add_rows(session, rows, settings, now, report, on_row, actor)
     return report
 
 
@@ -279,6 +532,7 @@ def import_csv_in_batches(
     *,
     on_row: Callable[[], None] | None = None,
     on_batch: Callable[[ImportReport], None] | None = None,
+    actor: Actor = IMPORT_ACTOR,
 ) -> ImportReport:
     """:func:`import_csv`, committing every ``settings.import_batch_rows`` rows.
 
@@ -303,7 +557,7 @@ def import_csv_in_batches(
         batch = ImportReport()
         try:
             with database.session_scope() as session:
-                _add_rows(session, batch_rows, settings, now, batch, on_row)
+                _add_rows(session, batch_rows, settings, now, batch, on_row, actor)
         except Exception as error:
             # Re-raised with what is stored: the caller must tell the admin
             # which lines to import again.

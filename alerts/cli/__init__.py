@@ -16,6 +16,8 @@ from alerts import metrics
 from alerts.config import get_settings
 from alerts.storage import storage_fault
 
+# Who the audit log names for everything done at the command line.
+CLI_ACTOR = "cli"
 # A storage fault (a full disk, a read-only folder) is reported in one line with this code.
 EXIT_STORAGE_FAULT = 1
 

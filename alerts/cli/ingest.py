@@ -8,6 +8,7 @@ import sys
 
 from sqlalchemy import select
 
+from alerts.cli import CLI_ACTOR
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.ingest.fetch import read_source
@@ -16,7 +17,7 @@ from alerts.ingest.service import ingest_document, limits_from
 from alerts.ingest.store import IngestReport
 from alerts.models import Source
 from alerts.progress import tracked
-from alerts.sources import SourceInputError, validate_url
+from alerts.sources import SourceForm, SourceInputError, create_source
 from alerts.transactions import run_in_transaction
 
 EXIT_UNREADABLE = 1
@@ -100,28 +101,16 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 
 def run_sources_add(args: argparse.Namespace) -> int:
+    """The editor's and the API's rules: guarded host, interval and tag limits, audited."""
     settings = get_settings()
+    form = SourceForm(args.name or "", args.url, args.every or "", args.tag)
     try:
-        validate_url(args.url)  # the address rules every way of adding a source shares
+        with get_database(settings).session_scope() as session:
+            source = create_source(session, CLI_ACTOR, form, settings, utcnow())
+            print(f"source {source.id}: {source.name}, polled every {source.poll_minutes} min")
     except SourceInputError as error:
         print(f"alerts sources add: {error}", file=sys.stderr)
         return 1
-    with get_database(settings).session_scope() as session:
-        existing = session.scalar(select(Source).where(Source.url == args.url))
-        if existing:
-            print(
-                f"alerts sources add: {args.url} is already source {existing.id}", file=sys.stderr
-            )
-            return 1
-        source = Source(
-            url=args.url,
-            name=args.name or args.url,
-            poll_minutes=args.every or settings.source_default_poll_minutes,
-            default_tags=args.tag,
-        )
-        session.add(source)
-        session.flush()
-        print(f"source {source.id}: {source.name}, polled every {source.poll_minutes} min")
     return 0
 
 

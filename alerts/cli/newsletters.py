@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from alerts.cli import CLI_ACTOR
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.outbound import send_deliveries
@@ -152,7 +153,7 @@ def run_schedule(args: argparse.Namespace) -> int:
     try:
         at = local_moment(args.at, args.timezone)
         with get_database().session_scope() as session:
-            newsletter = schedule(session, args.id, at, args.timezone, utcnow())
+            newsletter = schedule(session, args.id, at, args.timezone, utcnow(), actor=CLI_ACTOR)
             print(f"newsletter {newsletter.id}: scheduled for {at:%Y-%m-%d %H:%M} UTC")
     except NewsletterError as error:
         return _refused("schedule", error)
@@ -162,7 +163,7 @@ def run_schedule(args: argparse.Namespace) -> int:
 def run_send_now(args: argparse.Namespace) -> int:
     try:
         with get_database().session_scope() as session:
-            send_now(session, args.id, utcnow())
+            send_now(session, args.id, utcnow(), actor=CLI_ACTOR)
     except NewsletterError as error:
         return _refused("send-now", error)
     print(f"newsletter {args.id}: sending starts at the next clock tick")
@@ -171,7 +172,7 @@ def run_send_now(args: argparse.Namespace) -> int:
 
 def run_cancel(args: argparse.Namespace) -> int:
     with get_database().session_scope() as session:
-        cancelled = cancel(session, args.id)
+        cancelled = cancel(session, args.id, actor=CLI_ACTOR)
     if not cancelled:
         return _refused(
             "cancel", NewsletterError(f"issue {args.id} has started sending or is gone")
@@ -182,7 +183,7 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 def run_approve(args: argparse.Namespace) -> int:
     with get_database().session_scope() as session:
-        approved = approve(session, args.id)
+        approved = approve(session, args.id, actor=CLI_ACTOR)
     if not approved:
         return _refused("approve", NewsletterError(f"issue {args.id} is not awaiting approval"))
     print(f"newsletter {args.id}: approved")
@@ -199,6 +200,7 @@ def run_recur(args: argparse.Namespace) -> int:
                 args.timezone,
                 approval_required=args.approval,
                 now=utcnow(),
+                actor=CLI_ACTOR,
             )
             when = f"{newsletter.recurrence_next_at:%Y-%m-%d %H:%M} UTC"
             print(f"newsletter {newsletter.id}: next issue {when}")

@@ -16,6 +16,7 @@ from types import FrameType
 
 from sqlalchemy import func, select
 
+from alerts.cli import CLI_ACTOR
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.ledger import count_sending, recover_stuck, waiting_for_task
@@ -30,7 +31,8 @@ from alerts.subscribers import (
     ImportStoppedError,
     NewSubscriber,
     SubscriberError,
-    add_subscriber,
+    create_subscriber,
+    erase,
     import_csv_in_batches,
 )
 
@@ -53,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     importing = actions.add_parser("import", help="add subscribers from a CSV file")
     importing.add_argument("file", type=Path)
     importing.set_defaults(handler=run_import)
+
+    erasing = actions.add_parser("erase", help="delete a subscriber and all they left, audited")
+    erasing.add_argument("id", type=int)
+    erasing.set_defaults(handler=run_erase)
 
     listing = actions.add_parser("list", help="every subscriber with their status")
     listing.add_argument("--json", action="store_true")
@@ -88,7 +94,7 @@ def run_add(args: argparse.Namespace) -> int:
     )
     try:
         with get_database(settings).session_scope() as session:
-            subscriber = add_subscriber(session, data, settings, utcnow())
+            subscriber = create_subscriber(session, CLI_ACTOR, data, settings, utcnow())
             print(f"subscriber {subscriber.id}: {subscriber.email} ({subscriber.status.value})")
     except SubscriberError as error:
         print(f"alerts subscribers add: {error}", file=sys.stderr)
@@ -120,7 +126,13 @@ def run_import(args: argparse.Namespace) -> int:
     stopped: ImportStoppedError | None = None
     try:
         report = import_csv_in_batches(
-            get_database(settings), text, settings, utcnow(), on_row=bar.advance, on_batch=committed
+            get_database(settings),
+            text,
+            settings,
+            utcnow(),
+            on_row=bar.advance,
+            on_batch=committed,
+            actor=CLI_ACTOR,
         )
     except ImportStoppedError as error:
         stopped, report = error, error.report
@@ -131,6 +143,16 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"alerts subscribers import: {stopped}", file=sys.stderr)
     print(f"{report.added} added, {len(report.errors)} rejected")
     return 1 if report.errors or stopped else 0
+
+
+def run_erase(args: argparse.Namespace) -> int:
+    with get_database().session_scope() as session:
+        erased = erase(session, CLI_ACTOR, args.id, utcnow())
+    if not erased:
+        print(f"alerts subscribers erase: no subscriber {args.id}", file=sys.stderr)
+        return 2
+    print(f"subscriber {args.id}: erased")
+    return 0
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import json
 import sys
 
 from alerts import audit
+from alerts.cli import CLI_ACTOR
 from alerts.db import get_database, utcnow
 from alerts.models import Role
 from alerts.users import (
@@ -23,7 +24,6 @@ from alerts.users import (
     list_users,
 )
 
-CLI_ACTOR = "command line"
 EXIT_REFUSED = 2
 
 

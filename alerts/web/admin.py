@@ -20,7 +20,12 @@ from alerts import admin, audit, bounces, users, webhooks
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.models import ApiToken, Frequency, Role, Subscriber, SubscriberStatus, Suppression, User
-from alerts.subscribers import ImportStoppedError, SubscriberError
+from alerts.subscribers import (
+    ImportStoppedError,
+    SubscriberError,
+    erase,
+    import_csv_in_batches,
+)
 from alerts.web.security import (
     client_address,
     end_session,
@@ -257,7 +262,7 @@ def _import(request: Request, text: str, error: str | None) -> HTMLResponse:
     # Outside any request transaction: the import commits batch by batch, so
     # the clock and the workers can write between batches.
     try:
-        report = admin.import_subscribers(database, text, get_settings(), utcnow())
+        report = import_csv_in_batches(database, text, get_settings(), utcnow(), actor=user)
     except ImportStoppedError as stopped:
         report, error = stopped.report, f"{stopped}."
     with database.session_scope() as session:
@@ -403,9 +408,8 @@ def delete_page(request: Request, subscriber_id: int) -> Any:
 def delete_subscriber(request: Request, subscriber_id: int) -> Any:
     with get_database().session_scope() as session:
         user = admin_user(request, session)
-        subscriber = _subscriber(session, subscriber_id)
-        admin.erase_subscriber(session, subscriber)
-        audit.record(session, user, "subscriber.erase", "subscriber", subscriber_id)
+        _subscriber(session, subscriber_id)
+        erase(session, user, subscriber_id, utcnow())
     return see_other("/admin/subscribers?notice=erased")
 
 

@@ -18,15 +18,15 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from alerts import admin, audit
 from alerts import sources as source_rules
+from alerts import subscribers as subscriber_rules
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
-from alerts.delivery.outbound import queue_sending
 from alerts.models import (
     Article,
     Delivery,
@@ -41,16 +41,20 @@ from alerts.models import (
     SubscriberStatus,
     User,
 )
-from alerts.signup import check_interest_cap, promise_confirmation
-from alerts.subscribers import NewSubscriber, SubscriberError, add_subscriber, validated_interest
+from alerts.subscribers import (
+    AlreadySubscribedError,
+    NewSubscriber,
+    SubscriberError,
+    add_interest,
+    edit_interest,
+    erase,
+)
 from alerts.users import verify_api_token
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-URL_LENGTH = 2000
-SOURCE_NAME_LENGTH = 200
-MAX_POLL_MINUTES = 7 * 24 * 60
-SOURCE_SCHEMES = ("http://", "https://")
+# The audit log's "via" for changes made through the API.
+VIA = "api"
 
 bearer = HTTPBearer(auto_error=False, description="An API token from `alerts users token`.")
 
@@ -210,28 +214,22 @@ class SourceRead(ReadModel):
     created_at: datetime
 
 
+# Sources are checked by the domain (alerts.sources): the address through the
+# outbound guard, the interval and tag limits; a refusal answers 422 naming why.
 class SourceCreate(BaseModel):
-    url: str = Field(max_length=URL_LENGTH)
-    name: str | None = Field(default=None, max_length=SOURCE_NAME_LENGTH)
-    poll_minutes: int | None = Field(default=None, ge=1, le=MAX_POLL_MINUTES)
+    url: str
+    name: str | None = None
+    poll_minutes: int | None = Field(
+        default=None,
+        description=f"{source_rules.MIN_POLL_MINUTES} to {source_rules.MAX_POLL_MINUTES}",
+    )
     default_tags: list[str] = Field(default_factory=list)
     active: bool = True
 
-    @field_validator("url")
-    @classmethod
-    def web_address(cls, value: str) -> str:
-        value = value.strip()
-        if not value.lower().startswith(SOURCE_SCHEMES):
-            raise ValueError("a source URL starts with http:// or https://")
-        try:
-            return source_rules.validate_url(value)  # the address rules of every edge
-        except source_rules.SourceInputError as error:
-            raise ValueError(str(error)) from error
-
 
 class SourceUpdate(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=SOURCE_NAME_LENGTH)
-    poll_minutes: int | None = Field(default=None, ge=1, le=MAX_POLL_MINUTES)
+    name: str | None = None
+    poll_minutes: int | None = None
     default_tags: list[str] | None = None
     active: bool | None = None
 
@@ -291,22 +289,9 @@ def list_subscribers(
     limit: Limit = DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> Any:
-    conditions: list[Any] = []
-    if email.strip():
-        conditions.append(Subscriber.email.contains(email.strip().lower(), autoescape=True))
-    if status is not None:
-        conditions.append(Subscriber.status == status)
-    if frequency is not None:
-        conditions.append(Subscriber.frequency == frequency)
+    wanted = admin.SubscriberFilter(email=email, status=status, frequency=frequency)
     with get_database().session_scope() as session:
-        rows = session.scalars(
-            select(Subscriber)
-            .options(selectinload(Subscriber.interests))
-            .where(*conditions)
-            .order_by(Subscriber.id)
-            .limit(limit)
-            .offset(offset)
-        )
+        rows = admin.list_subscribers(session, wanted, limit, offset)
         return [SubscriberRead.model_validate(s) for s in rows]
 
 
@@ -321,12 +306,10 @@ def create_subscriber(data: SubscriberCreate, caller: AdminDep) -> Any:
     settings = get_settings()
     now = utcnow()
     with get_database().session_scope() as session:
-        email = data.email.strip().lower()
-        if session.scalar(select(Subscriber.id).where(Subscriber.email == email)) is not None:
-            raise HTTPException(status_code=409, detail="this address is already subscribed")
         try:
-            subscriber = add_subscriber(
+            subscriber = subscriber_rules.create_subscriber(
                 session,
+                _actor(session, caller),
                 NewSubscriber(
                     email=data.email,
                     query=data.query,
@@ -340,21 +323,14 @@ def create_subscriber(data: SubscriberCreate, caller: AdminDep) -> Any:
                 ),
                 settings,
                 now,
+                via=VIA,
             )
+        except AlreadySubscribedError as error:
+            raise HTTPException(
+                status_code=409, detail="this address is already subscribed"
+            ) from error
         except SubscriberError as error:
             raise _invalid(error) from error
-        if subscriber.status is SubscriberStatus.PENDING:
-            # Double opt-in: the confirmation mail is all a pending reader gets.
-            ids = promise_confirmation(session, subscriber, settings, now)
-            queue_sending(session, ids, settings, urgent=True)
-        audit.record(
-            session,
-            _actor(session, caller),
-            "subscriber.add",
-            "subscriber",
-            subscriber.id,
-            {"via": "api", "status": subscriber.status.value},
-        )
         return SubscriberRead.model_validate(subscriber)
 
 
@@ -399,16 +375,8 @@ def update_subscriber(subscriber_id: int, data: SubscriberUpdate, caller: AdminD
 @router.delete("/subscribers/{subscriber_id}", status_code=204, tags=["subscribers"])
 def delete_subscriber(subscriber_id: int, caller: AdminDep) -> Response:
     with get_database().session_scope() as session:
-        subscriber = _get(session, Subscriber, subscriber_id, "subscriber")
-        admin.erase_subscriber(session, subscriber)
-        audit.record(
-            session,
-            _actor(session, caller),
-            "subscriber.erase",
-            "subscriber",
-            subscriber_id,
-            {"via": "api"},
-        )
+        _get(session, Subscriber, subscriber_id, "subscriber")
+        erase(session, _actor(session, caller), subscriber_id, utcnow(), via=VIA)
     return Response(status_code=204)
 
 
@@ -441,29 +409,18 @@ def create_interest(data: InterestCreate, caller: AdminDep) -> Any:
     with get_database().session_scope() as session:
         subscriber = _get(session, Subscriber, data.subscriber_id, "subscriber")
         try:
-            query, regions = validated_interest(data.query, data.regions, get_settings())
-            check_interest_cap(subscriber, get_settings())
+            interest = add_interest(
+                session,
+                _actor(session, caller),
+                subscriber,
+                data.query,
+                data.regions,
+                get_settings(),
+                now,
+                via=VIA,
+            )
         except SubscriberError as error:
             raise _invalid(error) from error
-        if not query and not regions:
-            raise HTTPException(status_code=422, detail="an interest needs a query or a region")
-        interest = Interest(
-            subscriber_id=data.subscriber_id,
-            query=query,
-            regions=regions,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(interest)
-        session.flush()
-        audit.record(
-            session,
-            _actor(session, caller),
-            "interest.add",
-            "interest",
-            interest.id,
-            {"via": "api", "subscriber_id": data.subscriber_id},
-        )
         return InterestRead.model_validate(interest)
 
 
@@ -474,21 +431,18 @@ def update_interest(interest_id: int, data: InterestUpdate, caller: AdminDep) ->
         wanted_query = data.query if "query" in data.model_fields_set else interest.query
         wanted_regions = data.regions if data.regions is not None else interest.regions
         try:
-            query, regions = validated_interest(wanted_query, wanted_regions, get_settings())
+            edit_interest(
+                session,
+                _actor(session, caller),
+                interest,
+                wanted_query,
+                wanted_regions,
+                get_settings(),
+                utcnow(),
+                via=VIA,
+            )
         except SubscriberError as error:
             raise _invalid(error) from error
-        if not query and not regions:
-            raise HTTPException(status_code=422, detail="an interest needs a query or a region")
-        interest.query, interest.regions, interest.updated_at = query, regions, utcnow()
-        session.flush()
-        audit.record(
-            session,
-            _actor(session, caller),
-            "interest.edit",
-            "interest",
-            interest.id,
-            {"via": "api", "subscriber_id": interest.subscriber_id},
-        )
         return InterestRead.model_validate(interest)
 
 
@@ -594,21 +548,22 @@ def get_source(source_id: int, caller: CallerDep) -> Any:
 @router.post("/sources", response_model=SourceRead, status_code=201, tags=["sources"])
 def create_source(data: SourceCreate, caller: CallerDep) -> Any:
     settings = get_settings()
+    form = source_rules.SourceForm(
+        data.name or "", data.url, data.poll_minutes or "", data.default_tags
+    )
     with get_database().session_scope() as session:
-        if session.scalar(select(Source.id).where(Source.url == data.url)) is not None:
-            raise HTTPException(status_code=409, detail="a source with this URL exists")
-        source = Source(
-            url=data.url,
-            name=(data.name or "").strip() or data.url,
-            poll_minutes=data.poll_minutes or settings.source_default_poll_minutes,
-            default_tags=data.default_tags,
-            active=data.active,
-        )
-        session.add(source)
-        session.flush()
-        audit.record(
-            session, _actor(session, caller), "source.add", "source", source.id, {"via": "api"}
-        )
+        try:
+            source = source_rules.create_source(
+                session,
+                _actor(session, caller),
+                form,
+                settings,
+                utcnow(),
+                active=data.active,
+                via=VIA,
+            )
+        except source_rules.SourceInputError as error:
+            raise _source_refused(error) from error
         return SourceRead.model_validate(source)
 
 
@@ -616,20 +571,33 @@ def create_source(data: SourceCreate, caller: CallerDep) -> Any:
 def update_source(source_id: int, data: SourceUpdate, caller: CallerDep) -> Any:
     with get_database().session_scope() as session:
         source = _get(session, Source, source_id, "source")
-        changed = sorted(name for name in data.model_fields_set if getattr(data, name) is not None)
-        for name in changed:
-            setattr(source, name, getattr(data, name))
-        session.flush()
-        if changed:
-            audit.record(
+        stored = source_rules.current_form(source)
+        form = source_rules.SourceForm(
+            stored.name if data.name is None else data.name,
+            stored.url,
+            stored.poll_minutes if data.poll_minutes is None else data.poll_minutes,
+            stored.tags if data.default_tags is None else data.default_tags,
+        )
+        try:
+            source_rules.update_source(
                 session,
                 _actor(session, caller),
-                "source.edit",
-                "source",
-                source.id,
-                {"via": "api", "fields": changed},
+                source,
+                form,
+                get_settings(),
+                utcnow(),
+                active=data.active,
+                via=VIA,
             )
+        except source_rules.SourceInputError as error:
+            raise _source_refused(error) from error
         return SourceRead.model_validate(source)
+
+
+def _source_refused(error: source_rules.SourceInputError) -> HTTPException:
+    """An address already polled is a conflict (409); any other refusal is 422."""
+    taken = error.field == "url" and "already polls" in str(error)
+    return HTTPException(status_code=409 if taken else 422, detail=str(error))
 
 
 @router.delete("/sources/{source_id}", status_code=204, tags=["sources"])

@@ -53,6 +53,7 @@ from alerts.newsletters import (
     PLACEHOLDERS,
     TEST_AUDIT_ACTION,
     NewsletterError,
+    NotRecurrableError,
     SampleReader,
     approve,
     cancel,
@@ -72,7 +73,7 @@ from alerts.newsletters import (
     validate_audience,
     validate_sections,
 )
-from alerts.schedule import UnknownTimezoneError, zone
+from alerts.schedule import zone
 from alerts.subscribers import gazetteer
 from alerts.web.admin import csrf_on_posts, signed_in
 from alerts.web.public import timezones
@@ -693,17 +694,9 @@ def _schedule_issue(request: Request, newsletter_id: int, when: str, timezone: s
         newsletter = _issue(session, newsletter_id)
         try:
             at = local_moment(when, timezone)
-            schedule(session, newsletter_id, at, timezone, utcnow())
+            schedule(session, newsletter_id, at, timezone, utcnow(), actor=user)
         except NewsletterError as error:
             return _refused(request, session, user, newsletter, "schedule", str(error))
-        audit.record(
-            session,
-            user,
-            "newsletter.schedule",
-            "newsletter",
-            newsletter_id,
-            {"at": at.isoformat(), "timezone": timezone},
-        )
     return see_other(_issue_url(newsletter_id, "scheduled"))
 
 
@@ -713,10 +706,9 @@ def send_issue_now(request: Request, newsletter_id: int) -> Any:
         user = editor_user(request, session)
         newsletter = _issue(session, newsletter_id)
         try:
-            send_now(session, newsletter_id, utcnow())
+            send_now(session, newsletter_id, utcnow(), actor=user)
         except NewsletterError as error:
             return _refused(request, session, user, newsletter, "schedule", str(error), 409)
-        audit.record(session, user, "newsletter.send_now", "newsletter", newsletter_id)
     return see_other(f"{HOME_PATH}/newsletters/{newsletter_id}/progress?notice=sending")
 
 
@@ -725,11 +717,10 @@ def cancel_issue(request: Request, newsletter_id: int) -> Any:
     with get_database().session_scope() as session:
         user = editor_user(request, session)
         newsletter = _issue(session, newsletter_id)
-        if not cancel(session, newsletter_id):
+        if not cancel(session, newsletter_id, actor=user):
             session.refresh(newsletter)
             message = f"issue {newsletter_id} is {newsletter.status.value}; too late to cancel"
             return _refused(request, session, user, newsletter, "cancel", message, 409)
-        audit.record(session, user, "newsletter.cancel", "newsletter", newsletter_id)
     return see_other(_issue_url(newsletter_id, "cancelled"))
 
 
@@ -752,24 +743,21 @@ def _recur_issue(
     with get_database().session_scope() as session:
         user = editor_user(request, session)
         newsletter = _issue(session, newsletter_id)
-        if newsletter.parent_id is not None or newsletter.status is not NewsletterStatus.DRAFT:
-            message = "only a draft that is not itself an occurrence can become recurring"
-            return _refused(request, session, user, newsletter, "recur", message, 409)
         try:
             make_recurring(
-                session, newsletter_id, cron, timezone, approval_required=approval, now=utcnow()
+                session,
+                newsletter_id,
+                cron,
+                timezone,
+                approval_required=approval,
+                now=utcnow(),
+                actor=user,
             )
-        except (NewsletterError, UnknownTimezoneError) as error:
+        except NotRecurrableError as error:
+            return _refused(request, session, user, newsletter, "recur", str(error), 409)
+        except NewsletterError as error:
             session.rollback()
             return _refused(request, session, user, newsletter, "recur", str(error))
-        audit.record(
-            session,
-            user,
-            "newsletter.recur",
-            "newsletter",
-            newsletter_id,
-            {"cron": cron, "timezone": timezone, "approval": approval},
-        )
     return see_other(_issue_url(newsletter_id, "recurring"))
 
 
@@ -778,11 +766,10 @@ def approve_issue(request: Request, newsletter_id: int) -> Any:
     with get_database().session_scope() as session:
         user = editor_user(request, session)
         newsletter = _issue(session, newsletter_id)
-        if not approve(session, newsletter_id):
+        if not approve(session, newsletter_id, actor=user):
             session.refresh(newsletter)
             message = f"issue {newsletter_id} is {newsletter.status.value}; nothing to approve"
             return _refused(request, session, user, newsletter, "approve", message, 409)
-        audit.record(session, user, "newsletter.approve", "newsletter", newsletter_id)
     return see_other(_issue_url(newsletter_id, "approved"))
 
 
@@ -957,18 +944,9 @@ def _add_source(request: Request, form: source_rules.SourceForm) -> Response:
     with get_database(settings).session_scope() as session:
         user = editor_user(request, session)
         try:
-            wanted = source_rules.validate(form, settings.source_default_poll_minutes)
-            source = source_rules.add_source(session, wanted, utcnow())
+            source_rules.create_source(session, user, form, settings, utcnow())
         except source_rules.SourceInputError as error:
             return _sources_page(request, session, user, form, {error.field: str(error)}, 422)
-        audit.record(
-            session,
-            user,
-            "source.add",
-            "source",
-            source.id,
-            {"poll_minutes": source.poll_minutes, "tags": source.default_tags},
-        )
     return see_other(f"{HOME_PATH}/sources?notice=source_added")
 
 
@@ -1018,14 +996,11 @@ def _edit_source(request: Request, source_id: int, form: source_rules.SourceForm
         user = editor_user(request, session)
         source = _source(session, source_id)
         try:
-            wanted = source_rules.validate(form, settings.source_default_poll_minutes)
-            changed = source_rules.edit_source(session, source, wanted, utcnow())
+            source_rules.update_source(session, user, source, form, settings, utcnow())
         except source_rules.SourceInputError as error:
             session.rollback()
             source = _source(session, source_id)
             return _source_page(request, user, source, form, {error.field: str(error)}, 422)
-        if changed:
-            audit.record(session, user, "source.edit", "source", source.id, {"fields": changed})
     return see_other(f"{HOME_PATH}/sources/{source_id}?notice=source_saved")
 
 

@@ -468,7 +468,7 @@ def test_newsletter_to_ten_thousand_reaches_each_once_despite_a_killed_worker(
             settings=settings,
             now=utcnow(),
         )
-        send_now(session, issue.id, utcnow())
+        send_now(session, issue.id, utcnow(), actor="system")
     with stack.database.session_scope() as session:
         planned = start_due_issues(session, settings, utcnow())
         queue_sending(session, planned, settings)

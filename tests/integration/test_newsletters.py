@@ -82,7 +82,7 @@ def test_issue_goes_to_the_segment_once_and_preview_equals_the_mail(newsroom: Da
     renderer = MailRenderer()
     with newsroom.session_scope() as session:
         previewed = preview(session, issue, "sukhumi@example.org", get_settings(), NOW, renderer)
-        schedule(session, issue, NOW + timedelta(minutes=5), "UTC", NOW)
+        schedule(session, issue, NOW + timedelta(minutes=5), "UTC", NOW, actor="system")
     with newsroom.session_scope() as session:
         assert start_due_issues(session, get_settings(), NOW) == []  # not yet
     with newsroom.session_scope() as session:
@@ -136,21 +136,21 @@ def test_issue_goes_to_the_segment_once_and_preview_equals_the_mail(newsroom: Da
 def test_cancel_before_start_sends_nothing_and_late_changes_are_refused(newsroom: Database) -> None:
     issue = create(newsroom, subject="Weekly", sections=[{"title": "All", "query": "metro"}])
     with newsroom.session_scope() as session:
-        schedule(session, issue, NOW + timedelta(hours=1), "UTC", NOW)
-        assert cancel(session, issue)
+        schedule(session, issue, NOW + timedelta(hours=1), "UTC", NOW, actor="system")
+        assert cancel(session, issue, actor="system")
     with newsroom.session_scope() as session:
         assert start_due_issues(session, get_settings(), NOW + timedelta(hours=2)) == []
         assert session.get_one(Newsletter, issue).status is NewsletterStatus.CANCELLED
 
     other = create(newsroom, subject="Daily", sections=[{"title": "All", "query": "metro"}])
     with newsroom.session_scope() as session:
-        schedule(session, other, NOW + timedelta(minutes=1), "UTC", NOW)
+        schedule(session, other, NOW + timedelta(minutes=1), "UTC", NOW, actor="system")
     with newsroom.session_scope() as session:
         assert len(start_due_issues(session, get_settings(), NOW + timedelta(minutes=2))) == 3
     with newsroom.session_scope() as session:
-        assert not cancel(session, other)
+        assert not cancel(session, other, actor="system")
         with pytest.raises(NewsletterError, match="too late"):
-            schedule(session, other, NOW + timedelta(days=1), "UTC", NOW)
+            schedule(session, other, NOW + timedelta(days=1), "UTC", NOW, actor="system")
 
 
 @pytest.mark.parametrize(
@@ -176,7 +176,13 @@ def test_recurring_issue_follows_local_time_and_two_clocks_make_one(newsroom: Da
     start = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)  # a Friday, before Berlin's DST change
     with newsroom.session_scope() as session:
         recurring = make_recurring(
-            session, template, "0 7 * * mon", "Europe/Berlin", approval_required=True, now=start
+            session,
+            template,
+            "0 7 * * mon",
+            "Europe/Berlin",
+            approval_required=True,
+            now=start,
+            actor="system",
         )
         assert recurring.recurrence_next_at == datetime(2026, 3, 23, 6, 0, tzinfo=UTC)
     moments = [datetime(2026, 3, 23, 6, 1, tzinfo=UTC), datetime(2026, 3, 30, 5, 1, tzinfo=UTC)]

@@ -13,6 +13,7 @@ from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.models import DeliveryState, WebhookDelivery
 from alerts.netguard import Outbound
+from alerts.signup import ConfirmOutcome, confirm
 from alerts.subscribers import NewSubscriber, add_subscriber, unsubscribe
 from alerts.webhooks import (
     EVENT_HEADER,
@@ -125,3 +126,24 @@ def test_bad_endpoints_are_refused(database: Database) -> None:
             add_endpoint(session, "ftp://example.org", ["newsletter.sent"], utcnow())
         with pytest.raises(WebhookError, match="events"):
             add_endpoint(session, "https://example.org", ["everything"], utcnow())
+
+
+def test_confirming_emits_subscriber_confirmed_once(
+    database: Database, recorded_jobs: RecordedJobs
+) -> None:
+    """Documented as an event since the start; the confirmation link now emits it."""
+    now = utcnow()
+    settings = get_settings()
+    with database.session_scope() as session:
+        add_endpoint(session, "https://hooks.example.org/in", ["subscriber.confirmed"], now)
+        reader = add_subscriber(
+            session, NewSubscriber(email="reader@example.org", query="flood"), settings, now
+        )
+        reader_id = reader.id
+    with database.session_scope() as session:
+        assert confirm(session, reader_id, now, settings) is ConfirmOutcome.CONFIRMED
+        assert confirm(session, reader_id, now, settings) is ConfirmOutcome.ALREADY
+    with database.session_scope() as session:
+        [row] = session.scalars(select(WebhookDelivery)).all()
+    assert row.event == "subscriber.confirmed"
+    assert row.payload["data"] == {"subscriber_id": reader_id}
