@@ -19,13 +19,9 @@ from sqlalchemy.orm import Session
 from alerts.compose import EntryCache, reader_locales
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, alert_key, promise
-from alerts.delivery.outbound import (
-    link_versions,
-    message_id_for,
-    queue_sending,
-    subscriber_links,
-)
+from alerts.delivery.outbound import message_id_for, queue_sending
 from alerts.i18n import ENGLISH_UTC
+from alerts.links import link_versions, subscriber_links
 from alerts.matching.service import IndexCache, NewMatch, match_articles
 from alerts.models import (
     Article,

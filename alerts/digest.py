@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 from alerts.compose import EntryCache
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, digest_key, promise
-from alerts.delivery.outbound import link_versions, message_id_for, subscriber_links
+from alerts.delivery.outbound import message_id_for
 from alerts.i18n import ENGLISH_UTC, N_, ReaderLocale, format_day, translations
+from alerts.links import link_versions, subscriber_links
 from alerts.models import (
     Article,
     Delivery,

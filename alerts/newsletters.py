@@ -29,9 +29,10 @@ from alerts.compose import EntryCache
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, newsletter_key, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
-from alerts.delivery.outbound import link_versions, message_id_for, subscriber_links
+from alerts.delivery.outbound import message_id_for
 from alerts.delivery.render import MailRenderer, RenderedMail
 from alerts.i18n import DEFAULT_LANGUAGE, N_, ReaderLocale, format_day, translations
+from alerts.links import link_versions, subscriber_links
 from alerts.matching import QueryError, RegionNotFoundError
 from alerts.matching.service import preview_interest
 from alerts.models import (

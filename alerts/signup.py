@@ -34,14 +34,10 @@ from alerts.compose import reader_locales
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
-from alerts.delivery.outbound import (
-    confirm_link,
-    message_id_for,
-    queue_sending,
-    subscriber_links,
-)
+from alerts.delivery.outbound import message_id_for, queue_sending
 from alerts.i18n import ENGLISH_UTC
 from alerts.i18n import LANGUAGES as LANGUAGE_NAMES
+from alerts.links import confirm_link, subscriber_links
 from alerts.matching import QueryError, RegionNotFoundError, fold, tokenize
 from alerts.matching.service import PreviewHit, preview_interest
 from alerts.models import (
