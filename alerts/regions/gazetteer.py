@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from alerts.matching.analysis import Token, fold, tokenize, tokenize_with_case
+from alerts.text.analysis import Token, fold, tokenize, tokenize_with_case
 
 GAZETTEER_PATH = Path(__file__).parent / "data" / "gazetteer.json"
 
