@@ -33,8 +33,8 @@ from alerts.models import (
     SubscriberStatus,
     Suppression,
 )
+from alerts.regions import default_gazetteer
 from alerts.schedule import in_quiet_hours, quiet_hours_end
-from alerts.subscribers import gazetteer
 
 THROTTLE_WINDOW = timedelta(hours=1)
 
@@ -127,7 +127,7 @@ def compose_alerts(
         explanations[(subscriber_id, article_id)].append(explanation)
     locales = reader_locales(session, subscriber_ids)
     versions = link_versions(session, subscriber_ids)
-    entries = EntryCache(gazetteer())
+    entries = EntryCache(default_gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
         article = articles.get(delivery.article_id or -1)

@@ -48,8 +48,9 @@ from alerts.models import (
     Subscriber,
     SubscriberStatus,
 )
+from alerts.regions import default_gazetteer
 from alerts.schedule import UnknownTimezoneError, zone
-from alerts.subscribers import gazetteer, validated_interest
+from alerts.subscribers import validated_interest
 from alerts.webhooks import emit
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -359,7 +360,7 @@ def _with_descendants(region_ids: set[str]) -> set[str]:
     """A segment for a region includes readers of places inside it."""
     if not region_ids:
         return set()
-    gz = gazetteer()
+    gz = default_gazetteer()
     return {r for r in gz.regions if gz.ancestors(r) & region_ids} | region_ids
 
 
@@ -378,7 +379,7 @@ def freeze_sections(
                 section.get("query"),
                 section.get("regions", []),
                 since=now - timedelta(days=section.get("days", DEFAULT_SECTION_DAYS)),
-                gazetteer=gazetteer(),
+                gazetteer=default_gazetteer(),
                 settings=settings,
                 limit=section.get("limit", DEFAULT_SECTION_LIMIT),
             )
@@ -574,7 +575,7 @@ def issue_context(
     ``links`` replaces the reader's signed links (previews and tests pass
     ``placeholder_links``); None gives the reader's own.
     """
-    entries = entries or EntryCache(gazetteer())
+    entries = entries or EntryCache(default_gazetteer())
     sections = newsletter.sections
     if articles is None:
         ids = {i for s in sections for i in s.get("article_ids", [])}
@@ -656,7 +657,7 @@ def compose_newsletters(
     articles = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids)))}
     by_id, by_address = _recipient_locales(session, deliveries)
     versions = link_versions(session, (d.subscriber_id for d in deliveries))
-    entries = EntryCache(gazetteer())
+    entries = EntryCache(default_gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
         issue = issues.get(delivery.newsletter_id or -1)

@@ -50,11 +50,11 @@ from alerts.models import (
     Subscriber,
     SubscriberStatus,
 )
+from alerts.regions import default_gazetteer
 from alerts.schedule import UnknownTimezoneError, zone
 from alerts.subscribers import (
     InterestError,
     SubscriberError,
-    gazetteer,
     parse_send_at,
     validated_interest,
 )
@@ -371,7 +371,7 @@ def _describe(pending: dict[str, Any] | None) -> str:
     """The interest a request asks for, as the reader typed it (query, then regions)."""
     if not pending:
         return ""
-    regions = gazetteer().regions
+    regions = default_gazetteer().regions
     names = [regions[r].name if r in regions else r for r in pending.get("regions") or []]
     return " · ".join(part for part in [pending.get("query") or "", ", ".join(names)] if part)
 
@@ -723,7 +723,7 @@ def preview(
             clean_query,
             region_ids,
             since=now - PREVIEW_WINDOW,
-            gazetteer=gazetteer(),
+            gazetteer=default_gazetteer(),
             settings=settings,
             limit=PREVIEW_LIMIT,
             max_articles=settings.preview_max_articles,
@@ -743,9 +743,9 @@ class RegionSuggestion:
 
 def region_input_value(region_id: str) -> str:
     """The name when it resolves back to this region, else the id (the US state Georgia)."""
-    region = gazetteer().regions[region_id]
+    region = default_gazetteer().regions[region_id]
     try:
-        resolved = gazetteer().resolve(region.name).id
+        resolved = default_gazetteer().resolve(region.name).id
     except ValueError:
         resolved = ""
     return region.name if resolved == region_id else region_id
@@ -754,7 +754,7 @@ def region_input_value(region_id: str) -> str:
 @lru_cache(maxsize=1)
 def _region_names() -> list[tuple[tuple[str, ...], str]]:
     """(folded name words, id) for every region, built once per process."""
-    return [(tuple(tokenize(r.name)), r.id) for r in gazetteer().regions.values()]
+    return [(tuple(tokenize(r.name)), r.id) for r in default_gazetteer().regions.values()]
 
 
 def suggest_regions(text: str, limit: int = REGION_SUGGESTIONS) -> list[RegionSuggestion]:
@@ -763,7 +763,7 @@ def suggest_regions(text: str, limit: int = REGION_SUGGESTIONS) -> list[RegionSu
     folded = " ".join(tokenize(text))
     if len(folded) < MIN_SUGGEST_CHARS:
         return []
-    gz = gazetteer()
+    gz = default_gazetteer()
     ranked: dict[str, tuple[int, float, str]] = {}
     for rank, region_id in enumerate(gz.candidates(text)):
         ranked[region_id] = (0, float(rank), "")

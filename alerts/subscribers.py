@@ -22,7 +22,6 @@ import time as time_module
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -31,15 +30,14 @@ from sqlalchemy.orm import Session
 from alerts.config import Settings
 from alerts.db import Database
 from alerts.delivery.message import InvalidAddressError, validate_address
+from alerts.matching import Interest as InterestSpec
 from alerts.matching import (
-    Gazetteer,
     QueryError,
     RegionNotFoundError,
-    load_gazetteer,
     prepare_interest,
 )
-from alerts.matching import Interest as InterestSpec
 from alerts.models import Frequency, Interest, Subscriber, SubscriberStatus
+from alerts.regions import default_gazetteer
 from alerts.schedule import UnknownTimezoneError, zone
 from alerts.webhooks import emit
 
@@ -71,11 +69,6 @@ class InterestError(SubscriberError):
         super().__init__(text)
         self.message = message
         self.position = position
-
-
-@lru_cache(maxsize=1)
-def gazetteer() -> Gazetteer:
-    return load_gazetteer()
 
 
 @dataclass
@@ -113,7 +106,7 @@ def validated_interest(
     try:
         prepared = prepare_interest(
             InterestSpec(id="new", query=query, regions=tuple(names)),
-            gazetteer(),
+            default_gazetteer(),
             max_length=settings.query_max_length,
             max_terms=settings.query_max_terms,
             max_depth=settings.query_max_depth,
