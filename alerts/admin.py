@@ -19,11 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts import metrics
-from alerts.bounces import DayOfReturns, daily_returns
+from alerts.bounces import DayOfReturns, daily_returns, suppress
 from alerts.config import Settings
 from alerts.db import Database
 from alerts.delivery.message import InvalidAddressError, validate_address
-from alerts.delivery.outbound import suppress
 from alerts.health import queue_depths
 from alerts.models import (
     Article,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.config import Settings
+from alerts.delivery.message import split_mailbox
 from alerts.i18n import DEFAULT_LANGUAGE
 from alerts.models import Subscriber
 from alerts.tokens import reader_subject, sign_token
@@ -87,3 +89,9 @@ def confirm_link(
     expires = now + timedelta(hours=settings.confirmation_valid_hours)
     token = sign_token(settings.resolved_secret_key, CONFIRM_PURPOSE, subject, expires_at=expires)
     return f"{settings.base_url.rstrip('/')}/confirm/{token}{language_query(language)}"
+
+
+def mail_domain(settings: Settings) -> str:
+    """The domain our mail and its addresses are under: the sender's, else the site's."""
+    _, address = split_mailbox(settings.mail_from)
+    return address.rpartition("@")[2] or urlsplit(settings.base_url).hostname or "localhost"

@@ -20,12 +20,11 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
+from alerts.bounces import bounce
 from alerts.config import Settings
 from alerts.db import Database, utcnow
 from alerts.delivery.dkim import DkimSigner
@@ -43,6 +42,7 @@ from alerts.delivery.senders import PermanentFailure, Sender, TemporaryFailure
 from alerts.delivery.verp import UNSUBSCRIBE_LOCAL, verp_address
 from alerts.i18n import DEFAULT_LANGUAGE
 from alerts.jobs import enqueue_after_commit, enqueue_now
+from alerts.links import mail_domain
 from alerts.metrics import DELIVERIES, SMTP_RESPONSES, smtp_class
 from alerts.models import (
     Delivery,
@@ -51,9 +51,7 @@ from alerts.models import (
     Subscriber,
     SubscriberStatus,
     Suppression,
-    SuppressionReason,
 )
-from alerts.webhooks import emit
 
 log = logging.getLogger("alerts.delivery")
 
@@ -67,11 +65,6 @@ RECIPIENT_STAGES = frozenset({"rcpt", "data"})
 Composer = Callable[
     [Session, Sequence[Delivery], Settings, datetime], dict[int, tuple[str, dict[str, Any]]]
 ]
-
-
-def mail_domain(settings: Settings) -> str:
-    _, address = split_mailbox(settings.mail_from)
-    return address.rpartition("@")[2] or urlsplit(settings.base_url).hostname or "localhost"
 
 
 def message_id_for(settings: Settings, dedup_key: str) -> str:
@@ -460,37 +453,6 @@ def _count_and_log(delivery: Delivery, state: str, outcome: object = None) -> No
             "smtp_code": getattr(outcome, "code", None),
         },
     )
-
-
-def bounce(session: Session, delivery: Delivery, now: datetime, reason: str) -> None:
-    """A permanent refusal: never retried; the address goes on the suppression list."""
-    settle(session, [delivery.id], DeliveryState.BOUNCED, now, reason)
-    suppress(session, delivery.recipient, SuppressionReason.HARD_BOUNCE, reason, now)
-    emit(
-        session,
-        "delivery.bounced",
-        {"delivery_id": delivery.id, "subscriber_id": delivery.subscriber_id, "reason": reason},
-        now,
-    )
-    if delivery.subscriber_id is not None:
-        session.execute(
-            update(Subscriber)
-            .where(Subscriber.id == delivery.subscriber_id)
-            .values(status=SubscriberStatus.BOUNCED)
-        )
-
-
-def suppress(
-    session: Session, email: str, reason: SuppressionReason, detail: str, now: datetime
-) -> None:
-    """Put an address on the suppression list (once; a concurrent add wins)."""
-    if session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None:
-        return
-    try:
-        with session.begin_nested():
-            session.add(Suppression(email=email, reason=reason, detail=detail, created_at=now))
-    except IntegrityError:
-        log.info("suppression of a bounced address was recorded by another worker")
 
 
 SEND_JOB = "send_deliveries"
