@@ -19,10 +19,9 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from alerts import metrics
-from alerts.bounces import DayOfReturns, daily_returns
+from alerts.bounces import DayOfReturns, daily_returns, suppress
 from alerts.config import Settings
 from alerts.delivery.message import InvalidAddressError, validate_address
-from alerts.delivery.outbound import suppress
 from alerts.health import queue_depths
 from alerts.models import (
     Article,

@@ -19,13 +19,9 @@ from sqlalchemy.orm import Session
 from alerts.compose import EntryCache, reader_locales
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, alert_key, promise
-from alerts.delivery.outbound import (
-    link_versions,
-    message_id_for,
-    queue_sending,
-    subscriber_links,
-)
+from alerts.delivery.queueing import message_id_for, queue_sending
 from alerts.i18n import ENGLISH_UTC
+from alerts.links import link_versions, subscriber_links
 from alerts.matching.service import IndexCache, NewMatch, match_articles
 from alerts.models import (
     Article,
@@ -37,8 +33,8 @@ from alerts.models import (
     SubscriberStatus,
     Suppression,
 )
+from alerts.regions import default_gazetteer
 from alerts.schedule import in_quiet_hours, quiet_hours_end
-from alerts.subscribers import gazetteer
 
 THROTTLE_WINDOW = timedelta(hours=1)
 
@@ -131,7 +127,7 @@ def compose_alerts(
         explanations[(subscriber_id, article_id)].append(explanation)
     locales = reader_locales(session, subscriber_ids)
     versions = link_versions(session, subscriber_ids)
-    entries = EntryCache(gazetteer())
+    entries = EntryCache(default_gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
         article = articles.get(delivery.article_id or -1)

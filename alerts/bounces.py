@@ -33,13 +33,16 @@ from email.utils import getaddresses, parseaddr
 from typing import Any, Literal
 
 from flufl.bounce import all_failures
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from alerts import subscribers  # a module: subscribers -> outbound -> bounces is a cycle
 from alerts.config import Settings
 from alerts.db import get_database, utcnow
-from alerts.delivery.outbound import mail_domain, suppress
+from alerts.delivery.ledger import settle
 from alerts.delivery.verp import UNSUBSCRIBE_LOCAL, VERP_SEPARATOR, delivery_from_address
+from alerts.links import mail_domain
 from alerts.models import (
     BounceEvent,
     Delivery,
@@ -49,10 +52,41 @@ from alerts.models import (
     Suppression,
     SuppressionReason,
 )
-from alerts.subscribers import unsubscribe
 from alerts.webhooks import emit
 
 log = logging.getLogger("alerts.bounces")
+
+
+def bounce(session: Session, delivery: Delivery, now: datetime, reason: str) -> None:
+    """A permanent refusal: never retried; the address goes on the suppression list."""
+    settle(session, [delivery.id], DeliveryState.BOUNCED, now, reason)
+    suppress(session, delivery.recipient, SuppressionReason.HARD_BOUNCE, reason, now)
+    emit(
+        session,
+        "delivery.bounced",
+        {"delivery_id": delivery.id, "subscriber_id": delivery.subscriber_id, "reason": reason},
+        now,
+    )
+    if delivery.subscriber_id is not None:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.id == delivery.subscriber_id)
+            .values(status=SubscriberStatus.BOUNCED)
+        )
+
+
+def suppress(
+    session: Session, email: str, reason: SuppressionReason, detail: str, now: datetime
+) -> None:
+    """Put an address on the suppression list (once; a concurrent add wins)."""
+    if session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None:
+        return
+    try:
+        with session.begin_nested():
+            session.add(Suppression(email=email, reason=reason, detail=detail, created_at=now))
+    except IntegrityError:
+        log.info("suppression of a bounced address was recorded by another worker")
+
 
 Kind = Literal["hard", "soft", "complaint", "auto-reply", "unsubscribe", "not-a-bounce"]
 # A bounce names its recipient in its first part; the original message it may
@@ -377,11 +411,11 @@ def _apply(
     email = subscriber.email
     weight = 0.0
     if report.kind == "unsubscribe":
-        unsubscribe(session, subscriber.id, now)
+        subscribers.unsubscribe(session, subscriber.id, now)
         action = "unsubscribed"
     elif report.kind == "complaint":
         suppress(session, email, SuppressionReason.COMPLAINT, "spam complaint", now)
-        unsubscribe(session, subscriber.id, now)
+        subscribers.unsubscribe(session, subscriber.id, now)
         action = "suppressed"
     elif report.kind == "hard" and verified:
         _bounced(session, subscriber, delivery, f"hard bounce {report.status or ''}".strip(), now)

@@ -28,9 +28,9 @@ from alerts.i18n import (
     format_moment,
     translations,
 )
-from alerts.matching import fold, stem
 from alerts.models import Article, Subscriber
 from alerts.regions.gazetteer import Gazetteer
+from alerts.text import fold, stem
 
 SNIPPET_CHARS = 280
 # Where in an article a term hit, as the "why" line names it.

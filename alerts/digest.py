@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 from alerts.compose import EntryCache
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, digest_key, promise
-from alerts.delivery.outbound import link_versions, message_id_for, subscriber_links
+from alerts.delivery.queueing import message_id_for
 from alerts.i18n import ENGLISH_UTC, N_, ReaderLocale, format_day, translations
+from alerts.links import link_versions, subscriber_links
 from alerts.models import (
     Article,
     Delivery,
@@ -36,8 +37,8 @@ from alerts.models import (
     Subscriber,
     SubscriberStatus,
 )
+from alerts.regions import default_gazetteer
 from alerts.schedule import Slot, latest_slot, period_length
-from alerts.subscribers import gazetteer
 
 # Newer stories rank higher: a day's age costs as much as one body hit.
 RECENCY_WEIGHT_PER_DAY = 1.0
@@ -292,7 +293,7 @@ def _section_title(candidate: Candidate, by: str, interest_labels: dict[int, str
         return labels[0] if labels and labels[0] else OTHER_GROUP
     for explanation in candidate.explanations:
         for region in explanation.get("regions", []):
-            return gazetteer().resolve(region["region_id"]).name
+            return default_gazetteer().resolve(region["region_id"]).name
     return OTHER_GROUP
 
 
@@ -304,7 +305,7 @@ def compose_digests(
     interest_ids = {i for cs in gathered.values() for c in cs for i in c.interest_ids}
     labels = _interest_labels(session, interest_ids)
     versions = link_versions(session, (d.subscriber_id for d in deliveries))
-    entries = EntryCache(gazetteer())
+    entries = EntryCache(default_gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
         stories = collapse(rank(gathered[delivery.id], now))
@@ -362,6 +363,6 @@ def _interest_labels(session: Session, interest_ids: set[int]) -> dict[int, str]
     for interest_id, query, regions in session.execute(
         select(Interest.id, Interest.query, Interest.regions).where(Interest.id.in_(interest_ids))
     ):
-        names = [gazetteer().resolve(r).name for r in regions or []]
+        names = [default_gazetteer().resolve(r).name for r in regions or []]
         labels[interest_id] = " · ".join(filter(None, [query, *names]))
     return labels

@@ -31,9 +31,10 @@ from alerts.compose import EntryCache
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, newsletter_key, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
-from alerts.delivery.outbound import link_versions, message_id_for, subscriber_links
+from alerts.delivery.queueing import message_id_for
 from alerts.delivery.render import MailRenderer, RenderedMail
 from alerts.i18n import DEFAULT_LANGUAGE, N_, ReaderLocale, format_day, translations
+from alerts.links import link_versions, subscriber_links
 from alerts.matching import QueryError, RegionNotFoundError
 from alerts.matching.service import preview_interest
 from alerts.models import (
@@ -49,8 +50,9 @@ from alerts.models import (
     Subscriber,
     SubscriberStatus,
 )
+from alerts.regions import default_gazetteer
 from alerts.schedule import UnknownTimezoneError, zone
-from alerts.subscribers import gazetteer, validated_interest
+from alerts.subscribers import validated_interest
 from alerts.webhooks import emit
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -393,7 +395,7 @@ def _with_descendants(region_ids: set[str]) -> set[str]:
     """A segment for a region includes readers of places inside it."""
     if not region_ids:
         return set()
-    gz = gazetteer()
+    gz = default_gazetteer()
     return {r for r in gz.regions if gz.ancestors(r) & region_ids} | region_ids
 
 
@@ -412,7 +414,7 @@ def freeze_sections(
                 section.get("query"),
                 section.get("regions", []),
                 since=now - timedelta(days=section.get("days", DEFAULT_SECTION_DAYS)),
-                gazetteer=gazetteer(),
+                gazetteer=default_gazetteer(),
                 settings=settings,
                 limit=section.get("limit", DEFAULT_SECTION_LIMIT),
             )
@@ -636,7 +638,7 @@ def issue_context(
     ``links`` replaces the reader's signed links (previews and tests pass
     ``placeholder_links``); None gives the reader's own.
     """
-    entries = entries or EntryCache(gazetteer())
+    entries = entries or EntryCache(default_gazetteer())
     sections = newsletter.sections
     if articles is None:
         ids = {i for s in sections for i in s.get("article_ids", [])}
@@ -718,7 +720,7 @@ def compose_newsletters(
     articles = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids)))}
     by_id, by_address = _recipient_locales(session, deliveries)
     versions = link_versions(session, (d.subscriber_id for d in deliveries))
-    entries = EntryCache(gazetteer())
+    entries = EntryCache(default_gazetteer())
     contexts: dict[int, tuple[str, dict[str, Any]]] = {}
     for delivery in deliveries:
         issue = issues.get(delivery.newsletter_id or -1)

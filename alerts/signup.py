@@ -32,13 +32,10 @@ from sqlalchemy.orm import Session
 from alerts import subscribers
 from alerts.compose import reader_locales
 from alerts.config import Settings
-from alerts.delivery.outbound import (
-    confirm_link,
-    queue_sending,
-    subscriber_links,
-)
+from alerts.delivery.queueing import queue_sending
 from alerts.i18n import ENGLISH_UTC
 from alerts.i18n import LANGUAGES as LANGUAGE_NAMES
+from alerts.links import confirm_link, subscriber_links
 from alerts.matching import QueryError, RegionNotFoundError, fold, tokenize
 from alerts.matching.service import PreviewHit, preview_interest
 from alerts.models import (
@@ -51,12 +48,12 @@ from alerts.models import (
     Subscriber,
     SubscriberStatus,
 )
+from alerts.regions import default_gazetteer
 from alerts.subscribers import (
     CONFIRMATION_RESEND_AFTER,
     InterestError,
     SubscriberError,
     check_interest_cap,
-    gazetteer,
     normalised_address,
     parse_frequency,
     parse_language,
@@ -325,7 +322,7 @@ def _describe(pending: dict[str, Any] | None) -> str:
     """The interest a request asks for, as the reader typed it (query, then regions)."""
     if not pending:
         return ""
-    regions = gazetteer().regions
+    regions = default_gazetteer().regions
     names = [regions[r].name if r in regions else r for r in pending.get("regions") or []]
     return " · ".join(part for part in [pending.get("query") or "", ", ".join(names)] if part)
 
@@ -628,7 +625,7 @@ def preview(
             clean_query,
             region_ids,
             since=now - PREVIEW_WINDOW,
-            gazetteer=gazetteer(),
+            gazetteer=default_gazetteer(),
             settings=settings,
             limit=PREVIEW_LIMIT,
             max_articles=settings.preview_max_articles,
@@ -648,9 +645,9 @@ class RegionSuggestion:
 
 def region_input_value(region_id: str) -> str:
     """The name when it resolves back to this region, else the id (the US state Georgia)."""
-    region = gazetteer().regions[region_id]
+    region = default_gazetteer().regions[region_id]
     try:
-        resolved = gazetteer().resolve(region.name).id
+        resolved = default_gazetteer().resolve(region.name).id
     except ValueError:
         resolved = ""
     return region.name if resolved == region_id else region_id
@@ -659,7 +656,7 @@ def region_input_value(region_id: str) -> str:
 @lru_cache(maxsize=1)
 def _region_names() -> list[tuple[tuple[str, ...], str]]:
     """(folded name words, id) for every region, built once per process."""
-    return [(tuple(tokenize(r.name)), r.id) for r in gazetteer().regions.values()]
+    return [(tuple(tokenize(r.name)), r.id) for r in default_gazetteer().regions.values()]
 
 
 def suggest_regions(text: str, limit: int = REGION_SUGGESTIONS) -> list[RegionSuggestion]:
@@ -668,7 +665,7 @@ def suggest_regions(text: str, limit: int = REGION_SUGGESTIONS) -> list[RegionSu
     folded = " ".join(tokenize(text))
     if len(folded) < MIN_SUGGEST_CHARS:
         return []
-    gz = gazetteer()
+    gz = default_gazetteer()
     ranked: dict[str, tuple[int, float, str]] = {}
     for rank, region_id in enumerate(gz.candidates(text)):
         ranked[region_id] = (0, float(rank), "")

@@ -22,7 +22,6 @@ import time as time_module
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from functools import lru_cache
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -34,16 +33,14 @@ from alerts.config import Settings
 from alerts.db import Database
 from alerts.delivery.ledger import Promise, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
-from alerts.delivery.outbound import message_id_for, queue_sending
+from alerts.delivery.queueing import message_id_for, queue_sending
 from alerts.i18n import LANGUAGES
+from alerts.matching import Interest as InterestSpec
 from alerts.matching import (
-    Gazetteer,
     QueryError,
     RegionNotFoundError,
-    load_gazetteer,
     prepare_interest,
 )
-from alerts.matching import Interest as InterestSpec
 from alerts.models import (
     Delivery,
     DeliveryKind,
@@ -53,6 +50,7 @@ from alerts.models import (
     Subscriber,
     SubscriberStatus,
 )
+from alerts.regions import default_gazetteer
 from alerts.schedule import UnknownTimezoneError, zone
 from alerts.webhooks import emit
 
@@ -92,11 +90,6 @@ class InterestError(SubscriberError):
         super().__init__(text)
         self.message = message
         self.position = position
-
-
-@lru_cache(maxsize=1)
-def gazetteer() -> Gazetteer:
-    return load_gazetteer()
 
 
 @dataclass
@@ -177,7 +170,7 @@ def validated_interest(
     try:
         prepared = prepare_interest(
             InterestSpec(id="new", query=query, regions=tuple(names)),
-            gazetteer(),
+            default_gazetteer(),
             max_length=settings.query_max_length,
             max_terms=settings.query_max_terms,
             max_depth=settings.query_max_depth,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from alerts.config import Settings
 from alerts.delivery.ledger import recover_stuck, touch, waiting_for_task
-from alerts.delivery.outbound import queue_sending, queue_sending_by_kind
+from alerts.delivery.queueing import queue_sending, queue_sending_by_kind
 from alerts.digest import plan_due_digests
 from alerts.ingest.service import claim_due_sources, sweep_unmatched
 from alerts.jobs import enqueue_after_commit

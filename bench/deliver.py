@@ -121,7 +121,7 @@ def run(
     from alerts import jobs
     from alerts.config import get_settings
     from alerts.db import get_database, utcnow
-    from alerts.delivery.outbound import queue_sending
+    from alerts.delivery.queueing import queue_sending
     from alerts.digest import plan_due_digests
     from alerts.models import Delivery, DeliveryKind, DeliveryState
     from alerts.progress import Progress

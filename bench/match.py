@@ -45,8 +45,8 @@ from urllib.parse import unquote
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alerts.matching import Document, Interest, InterestIndex, analyze, load_gazetteer
-from alerts.matching.analysis import tokenize
 from alerts.regions import Gazetteer
+from alerts.text.analysis import tokenize
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared/data/articles/geovirus.xml"
 DEFAULT_SIZES = "10000,100000,1000000"

@@ -53,8 +53,8 @@ from babel import Locale
 
 from alerts.cli.match import run_match
 from alerts.matching import analyze, load_gazetteer
-from alerts.matching.analysis import fold
 from alerts.regions import Gazetteer
+from alerts.text.analysis import fold
 
 DATA = Path("/work/shared/data/articles")
 for _candidate in (

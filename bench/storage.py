@@ -124,7 +124,7 @@ def run(args: argparse.Namespace, database: Any) -> None:
     from alerts.matching.document import analyze
     from alerts.matching.service import IndexCache, score, store_matches
     from alerts.models import Article
-    from alerts.subscribers import gazetteer
+    from alerts.regions import default_gazetteer
 
     corpus = load_corpus(args.corpus)
     seed(database, args.subscribers, common_words(corpus), minutes=30)
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace, database: Any) -> None:
     with database.engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     settings = get_settings()
-    cache = IndexCache(gazetteer(), settings)
+    cache = IndexCache(default_gazetteer(), settings)
     with database.session_scope() as session:
         cache.refresh(session)
         articles = [

@@ -25,7 +25,7 @@ from alerts.mailer import default_mailer
 from alerts.matching.service import IndexCache
 from alerts.metrics import keep_in_files
 from alerts.netguard import Outbound
-from alerts.subscribers import gazetteer
+from alerts.regions import default_gazetteer
 from alerts.transactions import run_in_transaction
 from alerts.webhooks import deliver
 from workers.base import DatabaseTask
@@ -37,7 +37,7 @@ _index_lock = threading.Lock()
 
 @lru_cache(maxsize=1)
 def index_cache() -> IndexCache:
-    return IndexCache(gazetteer(), get_settings())
+    return IndexCache(default_gazetteer(), get_settings())
 
 
 @lru_cache(maxsize=1)
@@ -81,7 +81,7 @@ def warm_caches(sender: Any = None, **_: Any) -> None:
 
     if consumes(settings.queue_send) or consumes(settings.queue_alerts):
         mailer()
-        gazetteer()
+        default_gazetteer()
     if consumes(settings.queue_match):
         with _index_lock, get_database().session_scope() as session:
             index_cache().refresh(session)

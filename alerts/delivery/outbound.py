@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
+from alerts.bounces import bounce
 from alerts.config import Settings
 from alerts.db import Database, utcnow
 from alerts.delivery.dkim import DkimSigner
@@ -37,12 +36,12 @@ from alerts.delivery.ledger import (
     record_sent_and_claim,
     settle,
 )
-from alerts.delivery.message import build_message, make_message_id, split_mailbox
+from alerts.delivery.message import build_message, split_mailbox
 from alerts.delivery.render import MailRenderer, RenderedMail
 from alerts.delivery.senders import PermanentFailure, Sender, TemporaryFailure
 from alerts.delivery.verp import UNSUBSCRIBE_LOCAL, verp_address
 from alerts.i18n import DEFAULT_LANGUAGE
-from alerts.jobs import enqueue_after_commit, enqueue_now
+from alerts.links import mail_domain
 from alerts.metrics import DELIVERIES, SMTP_RESPONSES, smtp_class
 from alerts.models import (
     Delivery,
@@ -51,10 +50,7 @@ from alerts.models import (
     Subscriber,
     SubscriberStatus,
     Suppression,
-    SuppressionReason,
 )
-from alerts.tokens import reader_subject, sign_token
-from alerts.webhooks import emit
 
 log = logging.getLogger("alerts.delivery")
 
@@ -63,90 +59,11 @@ log = logging.getLogger("alerts.delivery")
 RESENT_AT_MOST_PER_CONNECTION = 1
 # Permanent refusals at these SMTP stages are about the recipient: they bounce.
 RECIPIENT_STAGES = frozenset({"rcpt", "data"})
-UNSUBSCRIBE_PURPOSE = "unsubscribe"
-PREFERENCES_PURPOSE = "preferences"
-CONFIRM_PURPOSE = "confirm"
-# The query parameter reader pages take their language from (alerts.web.templating).
-LANGUAGE_PARAMETER = "lang"
-
 # Builds (template name, context) per delivery id; a delivery left out has
 # nothing to say and is skipped. A context's ``language`` picks the catalogue.
 Composer = Callable[
     [Session, Sequence[Delivery], Settings, datetime], dict[int, tuple[str, dict[str, Any]]]
 ]
-
-
-def mail_domain(settings: Settings) -> str:
-    _, address = split_mailbox(settings.mail_from)
-    return address.rpartition("@")[2] or urlsplit(settings.base_url).hostname or "localhost"
-
-
-def message_id_for(settings: Settings, dedup_key: str) -> str:
-    return make_message_id(mail_domain(settings), dedup_key)
-
-
-def language_query(language: str) -> str:
-    """``?lang=xx`` for pages that cannot look the reader up; nothing for English."""
-    return "" if language == DEFAULT_LANGUAGE else f"?{LANGUAGE_PARAMETER}={language}"
-
-
-def subscriber_links(
-    settings: Settings,
-    subscriber_id: int,
-    language: str = DEFAULT_LANGUAGE,
-    *,
-    version: int,
-    issued_at: datetime,
-) -> dict[str, str]:
-    """Signed links that every mail carries; they identify the reader without a password.
-
-    Each carries the reader's ``token_version`` (bumping it kills every link
-    sent so far) and an expiry counted from the day of ``issued_at``. The unsubscribe page shows
-    no stored data, so it learns the reader's language from the link; the
-    preference centre reads it from the reader.
-    """
-    secret = settings.resolved_secret_key
-    base = settings.base_url.rstrip("/")
-    subject = reader_subject(subscriber_id, version)
-    # Counted from the start of the UTC day: every mail of one day (a preview
-    # and the send, a first try and a retry) carries the very same links.
-    issued_at = issued_at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    unsubscribe = sign_token(
-        secret,
-        UNSUBSCRIBE_PURPOSE,
-        subject,
-        expires_at=issued_at + timedelta(days=settings.unsubscribe_link_valid_days),
-    )
-    preferences = sign_token(
-        secret,
-        PREFERENCES_PURPOSE,
-        subject,
-        expires_at=issued_at + timedelta(days=settings.preference_link_valid_days),
-    )
-    return {
-        "unsubscribe": f"{base}/unsubscribe/{unsubscribe}{language_query(language)}",
-        "preferences": f"{base}/preferences/{preferences}",
-    }
-
-
-def link_versions(session: Session, subscriber_ids: Iterable[int | None]) -> dict[int, int]:
-    """The ``token_version`` of each reader of a batch, in one query (absent: erased)."""
-    ids = {i for i in subscriber_ids if i is not None}
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(Subscriber.id, Subscriber.token_version).where(Subscriber.id.in_(ids))
-    )
-    return {row.id: row.token_version for row in rows}
-
-
-def confirm_link(
-    settings: Settings, subject: int | str, now: datetime, language: str = DEFAULT_LANGUAGE
-) -> str:
-    """The double opt-in link; ``subject`` names the reader (and the request, see signup)."""
-    expires = now + timedelta(hours=settings.confirmation_valid_hours)
-    token = sign_token(settings.resolved_secret_key, CONFIRM_PURPOSE, subject, expires_at=expires)
-    return f"{settings.base_url.rstrip('/')}/confirm/{token}{language_query(language)}"
 
 
 @dataclass
@@ -531,86 +448,3 @@ def _count_and_log(delivery: Delivery, state: str, outcome: object = None) -> No
             "smtp_code": getattr(outcome, "code", None),
         },
     )
-
-
-def bounce(session: Session, delivery: Delivery, now: datetime, reason: str) -> None:
-    """A permanent refusal: never retried; the address goes on the suppression list."""
-    settle(session, [delivery.id], DeliveryState.BOUNCED, now, reason)
-    suppress(session, delivery.recipient, SuppressionReason.HARD_BOUNCE, reason, now)
-    emit(
-        session,
-        "delivery.bounced",
-        {"delivery_id": delivery.id, "subscriber_id": delivery.subscriber_id, "reason": reason},
-        now,
-    )
-    if delivery.subscriber_id is not None:
-        session.execute(
-            update(Subscriber)
-            .where(Subscriber.id == delivery.subscriber_id)
-            .values(status=SubscriberStatus.BOUNCED)
-        )
-
-
-def suppress(
-    session: Session, email: str, reason: SuppressionReason, detail: str, now: datetime
-) -> None:
-    """Put an address on the suppression list (once; a concurrent add wins)."""
-    if session.scalar(select(Suppression.id).where(Suppression.email == email)) is not None:
-        return
-    try:
-        with session.begin_nested():
-            session.add(Suppression(email=email, reason=reason, detail=detail, created_at=now))
-    except IntegrityError:
-        log.info("suppression of a bounced address was recorded by another worker")
-
-
-SEND_JOB = "send_deliveries"
-# Same work on its own queue, so an alert never waits behind a digest run.
-URGENT_SEND_JOB = "send_alerts"
-URGENT_KINDS = (DeliveryKind.ALERT, DeliveryKind.CONFIRMATION, DeliveryKind.TEST)
-# A send task carries at least this many recipients when there are that many.
-MIN_SEND_BATCH = 100
-
-
-def queue_sending(
-    session: Session,
-    delivery_ids: Sequence[int],
-    settings: Settings,
-    *,
-    urgent: bool = False,
-    at_once: bool = False,
-) -> None:
-    """Queue send tasks for ``delivery_ids`` after commit, in batches of recipients.
-
-    ``urgent`` mail (alerts, confirmations) goes to the alerts queue. ``at_once``
-    queues inside the open transaction instead (``alerts.jobs.enqueue_now``):
-    only for rows already committed as queued.
-    """
-    size = max(settings.send_batch_size, MIN_SEND_BATCH)
-    job = URGENT_SEND_JOB if urgent else SEND_JOB
-    ids = sorted(delivery_ids)
-    for start in range(0, len(ids), size):
-        batch = ids[start : start + size]
-        if at_once:
-            enqueue_now(job, delivery_ids=batch)
-        else:
-            enqueue_after_commit(session, job, delivery_ids=batch)
-
-
-def queue_sending_by_kind(
-    session: Session, delivery_ids: Sequence[int], settings: Settings, *, at_once: bool = False
-) -> None:
-    """Queue a mix of kinds (the sweeper's finds), each on the queue of its kind."""
-    if not delivery_ids:
-        return
-    urgent = set(
-        session.scalars(
-            select(Delivery.id).where(
-                Delivery.id.in_(delivery_ids), Delivery.kind.in_(URGENT_KINDS)
-            )
-        )
-    )
-    queue_sending(
-        session, [i for i in delivery_ids if i in urgent], settings, urgent=True, at_once=at_once
-    )
-    queue_sending(session, [i for i in delivery_ids if i not in urgent], settings, at_once=at_once)

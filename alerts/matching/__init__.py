@@ -10,7 +10,6 @@ Typical use::
         print(match.interest_id, match.explanation)
 """
 
-from alerts.matching.analysis import fold, stem, tokenize
 from alerts.matching.document import Document, analyze
 from alerts.matching.index import (
     Explanation,
@@ -25,6 +24,7 @@ from alerts.matching.index import (
 )
 from alerts.matching.query import Node, QueryError, parse_query, to_text
 from alerts.regions.gazetteer import Gazetteer, load_gazetteer
+from alerts.text.analysis import fold, stem, tokenize
 
 __all__ = [
     "Document",

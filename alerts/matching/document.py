@@ -11,14 +11,14 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from alerts.matching.analysis import (
+from alerts.regions.gazetteer import Gazetteer, RegionAssignment
+from alerts.text.analysis import (
     normalise_language,
     repair,
     stem_all,
     tokenize,
     tokenize_with_case,
 )
-from alerts.regions.gazetteer import Gazetteer, RegionAssignment
 
 #: Prefix presearch keys are cut at these lengths; a ``foo*`` query is keyed
 #: on its first ``min(len, max)`` characters (queries need >= the smallest).

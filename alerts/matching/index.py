@@ -26,7 +26,6 @@ import gc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from alerts.matching.analysis import stem, stem_variants
 from alerts.matching.document import (
     LANG_KEY,
     PREFIX_KEY,
@@ -56,6 +55,7 @@ from alerts.matching.query import (
     to_text,
 )
 from alerts.regions.gazetteer import Gazetteer, UnknownRegionError
+from alerts.text.analysis import stem, stem_variants
 
 #: Estimated share of articles containing a key, used when no statistics are
 #: given. Words are guessed from their length (long words are rarer).

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Literal
 
-from alerts.matching.analysis import fold, normalise_language, tokenize
+from alerts.text.analysis import fold, normalise_language, tokenize
 
 DEFAULT_MAX_LENGTH = 500
 DEFAULT_MAX_TERMS = 32

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from alerts.matching.analysis import stem
 from alerts.matching.document import Document
 from alerts.matching.index import Interest, PreparedInterest, prepare_interest
 from alerts.matching.query import And, FieldValue, Node, Not, Or, Phrase, Prefix, Word
 from alerts.regions.gazetteer import Gazetteer
+from alerts.text.analysis import stem
 
 
 def _span(doc: Document, title_only: bool) -> range:

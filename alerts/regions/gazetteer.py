@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from alerts.matching.analysis import Token, fold, tokenize, tokenize_with_case
+from alerts.text.analysis import Token, fold, tokenize, tokenize_with_case
 
 GAZETTEER_PATH = Path(__file__).parent / "data" / "gazetteer.json"
 
@@ -1083,7 +1083,7 @@ def _add_reading(
 def load_gazetteer(path: Path | None = None) -> Gazetteer:
     """Load the gazetteer from its compiled JSON (the default one is cached)."""
     if path is None:
-        return _default_gazetteer()
+        return default_gazetteer()
     return _load(path)
 
 
@@ -1101,7 +1101,8 @@ def _load(path: Path) -> Gazetteer:
 
 
 @lru_cache(maxsize=1)
-def _default_gazetteer() -> Gazetteer:
+def default_gazetteer() -> Gazetteer:
+    """The process-wide gazetteer: loaded once, shared by every caller (read-only)."""
     gazetteer = _load(GAZETTEER_PATH)
     # The gazetteer is a few hundred thousand long-lived objects that are read,
     # never freed: moved out of the cyclic collector's reach, they no longer make

@@ -73,8 +73,8 @@ from alerts.newsletters import (
     validate_audience,
     validate_sections,
 )
+from alerts.regions import default_gazetteer
 from alerts.schedule import zone
-from alerts.subscribers import gazetteer
 from alerts.web.admin import csrf_on_posts, signed_in
 from alerts.web.public import timezones
 from alerts.web.templating import templates
@@ -848,7 +848,7 @@ def search_articles(
             text,
             [],
             since=since,
-            gazetteer=gazetteer(),
+            gazetteer=default_gazetteer(),
             settings=settings,
             limit=SEARCH_LIMIT,
         )

@@ -23,9 +23,9 @@ from starlette.datastructures import FormData
 
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
-from alerts.delivery.outbound import CONFIRM_PURPOSE as CONFIRM_LINK_PURPOSE
-from alerts.delivery.outbound import PREFERENCES_PURPOSE, UNSUBSCRIBE_PURPOSE
 from alerts.i18n import N_
+from alerts.links import CONFIRM_PURPOSE as CONFIRM_LINK_PURPOSE
+from alerts.links import PREFERENCES_PURPOSE, UNSUBSCRIBE_PURPOSE
 from alerts.models import Frequency, Subscriber, SubscriberStatus
 from alerts.signup import (
     LANGUAGES,

@@ -18,8 +18,8 @@ from jinja2 import Environment, FileSystemLoader, pass_context
 from jinja2.runtime import Context
 
 from alerts.config import TEMPLATES_DIR, get_settings
-from alerts.delivery.outbound import LANGUAGE_PARAMETER
 from alerts.i18n import DEFAULT_LANGUAGE, LANGUAGES, is_supported, pick_language, translations
+from alerts.links import LANGUAGE_PARAMETER
 from alerts.web.security import CSRF_FIELD, csrf_token
 
 # Context names the request hints travel under; no page handler uses them.

@@ -37,7 +37,8 @@ from alerts.models import (
     SubscriberStatus,
     Suppression,
 )
-from alerts.subscribers import NewSubscriber, add_subscriber, gazetteer, unsubscribe
+from alerts.regions import default_gazetteer
+from alerts.subscribers import NewSubscriber, add_subscriber, unsubscribe
 from alerts.tick import run_tick
 from tests.conftest import RecordedJobs
 
@@ -51,7 +52,7 @@ class Desk:
         self.database = database
         self.jobs = jobs
         self.settings: Settings = get_settings()
-        self.cache = IndexCache(gazetteer(), self.settings)
+        self.cache = IndexCache(default_gazetteer(), self.settings)
         self.sender = RecordingSender()
         self.mailer = Mailer(
             settings=self.settings,

@@ -30,7 +30,8 @@ from alerts.cli import main as alerts_main
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.delivery.ledger import sweep, touch
-from alerts.delivery.outbound import RESENT_AT_MOST_PER_CONNECTION, queue_sending, send_deliveries
+from alerts.delivery.outbound import RESENT_AT_MOST_PER_CONNECTION, send_deliveries
+from alerts.delivery.queueing import queue_sending
 from alerts.digest import plan_due_digests
 from alerts.mailer import default_mailer
 from alerts.models import (

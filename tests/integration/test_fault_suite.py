@@ -30,7 +30,8 @@ from alerts import jobs
 from alerts.config import Settings, get_settings
 from alerts.db import Database, get_database, utcnow
 from alerts.delivery.ledger import Promise, alert_key, promise
-from alerts.delivery.outbound import RESENT_AT_MOST_PER_CONNECTION, URGENT_SEND_JOB, message_id_for
+from alerts.delivery.outbound import RESENT_AT_MOST_PER_CONNECTION
+from alerts.delivery.queueing import URGENT_SEND_JOB, message_id_for
 from alerts.models import (
     Article,
     Delivery,

@@ -17,7 +17,7 @@ from alerts.ingest.limits import IngestLimits
 from alerts.ingest.service import claim_due_sources, poll_source
 from alerts.matching.service import IndexCache, match_articles
 from alerts.models import Article, Source
-from alerts.subscribers import gazetteer
+from alerts.regions import default_gazetteer
 from tests.conftest import REPO_ROOT, SHARED_DATA, FeedServer, RecordedJobs
 
 SAMPLE = [REPO_ROOT / "sample" / name for name in ("articles.jsonl", "feed.xml", "desk-export.txt")]
@@ -73,7 +73,7 @@ def test_sample_ingests_once_and_queues_matching_until_matched(
     assert sorted(queued_for_matching(recorded_jobs)[7:]) == sorted(queued)
 
     with database.session_scope() as session:
-        match_articles(session, queued, IndexCache(gazetteer(), get_settings()), utcnow())
+        match_articles(session, queued, IndexCache(default_gazetteer(), get_settings()), utcnow())
     recorded_jobs.clear()
     code, third = ingest_json(capsys, *map(str, SAMPLE))
     assert code == 0

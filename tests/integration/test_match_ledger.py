@@ -24,7 +24,8 @@ from alerts.db import Database, _alembic_config, make_engine, utcnow
 from alerts.ingest.service import sweep_unmatched
 from alerts.matching.service import IndexCache, match_articles
 from alerts.models import Article, Match, MatchState
-from alerts.subscribers import NewSubscriber, add_subscriber, gazetteer
+from alerts.regions import default_gazetteer
+from alerts.subscribers import NewSubscriber, add_subscriber
 from alerts.tick import run_tick
 from tests.conftest import POSTGRES_ADMIN_URL, RecordedJobs, free_port, service_missing
 from workers.celery_app import create_app
@@ -130,7 +131,7 @@ def test_the_task_claims_each_article_once_and_done_commits_with_the_matches(
     feed = write_feed(tmp_path / "feed.jsonl", "Tram line approved", "Bus fares rise")
     assert main(["ingest", str(feed)]) == 0
     [job] = recorded_jobs.named("match_articles")
-    cache = IndexCache(gazetteer(), get_settings())
+    cache = IndexCache(default_gazetteer(), get_settings())
 
     # A task that fails after matching rolls back its claim with its matches.
     found: list[int] = []
@@ -167,7 +168,7 @@ def test_the_sweeper_leaves_fresh_and_matched_articles_alone(
     assert main(["ingest", str(feed)]) == 0
     first, second = sorted(states(database))
     with database.session_scope() as session:
-        match_articles(session, [first], IndexCache(gazetteer(), get_settings()), utcnow())
+        match_articles(session, [first], IndexCache(default_gazetteer(), get_settings()), utcnow())
     bound = timedelta(seconds=30)
     now = utcnow()
     with database.session_scope() as session:

@@ -22,7 +22,7 @@ from alerts.db import Database, utcnow
 from alerts.logs import configure_logging, current_task_id
 from alerts.matching.service import IndexCache
 from alerts.metrics import render_all
-from alerts.subscribers import gazetteer
+from alerts.regions import default_gazetteer
 from alerts.web.app import create_app
 from tests.conftest import REPO_ROOT, RecordedJobs, wait_until
 from workers.celery_app import create_app as create_celery_app
@@ -58,7 +58,7 @@ def test_metrics_move_when_articles_are_ingested_and_matched(
 
     ids = [i for job in recorded_jobs.named("match_articles") for i in job["article_ids"]]
     with database.session_scope() as session:
-        cache = IndexCache(gazetteer(), get_settings())
+        cache = IndexCache(default_gazetteer(), get_settings())
         process_new_articles(session, ids, cache, get_settings(), utcnow())
     assert sample_value("alerts_match_seconds_count") - before_matched == 4
 

@@ -25,8 +25,9 @@ from alerts.matching.query import DEFAULT_MAX_DEPTH
 from alerts.matching.service import IndexCache, match_articles
 from alerts.metrics import INTERESTS_SKIPPED, PREVIEW_ARTICLES
 from alerts.models import Article, Interest, Match, RateEvent, Role, Subscriber
+from alerts.regions import default_gazetteer
 from alerts.signup import PREVIEW_LIMIT, RateLimitedError, count_form_helper_call
-from alerts.subscribers import NewSubscriber, add_subscriber, gazetteer
+from alerts.subscribers import NewSubscriber, add_subscriber
 from alerts.web.app import create_app
 from tests.conftest import RecordedJobs
 from tests.integration.test_api import make_token
@@ -193,7 +194,7 @@ def test_matching_skips_and_records_a_broken_stored_interest(
         session.add(article)
         session.flush()
         article_id, ids = article.id, [r.id for r in readers]
-    cache = IndexCache(gazetteer(), settings)
+    cache = IndexCache(default_gazetteer(), settings)
     with (
         caplog.at_level(logging.WARNING, logger="alerts.matching"),
         database.session_scope() as session,

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from alerts.cli import main
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
-from alerts.delivery.outbound import subscriber_links
+from alerts.links import subscriber_links
 from alerts.models import Interest, Subscriber, SubscriberStatus
 from alerts.web.app import create_app
 from tests.conftest import RecordedJobs

@@ -26,15 +26,11 @@ from alerts.alerting import compose_alerts
 from alerts.config import get_settings
 from alerts.db import Database, get_database, utcnow
 from alerts.delivery.ledger import Promise, alert_key, promise
-from alerts.delivery.outbound import (
-    CONFIRM_PURPOSE,
-    PREFERENCES_PURPOSE,
-    Mailer,
-    message_id_for,
-    send_deliveries,
-)
+from alerts.delivery.outbound import Mailer, send_deliveries
+from alerts.delivery.queueing import message_id_for
 from alerts.delivery.render import MailRenderer
 from alerts.delivery.senders import RecordingSender
+from alerts.links import CONFIRM_PURPOSE, PREFERENCES_PURPOSE
 from alerts.models import (
     Article,
     AuditEntry,

@@ -22,14 +22,9 @@ from sqlalchemy import select
 from alerts.cli.processes import run_web
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
-from alerts.delivery.outbound import (
-    CONFIRM_PURPOSE,
-    PREFERENCES_PURPOSE,
-    UNSUBSCRIBE_PURPOSE,
-    send_deliveries,
-    subscriber_links,
-)
+from alerts.delivery.outbound import send_deliveries
 from alerts.delivery.senders import RecordingSender
+from alerts.links import CONFIRM_PURPOSE, PREFERENCES_PURPOSE, UNSUBSCRIBE_PURPOSE, subscriber_links
 from alerts.models import (
     DeliveryKind,
     Frequency,

@@ -29,7 +29,7 @@ from alerts.i18n import (
     pick_language,
     translations,
 )
-from alerts.subscribers import gazetteer
+from alerts.regions import default_gazetteer
 from tests.unit.delivery.test_render import LINKS, contexts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -269,16 +269,16 @@ def test_why_speaks_the_readers_language() -> None:
         "terms": [{"term": "referendum", "zones": ["title", "lead"]}],
         "regions": [{"region_id": "ge-so", "zones": ["body"]}],
     }
-    region = gazetteer().resolve("ge-so").name
-    assert why([explanation], gazetteer()) == (
+    region = default_gazetteer().resolve("ge-so").name
+    assert why([explanation], default_gazetteer()) == (
         f"Matched “referendum” in the title and first paragraph and the region {region}."
     )
-    assert why([explanation], gazetteer(), "de") == (
+    assert why([explanation], default_gazetteer(), "de") == (
         f"Treffer: „referendum“ (Titel und erster Absatz) und Region {region}."
     )
-    assert why([explanation], gazetteer(), "ru") == (
+    assert why([explanation], default_gazetteer(), "ru") == (
         f"Совпадения: «referendum» (заголовок и первый абзац) и регион {region}."
     )
-    assert why([], gazetteer(), "ru") == translations("ru").gettext(
+    assert why([], default_gazetteer(), "ru") == translations("ru").gettext(
         "It matched one of your interests."
     )

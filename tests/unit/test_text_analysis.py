@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alerts.matching.analysis import (
+from alerts.text.analysis import (
     fold,
     normalise_language,
     stem,
@@ -101,7 +101,7 @@ def test_normalise_language(tag: str | None, expected: str) -> None:
 
 
 def test_repair_undoes_entities_and_mojibake() -> None:
-    from alerts.matching.analysis import repair
+    from alerts.text.analysis import repair
 
     assert repair("USX &lt;X&gt; debt") == "USX <X> debt"
     assert repair("Tickets cost Â£5 at the cafÃ©") == "Tickets cost £5 at the café"
