@@ -14,13 +14,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import redis
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from alerts import db as alerts_db
 from alerts import jobs
@@ -130,6 +131,35 @@ def postgres_database(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Ite
     tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
     with database.engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+class CountedStatements(list[str]):
+    """The SQL statements an engine ran inside a ``count_queries`` block, in order."""
+
+
+CountQueries = Callable[[Database], AbstractContextManager[CountedStatements]]
+
+
+@pytest.fixture
+def count_queries() -> CountQueries:
+    """``with count_queries(database) as statements:`` records every statement
+    the database's engine sends (all connections, the ledger's own included), so
+    a test can pin how many a hot path costs and see an N+1 when it appears."""
+
+    @contextmanager
+    def counting(database: Database) -> Iterator[CountedStatements]:
+        statements = CountedStatements()
+
+        def record(connection: Any, cursor: Any, statement: str, *rest: Any) -> None:
+            statements.append(statement)
+
+        event.listen(database.engine, "before_cursor_execute", record)
+        try:
+            yield statements
+        finally:
+            event.remove(database.engine, "before_cursor_execute", record)
+
+    return counting
 
 
 def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:

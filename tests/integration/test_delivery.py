@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
 from alerts.alerting import compose_alerts, process_new_articles
 from alerts.config import Settings, get_settings
@@ -40,7 +40,7 @@ from alerts.models import (
 from alerts.regions import default_gazetteer
 from alerts.subscribers import NewSubscriber, add_subscriber, unsubscribe
 from alerts.tick import run_tick
-from tests.conftest import RecordedJobs
+from tests.conftest import CountQueries, RecordedJobs
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -448,7 +448,9 @@ def test_hostile_article_title_is_escaped_in_mail(desk: Desk) -> None:
     assert "\n" not in message["Subject"]
 
 
-def test_digest_composition_does_a_fixed_number_of_queries(desk: Desk) -> None:
+def test_digest_composition_does_a_fixed_number_of_queries(
+    desk: Desk, count_queries: CountQueries
+) -> None:
     for n in range(30):
         desk.subscribe(f"reader{n}@example.org", query="flood OR pass", frequency="daily")
     for n in range(5):
@@ -456,17 +458,10 @@ def test_digest_composition_does_a_fixed_number_of_queries(desk: Desk) -> None:
     desk.now = NOW + timedelta(hours=24)
     planned = desk.plan_digests()
     assert len(planned) == 30
-    statements: list[str] = []
-    engine = desk.database.engine
-    listener = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        with desk.database.session_scope() as session:
-            deliveries = list(session.scalars(select(Delivery).where(Delivery.id.in_(planned))))
-            statements.clear()
+    with desk.database.session_scope() as session:
+        deliveries = list(session.scalars(select(Delivery).where(Delivery.id.in_(planned))))
+        with count_queries(desk.database) as statements:
             contexts = compose_digests(session, deliveries, desk.settings, desk.now)
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
     assert len(contexts) == 30
     assert all(ctx["total"] == 5 for _, ctx in contexts.values())
     assert len(statements) <= 5, statements
