@@ -29,7 +29,12 @@ from alerts.compose import EntryCache
 from alerts.config import Settings
 from alerts.delivery.ledger import Promise, newsletter_key, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
-from alerts.delivery.outbound import link_versions, message_id_for, subscriber_links
+from alerts.delivery.outbound import (
+    link_versions,
+    message_id_for,
+    postal_address,
+    subscriber_links,
+)
 from alerts.delivery.render import MailRenderer, RenderedMail
 from alerts.i18n import DEFAULT_LANGUAGE, N_, ReaderLocale, format_day, translations
 from alerts.matching import QueryError, RegionNotFoundError
@@ -820,4 +825,5 @@ def _preview(
     context = issue_context(
         session, frozen, reader, settings, now, links=placeholder_links(settings)
     )
+    context["postal_address"] = postal_address(settings)
     return renderer.render("newsletter", context, reader.language)

@@ -176,6 +176,7 @@ class Mailer:
     def build(self, delivery: Delivery, template: str, context: dict[str, Any]) -> bytes:
         """The message bytes; a retry of the same delivery builds the same bytes."""
         language = context.get("language", DEFAULT_LANGUAGE)
+        context = {"postal_address": postal_address(self.settings), **context}
         mail: RenderedMail = self.renderer.render(template, context, language)
         links = context["links"]
         kind = delivery.kind
@@ -197,6 +198,11 @@ class Mailer:
             feedback_id=feedback_id(delivery),
         )
         return self.signer.sign(message) if self.signer else message
+
+
+def postal_address(settings: Settings) -> str:
+    """ALERTS_POSTAL_ADDRESS as one footer line ('' when unset)."""
+    return " ".join((settings.postal_address or "").split())
 
 
 # Mail no person wrote (RFC 3834 Auto-Submitted); editors' issues are written by people.

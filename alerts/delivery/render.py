@@ -370,6 +370,8 @@ class MailRenderer:
         )
         environment.globals["memo"] = partial(self._fragments.render, language=language)
         environment.globals["mail_language"] = language
+        # The sender's postal address (CAN-SPAM); the send path passes the setting.
+        environment.globals["postal_address"] = ""
         return environment
 
     @property
