@@ -138,6 +138,11 @@ class Settings(BaseSettings):
         description="SendGrid's event webhook verification key (ECDSA public key, base64 "
         "or PEM), for /hooks/bounces/sendgrid.",
     )
+    postal_address: str | None = Field(
+        default=None,
+        description="The sender's postal address, printed in the footer of every mail "
+        "(CAN-SPAM wants it in bulk mail); unset: no address line.",
+    )
     dkim_selector: str | None = Field(default=None, description="DKIM selector; unset: no DKIM.")
     dkim_domain: str | None = Field(default=None, description="DKIM signing domain (d=).")
     dkim_private_key_file: Path | None = Field(

@@ -25,6 +25,7 @@ from alerts.db import make_engine, schema_is_current
 from alerts.delivery.dkim import DkimConfigurationError, DkimSigner
 from alerts.delivery.message import build_message, make_message_id, split_mailbox
 from alerts.delivery.senders import SmtpUrl
+from alerts.sender_checks import sender_problems
 from alerts.storage import free_space
 
 CHECK_TIMEOUT_SECONDS = 3
@@ -245,12 +246,7 @@ def exposure_warnings(settings: Settings) -> list[str]:
     warnings: list[str] = []
     base = urlsplit(settings.base_url)
     public_base = not is_loopback(base.hostname)
-    if settings.smtp_url and base.scheme == "http":
-        warnings.append(
-            f"ALERTS_BASE_URL {settings.base_url!r} is plain http while mail goes to real "
-            "readers: their signed links and staff sessions cross the network unencrypted; "
-            "serve https behind a TLS proxy and set ALERTS_BASE_URL=https://..."
-        )
+    # Plain http with a relay set is an error of the sender checks (alerts.sender_checks).
     if settings.outbox_enabled and public_base:
         warnings.append(
             f"ALERTS_SMTP_URL is unset while ALERTS_BASE_URL names the public host "
@@ -337,6 +333,17 @@ def check_exposure(settings: Settings) -> list[Check]:
     return [Check("exposure", True, warning, warning=True) for warning in warnings]
 
 
+def check_sender(settings: Settings) -> list[Check]:
+    """The sending identity as inboxes judge it; one ok line when nothing is wrong."""
+    problems = sender_problems(settings)
+    if not problems:
+        return [Check("sender", True, "From, DKIM, bounce domain and links fit together")]
+    return [
+        Check("sender", not problem.error, problem.text, warning=not problem.error)
+        for problem in problems
+    ]
+
+
 def check_free_space(settings: Settings) -> Check:
     """Free space of the data dir, outbox and database folder, one part per disk."""
     try:
@@ -366,6 +373,7 @@ def all_checks(settings: Settings) -> list[Check]:
         checks.append(check_migrations(settings))
     checks += [check_broker(settings), check_smtp(settings), check_dkim(settings)]
     checks.append(check_mail_headers(settings))
+    checks += check_sender(settings)
     checks += check_exposure(settings)
     checks.append(check_free_space(settings))
     return checks

@@ -32,7 +32,7 @@ from alerts.config import Settings
 from alerts.delivery.ledger import Promise, newsletter_key, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.delivery.queueing import message_id_for
-from alerts.delivery.render import MailRenderer, RenderedMail
+from alerts.delivery.render import MailRenderer, RenderedMail, postal_address
 from alerts.i18n import DEFAULT_LANGUAGE, N_, ReaderLocale, format_day, translations
 from alerts.links import link_versions, subscriber_links
 from alerts.matching import QueryError, RegionNotFoundError
@@ -885,4 +885,5 @@ def _preview(
     context = issue_context(
         session, frozen, reader, settings, now, links=placeholder_links(settings)
     )
+    context["postal_address"] = postal_address(settings)
     return renderer.render("newsletter", context, reader.language)

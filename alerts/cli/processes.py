@@ -20,6 +20,7 @@ from alerts.db import get_database
 from alerts.health import all_checks, is_loopback
 from alerts.logs import configure_logging
 from alerts.metrics import reset as reset_metrics
+from alerts.sender_checks import dns_records
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -68,14 +69,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_doctor(_args: argparse.Namespace) -> int:
     """Say what is wrong in plain words; exit 1 when anything is."""
-    checks = all_checks(get_settings())
+    settings = get_settings()
+    checks = all_checks(settings)
     for check in checks:
         mark = "FAIL" if not check.ok else "warn" if check.warning else "ok  "
         print(f"{mark}  {check.name}: {check.detail}")
+    records = dns_records(settings)
+    if records:
+        print("DNS records to publish (starting points; nothing was looked up):")
+        for record in records:
+            print(f"  {record}")
     failed = [check.name for check in checks if not check.ok]
     warned = [check.name for check in checks if check.ok and check.warning]
     if failed:
-        print(f"{len(failed)} problem(s): {', '.join(failed)}")
+        print(f"{len(failed)} problem(s): {', '.join(dict.fromkeys(failed))}")
     else:
         names = ", ".join(dict.fromkeys(warned))
         print(f"all good, but {len(warned)} warning(s) above ({names})" if warned else "all good")

@@ -37,7 +37,7 @@ from alerts.delivery.ledger import (
     settle,
 )
 from alerts.delivery.message import build_message, split_mailbox
-from alerts.delivery.render import MailRenderer, RenderedMail
+from alerts.delivery.render import MailRenderer, RenderedMail, postal_address
 from alerts.delivery.senders import PermanentFailure, Sender, TemporaryFailure
 from alerts.delivery.verp import UNSUBSCRIBE_LOCAL, verp_address
 from alerts.i18n import DEFAULT_LANGUAGE
@@ -93,6 +93,7 @@ class Mailer:
     def build(self, delivery: Delivery, template: str, context: dict[str, Any]) -> bytes:
         """The message bytes; a retry of the same delivery builds the same bytes."""
         language = context.get("language", DEFAULT_LANGUAGE)
+        context = {"postal_address": postal_address(self.settings), **context}
         mail: RenderedMail = self.renderer.render(template, context, language)
         links = context["links"]
         kind = delivery.kind

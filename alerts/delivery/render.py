@@ -57,7 +57,7 @@ from jinja2 import (
 )
 from markupsafe import Markup, escape
 
-from alerts.config import TEMPLATES_DIR
+from alerts.config import TEMPLATES_DIR, Settings
 from alerts.i18n import DEFAULT_LANGUAGE, LANGUAGES, translations
 
 DEFAULT_TEMPLATES_DIR = TEMPLATES_DIR / "email"
@@ -370,6 +370,8 @@ class MailRenderer:
         )
         environment.globals["memo"] = partial(self._fragments.render, language=language)
         environment.globals["mail_language"] = language
+        # The sender's postal address (CAN-SPAM); the send path passes the setting.
+        environment.globals["postal_address"] = ""
         return environment
 
     @property
@@ -391,3 +393,8 @@ class MailRenderer:
             text=text.render(context),
             html=html.render(context),
         )
+
+
+def postal_address(settings: Settings) -> str:
+    """ALERTS_POSTAL_ADDRESS as one footer line ('' when unset)."""
+    return " ".join((settings.postal_address or "").split())

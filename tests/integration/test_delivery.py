@@ -165,6 +165,7 @@ def test_mail_says_what_it_is_and_bounces_come_back_to_the_delivery(
     database: Database, recorded_jobs: RecordedJobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ALERTS_BOUNCE_DOMAIN", "bounces.news.example.org")
+    monkeypatch.setenv("ALERTS_POSTAL_ADDRESS", "Caucasus Desk\n1 Press Row, Tbilisi")
     get_settings.cache_clear()
     desk = Desk(database, recorded_jobs)
     desk.subscribe("reader@example.org", query="tram", frequency="immediate")
@@ -187,6 +188,9 @@ def test_mail_says_what_it_is_and_bounces_come_back_to_the_delivery(
         sent_at = parsedate_to_datetime(message["Date"])
         assert abs(sent_at - datetime.now(UTC)) < timedelta(minutes=5)  # when it left
         assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+        text, html = bodies(message)  # CAN-SPAM: the sender's address, on one line
+        assert "Caucasus Desk 1 Press Row, Tbilisi" in text
+        assert "Caucasus Desk 1 Press Row, Tbilisi" in html
     alert, digest = by_kind["reader@example.org"], by_kind["digest@example.org"]
     assert alert["Auto-Submitted"] == digest["Auto-Submitted"] == "auto-generated"
     assert (alert["Precedence"], digest["Precedence"]) == (None, "bulk")

@@ -121,7 +121,12 @@ def test_doctor_names_a_stopped_redis_and_a_wrong_database_url(
     assert "FAIL  database: ConnectionError: cannot reach the database at" in report
     assert "FAIL  broker: ConnectionError: Redis at redis://127.0.0.1:1/0 does not answer" in report
     assert "FAIL  smtp: ConnectionError: the SMTP relay at 127.0.0.1:1 does not answer" in report
-    assert "3 problem(s): database, broker, smtp" in report
+    # A relay makes the development defaults (http, alerts@localhost) errors too.
+    assert "FAIL  sender: ALERTS_BASE_URL 'http://127.0.0.1:8000' is plain http" in report
+    assert "FAIL  sender: ALERTS_MAIL_FROM 'Alerts <alerts@localhost>' has the domain" in report
+    assert "5 problem(s): database, broker, smtp, sender" in report
+    assert "DNS records to publish" in report
+    assert '_dmarc.localhost. IN TXT "v=DMARC1; p=none;' in report
 
 
 def test_json_logs_carry_ids_and_never_an_address(

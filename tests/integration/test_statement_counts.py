@@ -28,7 +28,7 @@ from alerts.models import (
     WebhookEndpoint,
 )
 from alerts.newsletters import create_newsletter, schedule, start_due_issues
-from alerts.subscribers import gazetteer
+from alerts.regions import default_gazetteer
 from tests.conftest import CountQueries, RecordedJobs
 from tests.factories import (
     add_user,
@@ -76,7 +76,7 @@ def test_process_new_articles_costs_the_same_for_n_and_3n_readers(
 
     def cost(readers: int) -> int:
         article_id = immediate_readers_and_an_article(database, readers)
-        cache = IndexCache(gazetteer(), settings)
+        cache = IndexCache(default_gazetteer(), settings)
         with count_queries(database) as statements, database.session_scope() as session:
             alerts = process_new_articles(session, [article_id], cache, settings, utcnow())
         assert len(alerts) == readers
@@ -92,7 +92,7 @@ def test_plan_alerts_costs_the_same_for_n_and_3n_matches(
 
     def cost(readers: int) -> int:
         article_id = immediate_readers_and_an_article(database, readers)
-        cache = IndexCache(gazetteer(), settings)
+        cache = IndexCache(default_gazetteer(), settings)
         with database.session_scope() as session:
             matches = match_articles(session, [article_id], cache, utcnow())
             with count_queries(database) as statements:

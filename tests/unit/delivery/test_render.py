@@ -229,3 +229,14 @@ def test_a_set_without_text_part_is_refused(tmp_path: Path) -> None:
     (tmp_path / "broken" / "body.html").write_text("<p>Hi</p>")
     with pytest.raises(TemplateLayoutError, match=r"body\.txt"):
         MailRenderer(tmp_path)
+
+
+def test_the_postal_address_is_in_every_mail_when_set(renderer: MailRenderer) -> None:
+    address = "Newsroom & Co, 1 Press Row, Springfield"
+    for name, context in contexts().items():
+        with_address = renderer.render(name, {**context, "postal_address": address})
+        assert address in with_address.text, name
+        assert "Newsroom &amp; Co, 1 Press Row, Springfield" in with_address.html, name
+        without = renderer.render(name, context)
+        assert "postal-address" not in without.html, name
+        assert "Press Row" not in without.text, name
