@@ -461,13 +461,24 @@ def start_due_issues(session: Session, settings: Settings, now: datetime) -> lis
 
 def progress(session: Session, newsletter_id: int) -> dict[str, int]:
     """Recipients by ledger state: what editors watch while an issue goes out."""
-    counts = {state.value: 0 for state in DeliveryState}
-    for state, count in session.execute(
-        select(Delivery.state, func.count(Delivery.id))
-        .where(Delivery.newsletter_id == newsletter_id, Delivery.kind == DeliveryKind.NEWSLETTER)
-        .group_by(Delivery.state)
+    return progress_by_issue(session, [newsletter_id])[newsletter_id]
+
+
+def progress_by_issue(session: Session, newsletter_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """``progress`` of many issues in one grouped query (the issues list), not one per row."""
+    counts = {
+        newsletter_id: {state.value: 0 for state in DeliveryState}
+        for newsletter_id in newsletter_ids
+    }
+    if not counts:
+        return counts
+    for newsletter_id, state, count in session.execute(
+        select(Delivery.newsletter_id, Delivery.state, func.count(Delivery.id))
+        .where(Delivery.newsletter_id.in_(list(counts)), Delivery.kind == DeliveryKind.NEWSLETTER)
+        .group_by(Delivery.newsletter_id, Delivery.state)
     ):
-        counts[state.value] = count
+        if newsletter_id is not None:  # the IN above excludes NULL; this tells mypy
+            counts[newsletter_id][state.value] = count
     return counts
 
 
@@ -496,6 +507,18 @@ def next_occurrence(recurrence: str, timezone: str, after: datetime) -> datetime
     if fire is None:
         raise NewsletterError(f"schedule {recurrence!r} never fires")
     return fire.astimezone(zone("UTC"))
+
+
+def upcoming(newsletter: Newsletter, count: int, now: datetime) -> list[datetime]:
+    """The next few occurrences of a recurring template, for editors to check the crontab."""
+    if not newsletter.recurrence:
+        return []
+    moments: list[datetime] = []
+    after = now
+    for _ in range(count):
+        after = next_occurrence(newsletter.recurrence, newsletter.timezone, after)
+        moments.append(after)
+    return moments
 
 
 class NotRecurrableError(NewsletterError):

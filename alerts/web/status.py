@@ -36,7 +36,7 @@ from alerts.metrics import QUEUE_DEPTH, render_all
 from alerts.models import Article, Source, Subscriber
 from alerts.newsletters import LINKS_DISABLED_PATH
 from alerts.web.admin import admin_user
-from alerts.web.editor import framed_mail
+from alerts.web.console import framed_mail
 from alerts.web.templating import templates
 
 RECENT_ARTICLES = 20
