@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.delivery.ledger import Promise, alert_key, promise
-from alerts.delivery.outbound import message_id_for
+from alerts.delivery.queueing import message_id_for
 from alerts.models import (
     Article,
     AuditEntry,
