@@ -43,7 +43,7 @@ from alerts.delivery.outbound import (
 from alerts.i18n import ENGLISH_UTC
 from alerts.i18n import LANGUAGES as LANGUAGE_NAMES
 from alerts.matching import QueryError, RegionNotFoundError, fold, tokenize
-from alerts.matching.service import PreviewHit, preview_interest
+from alerts.matching.service import PreviewHit, preview_interest, reached_matches
 from alerts.models import (
     Delivery,
     DeliveryKind,
@@ -571,8 +571,8 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     deliveries = session.scalars(
         select(Delivery).where(Delivery.subscriber_id == subscriber.id).order_by(Delivery.id)
     )
-    matches = session.scalars(
-        select(Match).where(Match.subscriber_id == subscriber.id).order_by(Match.id)
+    matches = session.execute(
+        reached_matches([subscriber.id]).order_by(Match.matched_at, Match.id, Interest.id)
     )
     return {
         "subscriber": {
@@ -653,8 +653,10 @@ def erase(session: Session, subscriber_id: int, now: datetime) -> bool:
         "deliveries": session.scalar(
             select(func.count(Delivery.id)).where(Delivery.subscriber_id == subscriber_id)
         ),
+        # What the reader could see; the rows are shared, and go with the prune
+        # once nobody else follows the same interest.
         "matches": session.scalar(
-            select(func.count(Match.id)).where(Match.subscriber_id == subscriber_id)
+            select(func.count()).select_from(reached_matches([subscriber_id]).subquery())
         ),
     }
     audit.record(
