@@ -136,7 +136,7 @@ def test_start_due_issues_costs_the_same_for_n_and_3n_recipients(
                 settings=settings,
                 now=now,
             )
-            schedule(session, issue.id, now + timedelta(minutes=1), "UTC", now)
+            schedule(session, issue.id, now + timedelta(minutes=1), "UTC", now, actor="system")
         with count_queries(database) as statements, database.session_scope() as session:
             started = start_due_issues(session, settings, now + timedelta(minutes=2))
         assert len(started) == readers
