@@ -9,11 +9,9 @@ Each admin action writes an audit entry in the same transaction as the change.
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from alerts import admin, audit, bounces, users, webhooks
@@ -26,17 +24,20 @@ from alerts.subscribers import (
     erase,
     import_csv_in_batches,
 )
-from alerts.web.security import (
-    client_address,
-    end_session,
-    require_csrf,
-    session_user,
-    start_session,
+from alerts.web.console import (
+    ADMIN_PATH,
+    EDITOR_PATH,
+    LOGIN_PATH,
+    AdminDep,
+    StaffDep,
+    csrf_on_posts,
+    see_other,
 )
+from alerts.web.dependencies import SessionDep
+from alerts.web.security import client_address, end_session, start_session
 from alerts.web.templating import templates
 
-LOGIN_PATH = "/admin/login"
-HOME_PATH = "/admin"
+HOME_PATH = ADMIN_PATH
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 WRONG_LOGIN = "That e-mail address and password do not match an account."
 TOO_MANY_LOGINS = "Too many failed sign-ins. Wait a few minutes and try again."
@@ -56,45 +57,7 @@ NOTICES = {
     "revoked": "Token revoked.",
 }
 
-
-async def csrf_on_posts(request: Request) -> None:
-    """Every state-changing request of the console needs the form's CSRF token."""
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
-        await require_csrf(request)
-
-
 router = APIRouter(prefix="/admin", dependencies=[Depends(csrf_on_posts)], include_in_schema=False)
-
-
-class LoginRequired(HTTPException):
-    """No valid session: send the browser to the login page, then back here."""
-
-    def __init__(self, request: Request) -> None:
-        target = request.url.path if request.method == "GET" else HOME_PATH
-        super().__init__(
-            status_code=303,
-            detail="Sign in first.",
-            headers={"Location": f"{LOGIN_PATH}?next={quote(target)}"},
-        )
-
-
-class AdminOnly(HTTPException):
-    def __init__(self) -> None:
-        super().__init__(status_code=403, detail="This page is for admins only.")
-
-
-def signed_in(request: Request, session: Session) -> User:
-    user = session_user(request, session)
-    if user is None:
-        raise LoginRequired(request)
-    return user
-
-
-def admin_user(request: Request, session: Session) -> User:
-    user = signed_in(request, session)
-    if user.role is not Role.ADMIN:
-        raise AdminOnly
-    return user
 
 
 def render(
@@ -107,13 +70,6 @@ def render(
         {"notice": notice, "roles": [r.value for r in Role], **context},
         status_code=status_code,
     )
-
-
-def see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
-
-
-EDITOR_PATH = "/editor"
 
 
 def _safe_next(target: str) -> str:
@@ -135,6 +91,7 @@ def login_page(request: Request, next: str = HOME_PATH) -> Any:
 @router.post("/login", response_class=HTMLResponse)
 def login(
     request: Request,
+    session: SessionDep,
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = HOME_PATH,
@@ -142,25 +99,23 @@ def login(
     now = utcnow()
     client = client_address(request)
     context = {"next": _safe_next(next), "email": email}
-    with get_database().session_scope() as session:
-        if users.login_throttled(session, email, client, now):
-            return render(request, "login.html", {**context, "error": TOO_MANY_LOGINS}, 429)
-        user = users.authenticate(session, email, password)
-        if user is None:
-            users.record_login_failure(session, email, client, now)
-            return render(request, "login.html", {**context, "error": WRONG_LOGIN}, 401)
-        users.clear_login_failures(session, email, client)
-        response = see_other(_safe_next(next))
-        # A new session row, cookie and CSRF cookie: tokens of the page before are dead.
-        start_session(request, response, session, user, now)
-        return response
+    if users.login_throttled(session, email, client, now):
+        return render(request, "login.html", {**context, "error": TOO_MANY_LOGINS}, 429)
+    user = users.authenticate(session, email, password)
+    if user is None:
+        users.record_login_failure(session, email, client, now)
+        return render(request, "login.html", {**context, "error": WRONG_LOGIN}, 401)
+    users.clear_login_failures(session, email, client)
+    response = see_other(_safe_next(next))
+    # A new session row, cookie and CSRF cookie: tokens of the page before are dead.
+    start_session(request, response, session, user, now)
+    return response
 
 
 @router.post("/logout")
-def logout(request: Request) -> Any:
+def logout(request: Request, session: SessionDep) -> Any:
     response = see_other(LOGIN_PATH)
-    with get_database().session_scope() as session:
-        end_session(request, response, session, utcnow())
+    end_session(request, response, session, utcnow())
     return response
 
 
@@ -168,13 +123,11 @@ def logout(request: Request) -> Any:
 
 
 @router.get("", response_class=HTMLResponse)
-def dashboard(request: Request) -> Any:
-    with get_database().session_scope() as session:
-        user = signed_in(request, session)
-        figures = (
-            admin.dashboard(session, get_settings(), utcnow()) if user.role is Role.ADMIN else None
-        )
-        return render(request, "dashboard.html", {"user": user, "dashboard": figures})
+def dashboard(request: Request, session: SessionDep, user: StaffDep) -> Any:
+    figures = (
+        admin.dashboard(session, get_settings(), utcnow()) if user.role is Role.ADMIN else None
+    )
+    return render(request, "dashboard.html", {"user": user, "dashboard": figures})
 
 
 # --- subscribers -----------------------------------------------------------------
@@ -189,38 +142,40 @@ def _enum_or_none(kind: type[SubscriberStatus] | type[Frequency], value: str) ->
 
 @router.get("/subscribers", response_class=HTMLResponse)
 def subscribers(
-    request: Request, q: str = "", status: str = "", frequency: str = "", page: int = 1
+    request: Request,
+    session: SessionDep,
+    user: AdminDep,
+    q: str = "",
+    status: str = "",
+    frequency: str = "",
+    page: int = 1,
 ) -> Any:
     wanted = admin.SubscriberFilter(
         email=q,
         status=_enum_or_none(SubscriberStatus, status),
         frequency=_enum_or_none(Frequency, frequency),
     )
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        found = admin.search_subscribers(session, wanted, page)
-        return render(
-            request,
-            "subscribers.html",
-            {
-                "user": user,
-                "found": found,
-                "q": q,
-                "status": status,
-                "frequency": frequency,
-                "statuses": [s.value for s in SubscriberStatus],
-                "frequencies": [f.value for f in Frequency],
-            },
-        )
+    found = admin.search_subscribers(session, wanted, page)
+    return render(
+        request,
+        "subscribers.html",
+        {
+            "user": user,
+            "found": found,
+            "q": q,
+            "status": status,
+            "frequency": frequency,
+            "statuses": [s.value for s in SubscriberStatus],
+            "frequencies": [f.value for f in Frequency],
+        },
+    )
 
 
 @router.get("/subscribers/export.csv")
-def export_subscribers(request: Request) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        text = admin.export_csv(session)
-        rows = max(text.count("\n") - 1, 0)
-        audit.record(session, user, "subscribers.export", "subscriber", None, {"rows": rows})
+def export_subscribers(request: Request, session: SessionDep, user: AdminDep) -> Any:
+    text = admin.export_csv(session)
+    rows = max(text.count("\n") - 1, 0)
+    audit.record(session, user, "subscribers.export", "subscriber", None, {"rows": rows})
     stamp = utcnow().strftime("%Y%m%d-%H%M")
     return Response(
         text,
@@ -230,15 +185,16 @@ def export_subscribers(request: Request) -> Any:
 
 
 @router.get("/subscribers/import", response_class=HTMLResponse)
-def import_page(request: Request) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        return render(request, "import.html", {"user": user, "report": None, "error": None})
+def import_page(request: Request, session: SessionDep, user: AdminDep) -> Any:
+    return render(request, "import.html", {"user": user, "report": None, "error": None})
 
 
 @router.post("/subscribers/import", response_class=HTMLResponse)
-async def import_subscribers(request: Request, file: UploadFile) -> Any:
-    data = await file.read(MAX_IMPORT_BYTES + 1)
+def import_subscribers(
+    request: Request, session: SessionDep, user: AdminDep, file: UploadFile
+) -> Any:
+    """A plain ``def``: the import validates every row (query parser, gazetteer)."""
+    data = file.file.read(MAX_IMPORT_BYTES + 1)
     text, error = "", None
     if len(data) > MAX_IMPORT_BYTES:
         error = f"The file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB."
@@ -247,42 +203,33 @@ async def import_subscribers(request: Request, file: UploadFile) -> Any:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             error = "The file is not UTF-8 text. Save it as CSV (UTF-8) and try again."
-    # The import validates every row (query parser, gazetteer): off the event loop.
-    return await run_in_threadpool(_import, request, text, error)
-
-
-def _import(request: Request, text: str, error: str | None) -> HTMLResponse:
-    database = get_database()
-    with database.session_scope() as session:
-        user = admin_user(request, session)
-        if error:
-            return render(
-                request, "import.html", {"user": user, "report": None, "error": error}, 400
-            )
-    # Outside any request transaction: the import commits batch by batch, so
-    # the clock and the workers can write between batches.
+    if error:
+        return render(request, "import.html", {"user": user, "report": None, "error": error}, 400)
+    # The import commits batch by batch in transactions of its own, so the clock
+    # and the workers can write between batches. The request's transaction (the
+    # sign-in check) ends first: left open it would hold SQLite's write lock
+    # (BEGIN IMMEDIATE) and stall the first batch.
+    session.commit()
     try:
-        report = import_csv_in_batches(database, text, get_settings(), utcnow(), actor=user)
+        report = import_csv_in_batches(get_database(), text, get_settings(), utcnow(), actor=user)
     except ImportStoppedError as stopped:
         report, error = stopped.report, f"{stopped}."
-    with database.session_scope() as session:
-        user = admin_user(request, session)
-        audit.record(
-            session,
-            user,
-            "subscribers.import",
-            "subscriber",
-            None,
-            {"added": report.added, "rejected": len(report.errors), "batches": report.batches},
-        )
-        context = {
-            "user": user,
-            "report": report,
-            "error": error,
-            "batch_rows": get_settings().import_batch_rows,
-        }
-        # a batch that failed is the database's trouble (locked, gone), not the file's
-        return render(request, "import.html", context, 503 if error else 200)
+    audit.record(
+        session,
+        user,
+        "subscribers.import",
+        "subscriber",
+        None,
+        {"added": report.added, "rejected": len(report.errors), "batches": report.batches},
+    )
+    context = {
+        "user": user,
+        "report": report,
+        "error": error,
+        "batch_rows": get_settings().import_batch_rows,
+    }
+    # a batch that failed is the database's trouble (locked, gone), not the file's
+    return render(request, "import.html", context, 503 if error else 200)
 
 
 def _subscriber(session: Session, subscriber_id: int) -> Subscriber:
@@ -320,15 +267,17 @@ def _subscriber_page(
 
 
 @router.get("/subscribers/{subscriber_id:int}", response_class=HTMLResponse)
-def subscriber_page(request: Request, subscriber_id: int) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        return _subscriber_page(request, session, user, _subscriber(session, subscriber_id))
+def subscriber_page(
+    request: Request, session: SessionDep, user: AdminDep, subscriber_id: int
+) -> Any:
+    return _subscriber_page(request, session, user, _subscriber(session, subscriber_id))
 
 
 @router.post("/subscribers/{subscriber_id:int}", response_class=HTMLResponse)
 def edit_subscriber(
     request: Request,
+    session: SessionDep,
+    user: AdminDep,
     subscriber_id: int,
     name: Annotated[str, Form()] = "",
     frequency: Annotated[str, Form()] = "",
@@ -345,71 +294,67 @@ def edit_subscriber(
         language=language or None,
         paused=paused,
     )
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        subscriber = _subscriber(session, subscriber_id)
-        try:
-            changed = admin.edit_subscriber(session, subscriber, changes)
-        except SubscriberError as error:
-            return _subscriber_page(request, session, user, subscriber, str(error), 422)
-        if changed:
-            audit.record(
-                session, user, "subscriber.edit", "subscriber", subscriber.id, {"fields": changed}
-            )
+    subscriber = _subscriber(session, subscriber_id)
+    try:
+        changed = admin.edit_subscriber(session, subscriber, changes)
+    except SubscriberError as error:
+        return _subscriber_page(request, session, user, subscriber, str(error), 422)
+    if changed:
+        audit.record(
+            session, user, "subscriber.edit", "subscriber", subscriber.id, {"fields": changed}
+        )
     return see_other(f"/admin/subscribers/{subscriber_id}?notice=saved")
 
 
 @router.post("/subscribers/{subscriber_id:int}/suspend")
-def suspend_subscriber(request: Request, subscriber_id: int) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        subscriber = _subscriber(session, subscriber_id)
-        if admin.suspend(session, subscriber):
-            audit.record(session, user, "subscriber.suspend", "subscriber", subscriber.id)
+def suspend_subscriber(
+    request: Request, session: SessionDep, user: AdminDep, subscriber_id: int
+) -> Any:
+    subscriber = _subscriber(session, subscriber_id)
+    if admin.suspend(session, subscriber):
+        audit.record(session, user, "subscriber.suspend", "subscriber", subscriber.id)
     return see_other(f"/admin/subscribers/{subscriber_id}?notice=suspended")
 
 
 @router.post("/subscribers/{subscriber_id:int}/unsuspend")
-def unsuspend_subscriber(request: Request, subscriber_id: int) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        subscriber = _subscriber(session, subscriber_id)
-        if admin.unsuspend(session, subscriber):
-            audit.record(
-                session,
-                user,
-                "subscriber.unsuspend",
-                "subscriber",
-                subscriber.id,
-                {"status": subscriber.status.value},
-            )
+def unsuspend_subscriber(
+    request: Request, session: SessionDep, user: AdminDep, subscriber_id: int
+) -> Any:
+    subscriber = _subscriber(session, subscriber_id)
+    if admin.unsuspend(session, subscriber):
+        audit.record(
+            session,
+            user,
+            "subscriber.unsuspend",
+            "subscriber",
+            subscriber.id,
+            {"status": subscriber.status.value},
+        )
     return see_other(f"/admin/subscribers/{subscriber_id}?notice=unsuspended")
 
 
 @router.post("/subscribers/{subscriber_id:int}/reactivate")
-def reactivate_subscriber(request: Request, subscriber_id: int) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        subscriber = _subscriber(session, subscriber_id)
-        if bounces.reactivate(session, subscriber):
-            audit.record(session, user, "subscriber.reactivate", "subscriber", subscriber.id)
+def reactivate_subscriber(
+    request: Request, session: SessionDep, user: AdminDep, subscriber_id: int
+) -> Any:
+    subscriber = _subscriber(session, subscriber_id)
+    if bounces.reactivate(session, subscriber):
+        audit.record(session, user, "subscriber.reactivate", "subscriber", subscriber.id)
     return see_other(f"/admin/subscribers/{subscriber_id}?notice=reactivated")
 
 
 @router.get("/subscribers/{subscriber_id:int}/delete", response_class=HTMLResponse)
-def delete_page(request: Request, subscriber_id: int) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        subscriber = _subscriber(session, subscriber_id)
-        return render(request, "subscriber_delete.html", {"user": user, "subscriber": subscriber})
+def delete_page(request: Request, session: SessionDep, user: AdminDep, subscriber_id: int) -> Any:
+    subscriber = _subscriber(session, subscriber_id)
+    return render(request, "subscriber_delete.html", {"user": user, "subscriber": subscriber})
 
 
 @router.post("/subscribers/{subscriber_id:int}/delete")
-def delete_subscriber(request: Request, subscriber_id: int) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        _subscriber(session, subscriber_id)
-        erase(session, user, subscriber_id, utcnow())
+def delete_subscriber(
+    request: Request, session: SessionDep, user: AdminDep, subscriber_id: int
+) -> Any:
+    _subscriber(session, subscriber_id)
+    erase(session, user, subscriber_id, utcnow())
     return see_other("/admin/subscribers?notice=erased")
 
 
@@ -433,47 +378,45 @@ def _suppressions_page(
 
 
 @router.get("/suppressions", response_class=HTMLResponse)
-def suppressions(request: Request, q: str = "") -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        return _suppressions_page(request, session, user, q, None, 200)
+def suppressions(request: Request, session: SessionDep, user: AdminDep, q: str = "") -> Any:
+    return _suppressions_page(request, session, user, q, None, 200)
 
 
 @router.post("/suppressions", response_class=HTMLResponse)
 def add_suppression(
     request: Request,
+    session: SessionDep,
+    user: AdminDep,
     email: Annotated[str, Form()] = "",
     detail: Annotated[str, Form()] = "",
 ) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        try:
-            suppression = admin.add_suppression(session, email, detail, utcnow())
-        except SubscriberError as error:
-            return _suppressions_page(request, session, user, "", str(error), 422)
-        audit.record(
-            session,
-            user,
-            "suppression.add",
-            "suppression",
-            suppression.id,
-            {"reason": suppression.reason.value},
-        )
+    try:
+        suppression = admin.add_suppression(session, email, detail, utcnow())
+    except SubscriberError as error:
+        return _suppressions_page(request, session, user, "", str(error), 422)
+    audit.record(
+        session,
+        user,
+        "suppression.add",
+        "suppression",
+        suppression.id,
+        {"reason": suppression.reason.value},
+    )
     return see_other("/admin/suppressions?notice=suppressed")
 
 
 @router.post("/suppressions/{suppression_id:int}/delete")
-def remove_suppression(request: Request, suppression_id: int) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        suppression = session.get(Suppression, suppression_id)
-        if suppression is None:
-            raise HTTPException(status_code=404, detail="No such suppression.")
-        reason = suppression.reason.value
-        admin.remove_suppression(session, suppression)
-        audit.record(
-            session, user, "suppression.remove", "suppression", suppression_id, {"reason": reason}
-        )
+def remove_suppression(
+    request: Request, session: SessionDep, user: AdminDep, suppression_id: int
+) -> Any:
+    suppression = session.get(Suppression, suppression_id)
+    if suppression is None:
+        raise HTTPException(status_code=404, detail="No such suppression.")
+    reason = suppression.reason.value
+    admin.remove_suppression(session, suppression)
+    audit.record(
+        session, user, "suppression.remove", "suppression", suppression_id, {"reason": reason}
+    )
     return see_other("/admin/suppressions?notice=unsuppressed")
 
 
@@ -492,44 +435,44 @@ def _webhooks_page(
 
 
 @router.get("/webhooks", response_class=HTMLResponse)
-def webhooks_page(request: Request) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        return _webhooks_page(request, session, user, None, 200)
+def webhooks_page(request: Request, session: SessionDep, user: AdminDep) -> Any:
+    return _webhooks_page(request, session, user, None, 200)
 
 
 @router.post("/webhooks", response_class=HTMLResponse)
-async def add_webhook(request: Request) -> Any:
-    form = await request.form()
-    url = str(form.get("url") or "").strip()
-    events = [str(value) for value in form.getlist("event")]
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        try:
-            endpoint = webhooks.add_endpoint(session, url, events, utcnow())
-        except webhooks.WebhookError as error:
-            return _webhooks_page(request, session, user, str(error), 422)
-        audit.record(session, user, "webhook.add", "webhook", endpoint.id, {"events": events})
-        return render(
-            request,
-            "secret.html",
-            {
-                "user": user,
-                "title": "New webhook",
-                "what": "The signing secret of this endpoint",
-                "secret": endpoint.secret,
-                "back": "/admin/webhooks",
-            },
-        )
+def add_webhook(
+    request: Request,
+    session: SessionDep,
+    user: AdminDep,
+    url: Annotated[str, Form()] = "",
+    event: Annotated[list[str] | None, Form()] = None,
+) -> Any:
+    url, events = url.strip(), event or []
+    try:
+        endpoint = webhooks.add_endpoint(session, url, events, utcnow())
+    except webhooks.WebhookError as error:
+        return _webhooks_page(request, session, user, str(error), 422)
+    audit.record(session, user, "webhook.add", "webhook", endpoint.id, {"events": events})
+    return render(
+        request,
+        "secret.html",
+        {
+            "user": user,
+            "title": "New webhook",
+            "what": "The signing secret of this endpoint",
+            "secret": endpoint.secret,
+            "back": "/admin/webhooks",
+        },
+    )
 
 
 @router.post("/webhooks/{endpoint_id:int}/deactivate")
-def deactivate_webhook(request: Request, endpoint_id: int) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        if not webhooks.deactivate(session, endpoint_id):
-            raise HTTPException(status_code=404, detail="No such webhook.")
-        audit.record(session, user, "webhook.deactivate", "webhook", endpoint_id)
+def deactivate_webhook(
+    request: Request, session: SessionDep, user: AdminDep, endpoint_id: int
+) -> Any:
+    if not webhooks.deactivate(session, endpoint_id):
+        raise HTTPException(status_code=404, detail="No such webhook.")
+    audit.record(session, user, "webhook.deactivate", "webhook", endpoint_id)
     return see_other("/admin/webhooks?notice=saved")
 
 
@@ -560,115 +503,109 @@ def _other_user(session: Session, actor: User, user_id: int) -> User:
 
 
 @router.get("/users", response_class=HTMLResponse)
-def users_page(request: Request) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        return _users_page(request, session, user, None, 200)
+def users_page(request: Request, session: SessionDep, user: AdminDep) -> Any:
+    return _users_page(request, session, user, None, 200)
 
 
 @router.post("/users", response_class=HTMLResponse)
 def add_user(
     request: Request,
+    session: SessionDep,
+    actor: AdminDep,
     email: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = Role.EDITOR.value,
     password: Annotated[str, Form()] = "",
 ) -> Any:
-    with get_database().session_scope() as session:
-        actor = admin_user(request, session)
-        secret = password or users.generate_password()
-        try:
-            created = users.create_user(session, email, secret, users.parse_role(role), utcnow())
-        except users.UserError as error:
-            return _users_page(request, session, actor, str(error), 422)
-        audit.record(session, actor, "user.add", "user", created.id, {"role": created.role.value})
-        if password:
-            return see_other("/admin/users?notice=saved")
-        return render(
-            request,
-            "secret.html",
-            {
-                "user": actor,
-                "title": "New user",
-                "what": f"The password of {created.email}",
-                "secret": secret,
-                "back": "/admin/users",
-            },
-        )
+    secret = password or users.generate_password()
+    try:
+        created = users.create_user(session, email, secret, users.parse_role(role), utcnow())
+    except users.UserError as error:
+        return _users_page(request, session, actor, str(error), 422)
+    audit.record(session, actor, "user.add", "user", created.id, {"role": created.role.value})
+    if password:
+        return see_other("/admin/users?notice=saved")
+    return render(
+        request,
+        "secret.html",
+        {
+            "user": actor,
+            "title": "New user",
+            "what": f"The password of {created.email}",
+            "secret": secret,
+            "back": "/admin/users",
+        },
+    )
 
 
 @router.post("/users/{user_id:int}/role")
-def change_role(request: Request, user_id: int, role: Annotated[str, Form()] = "") -> Any:
-    with get_database().session_scope() as session:
-        actor = admin_user(request, session)
-        target = _other_user(session, actor, user_id)
-        try:
-            new_role = users.parse_role(role)
-        except users.UserError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from error
-        old_role = target.role
-        if new_role is not old_role:
-            # The target's open sessions end: they sign in again under the new role.
-            users.set_role(session, target, new_role, utcnow())
-            audit.record(
-                session,
-                actor,
-                "user.role",
-                "user",
-                target.id,
-                {"from": old_role.value, "to": new_role.value},
-            )
+def change_role(
+    request: Request,
+    session: SessionDep,
+    actor: AdminDep,
+    user_id: int,
+    role: Annotated[str, Form()] = "",
+) -> Any:
+    target = _other_user(session, actor, user_id)
+    try:
+        new_role = users.parse_role(role)
+    except users.UserError as error:
+        raise HTTPException(status_code=422, detail=str(error)) from error
+    old_role = target.role
+    if new_role is not old_role:
+        # The target's open sessions end: they sign in again under the new role.
+        users.set_role(session, target, new_role, utcnow())
+        audit.record(
+            session,
+            actor,
+            "user.role",
+            "user",
+            target.id,
+            {"from": old_role.value, "to": new_role.value},
+        )
     return see_other("/admin/users?notice=role")
 
 
 @router.post("/users/{user_id:int}/deactivate")
-def deactivate_user(request: Request, user_id: int) -> Any:
-    with get_database().session_scope() as session:
-        actor = admin_user(request, session)
-        target = _other_user(session, actor, user_id)
-        users.set_active(session, target, False, utcnow())
-        audit.record(session, actor, "user.deactivate", "user", target.id)
+def deactivate_user(request: Request, session: SessionDep, actor: AdminDep, user_id: int) -> Any:
+    target = _other_user(session, actor, user_id)
+    users.set_active(session, target, False, utcnow())
+    audit.record(session, actor, "user.deactivate", "user", target.id)
     return see_other("/admin/users?notice=deactivated")
 
 
 @router.post("/users/{user_id:int}/activate")
-def activate_user(request: Request, user_id: int) -> Any:
-    with get_database().session_scope() as session:
-        actor = admin_user(request, session)
-        target = _other_user(session, actor, user_id)
-        users.set_active(session, target, True, utcnow())
-        audit.record(session, actor, "user.activate", "user", target.id)
+def activate_user(request: Request, session: SessionDep, actor: AdminDep, user_id: int) -> Any:
+    target = _other_user(session, actor, user_id)
+    users.set_active(session, target, True, utcnow())
+    audit.record(session, actor, "user.activate", "user", target.id)
     return see_other("/admin/users?notice=activated")
 
 
 @router.post("/users/{user_id:int}/reset-password", response_class=HTMLResponse)
-def reset_password(request: Request, user_id: int) -> Any:
-    with get_database().session_scope() as session:
-        actor = admin_user(request, session)
-        target = _other_user(session, actor, user_id)
-        secret = users.generate_password()
-        users.change_password(session, target, secret, utcnow())
-        audit.record(session, actor, "user.reset_password", "user", target.id)
-        return render(
-            request,
-            "secret.html",
-            {
-                "user": actor,
-                "title": "Password reset",
-                "what": f"The new password of {target.email}",
-                "secret": secret,
-                "back": "/admin/users",
-            },
-        )
+def reset_password(request: Request, session: SessionDep, actor: AdminDep, user_id: int) -> Any:
+    target = _other_user(session, actor, user_id)
+    secret = users.generate_password()
+    users.change_password(session, target, secret, utcnow())
+    audit.record(session, actor, "user.reset_password", "user", target.id)
+    return render(
+        request,
+        "secret.html",
+        {
+            "user": actor,
+            "title": "Password reset",
+            "what": f"The new password of {target.email}",
+            "secret": secret,
+            "back": "/admin/users",
+        },
+    )
 
 
 # --- audit -----------------------------------------------------------------------
 
 
 @router.get("/audit", response_class=HTMLResponse)
-def audit_page(request: Request, page: int = 1) -> Any:
-    with get_database().session_scope() as session:
-        user = admin_user(request, session)
-        return render(request, "audit.html", {"user": user, "log": audit.recent(session, page)})
+def audit_page(request: Request, session: SessionDep, user: AdminDep, page: int = 1) -> Any:
+    return render(request, "audit.html", {"user": user, "log": audit.recent(session, page)})
 
 
 # --- own account and API tokens ----------------------------------------------------
@@ -691,69 +628,66 @@ def _account_page(
 
 
 @router.get("/account", response_class=HTMLResponse)
-def account(request: Request) -> Any:
-    with get_database().session_scope() as session:
-        return _account_page(request, session, signed_in(request, session))
+def account(request: Request, session: SessionDep, user: StaffDep) -> Any:
+    return _account_page(request, session, user)
 
 
 @router.post("/account/password", response_class=HTMLResponse)
 def change_own_password(
     request: Request,
+    session: SessionDep,
+    user: StaffDep,
     current: Annotated[str, Form()] = "",
     new: Annotated[str, Form()] = "",
     repeat: Annotated[str, Form()] = "",
 ) -> Any:
     now = utcnow()
-    with get_database().session_scope() as session:
-        user = signed_in(request, session)
-        error = None
-        if not users.verify_password(user, current):
-            error = "The current password is not right."
-        elif new != repeat:
-            error = "The two new passwords differ."
-        else:
-            try:
-                users.change_password(session, user, new, now)
-            except users.UserError as problem:
-                error = str(problem)
-        if error:
-            return _account_page(request, session, user, error, 422)
-        audit.record(session, user, "user.password", "user", user.id, now=now)
-        response = see_other("/admin/account?notice=password")
-        # Every session of the user was revoked; this browser gets a fresh one.
-        start_session(request, response, session, user, now)
-        return response
+    error = None
+    if not users.verify_password(user, current):
+        error = "The current password is not right."
+    elif new != repeat:
+        error = "The two new passwords differ."
+    else:
+        try:
+            users.change_password(session, user, new, now)
+        except users.UserError as problem:
+            error = str(problem)
+    if error:
+        return _account_page(request, session, user, error, 422)
+    audit.record(session, user, "user.password", "user", user.id, now=now)
+    response = see_other("/admin/account?notice=password")
+    # Every session of the user was revoked; this browser gets a fresh one.
+    start_session(request, response, session, user, now)
+    return response
 
 
 @router.post("/account/tokens", response_class=HTMLResponse)
-def create_token(request: Request, name: Annotated[str, Form()] = "") -> Any:
-    with get_database().session_scope() as session:
-        user = signed_in(request, session)
-        try:
-            new = users.create_api_token(session, user, name, utcnow())
-        except users.UserError as error:
-            return _account_page(request, session, user, str(error), 422)
-        audit.record(session, user, "token.create", "api_token", new.token.id)
-        return render(
-            request,
-            "secret.html",
-            {
-                "user": user,
-                "title": "New API token",
-                "what": f"The API token “{new.token.name}”",
-                "secret": new.secret,
-                "back": "/admin/account",
-            },
-        )
+def create_token(
+    request: Request, session: SessionDep, user: StaffDep, name: Annotated[str, Form()] = ""
+) -> Any:
+    try:
+        new = users.create_api_token(session, user, name, utcnow())
+    except users.UserError as error:
+        return _account_page(request, session, user, str(error), 422)
+    audit.record(session, user, "token.create", "api_token", new.token.id)
+    return render(
+        request,
+        "secret.html",
+        {
+            "user": user,
+            "title": "New API token",
+            "what": f"The API token “{new.token.name}”",
+            "secret": new.secret,
+            "back": "/admin/account",
+        },
+    )
 
 
 @router.post("/account/tokens/{token_id:int}/revoke")
-def revoke_token(request: Request, token_id: int) -> Any:
-    with get_database().session_scope() as session:
-        user = signed_in(request, session)
-        token = session.get(ApiToken, token_id)
-        if token is None or token.user_id != user.id:
-            raise HTTPException(status_code=404, detail="No such token.")
-        users.revoke_api_token(session, token, utcnow())
-        audit.record(session, user, "token.revoke", "api_token", token.id)
+def revoke_token(request: Request, session: SessionDep, user: StaffDep, token_id: int) -> Any:
+    token = session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        raise HTTPException(status_code=404, detail="No such token.")
+    users.revoke_api_token(session, token, utcnow())
+    audit.record(session, user, "token.revoke", "api_token", token.id)
     return see_other("/admin/account?notice=revoked")

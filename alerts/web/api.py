@@ -26,7 +26,7 @@ from alerts import admin, audit
 from alerts import sources as source_rules
 from alerts import subscribers as subscriber_rules
 from alerts.config import get_settings
-from alerts.db import get_database, utcnow
+from alerts.db import utcnow
 from alerts.models import (
     Article,
     Delivery,
@@ -50,6 +50,7 @@ from alerts.subscribers import (
     erase,
 )
 from alerts.users import verify_api_token
+from alerts.web.dependencies import SessionDep
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -62,51 +63,39 @@ bearer = HTTPBearer(auto_error=False, description="An API token from `alerts use
 # --- authentication ----------------------------------------------------------------
 
 
-class Caller(BaseModel):
-    """Who a request acts for: the owner of its token."""
-
-    user_id: int
-    email: str
-    role: Role
-
-
 def api_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Caller:
+    session: SessionDep,
+) -> User:
     """The token's owner, or 401 for a missing, unknown, revoked or deactivated token."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorised("an Authorization: Bearer <token> header is required")
-    with get_database().session_scope() as session:
-        user = verify_api_token(session, credentials.credentials, utcnow())
-        if user is None:
-            raise _unauthorised("the token is not valid")
-        return Caller(user_id=user.id, email=user.email, role=user.role)
+    user = verify_api_token(session, credentials.credentials, utcnow())
+    if user is None:
+        raise _unauthorised("the token is not valid")
+    # The token's use is noted for good, even when the request is then refused
+    # (403) or fails: its owner sees every use of a token that leaked.
+    session.commit()
+    return user
 
 
 def _unauthorised(detail: str) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def admin_caller(caller: Annotated[Caller, Depends(api_caller)]) -> Caller:
+def admin_caller(caller: Annotated[User, Depends(api_caller)]) -> User:
     if caller.role is not Role.ADMIN:
         raise HTTPException(status_code=403, detail="this needs an admin's token")
     return caller
 
 
-CallerDep = Annotated[Caller, Depends(api_caller)]
-AdminDep = Annotated[Caller, Depends(admin_caller)]
+CallerDep = Annotated[User, Depends(api_caller)]
+AdminDep = Annotated[User, Depends(admin_caller)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 # Far past any real table, well inside every database's 64-bit OFFSET: a bigger
 # number is a 422 here instead of an overflow (500) in the driver.
 MAX_OFFSET = 1_000_000_000
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
-
-
-def _actor(session: Session, caller: Caller) -> User:
-    user = session.get(User, caller.user_id)
-    if user is None:  # deleted between authentication and now
-        raise _unauthorised("the token's owner no longer exists")
-    return user
 
 
 def _invalid(error: Exception) -> HTTPException:
@@ -264,8 +253,9 @@ class DeliveryRead(ReadModel):
 
 # --- the router ------------------------------------------------------------------
 
-# Each handler opens its own transaction, which commits before the response is
-# built: a client that reads back at once sees its own write.
+# Each handler works in the request's session (``SessionDep``), which commits
+# before the response is sent: a client that reads back at once sees its own
+# write, and a commit that fails is a 500, never a 2xx.
 router = APIRouter(dependencies=[Depends(api_caller)])
 Row = TypeVar("Row")
 
@@ -282,6 +272,7 @@ def _get(session: Session, model: type[Row], object_id: int, what: str) -> Row:
 
 @router.get("/subscribers", response_model=list[SubscriberRead], tags=["subscribers"])
 def list_subscribers(
+    session: SessionDep,
     caller: AdminDep,
     email: str = "",
     status: SubscriberStatus | None = None,
@@ -290,93 +281,88 @@ def list_subscribers(
     offset: Offset = 0,
 ) -> Any:
     wanted = admin.SubscriberFilter(email=email, status=status, frequency=frequency)
-    with get_database().session_scope() as session:
-        rows = admin.list_subscribers(session, wanted, limit, offset)
-        return [SubscriberRead.model_validate(s) for s in rows]
+    rows = admin.list_subscribers(session, wanted, limit, offset)
+    return [SubscriberRead.model_validate(s) for s in rows]
 
 
 @router.get("/subscribers/{subscriber_id}", response_model=SubscriberRead, tags=["subscribers"])
-def get_subscriber(subscriber_id: int, caller: AdminDep) -> Any:
-    with get_database().session_scope() as session:
-        return SubscriberRead.model_validate(_get(session, Subscriber, subscriber_id, "subscriber"))
+def get_subscriber(subscriber_id: int, session: SessionDep, caller: AdminDep) -> Any:
+    return SubscriberRead.model_validate(_get(session, Subscriber, subscriber_id, "subscriber"))
 
 
 @router.post("/subscribers", response_model=SubscriberRead, status_code=201, tags=["subscribers"])
-def create_subscriber(data: SubscriberCreate, caller: AdminDep) -> Any:
+def create_subscriber(data: SubscriberCreate, session: SessionDep, caller: AdminDep) -> Any:
     settings = get_settings()
     now = utcnow()
-    with get_database().session_scope() as session:
-        try:
-            subscriber = subscriber_rules.create_subscriber(
-                session,
-                _actor(session, caller),
-                NewSubscriber(
-                    email=data.email,
-                    query=data.query,
-                    regions=data.regions,
-                    frequency=data.frequency.value,
-                    timezone=data.timezone,
-                    send_at=data.send_at,
-                    confirmed=data.confirmed,
-                    language=data.language,
-                    consent_source=data.consent_source,
-                ),
-                settings,
-                now,
-                via=VIA,
-            )
-        except AlreadySubscribedError as error:
-            raise HTTPException(
-                status_code=409, detail="this address is already subscribed"
-            ) from error
-        except SubscriberError as error:
-            raise _invalid(error) from error
-        return SubscriberRead.model_validate(subscriber)
+    try:
+        subscriber = subscriber_rules.create_subscriber(
+            session,
+            caller,
+            NewSubscriber(
+                email=data.email,
+                query=data.query,
+                regions=data.regions,
+                frequency=data.frequency.value,
+                timezone=data.timezone,
+                send_at=data.send_at,
+                confirmed=data.confirmed,
+                language=data.language,
+                consent_source=data.consent_source,
+            ),
+            settings,
+            now,
+            via=VIA,
+        )
+    except AlreadySubscribedError as error:
+        raise HTTPException(status_code=409, detail="this address is already subscribed") from error
+    except SubscriberError as error:
+        raise _invalid(error) from error
+    return SubscriberRead.model_validate(subscriber)
 
 
 @router.patch("/subscribers/{subscriber_id}", response_model=SubscriberRead, tags=["subscribers"])
-def update_subscriber(subscriber_id: int, data: SubscriberUpdate, caller: AdminDep) -> Any:
-    with get_database().session_scope() as session:
-        subscriber = _get(session, Subscriber, subscriber_id, "subscriber")
-        changes = admin.SubscriberChanges(
-            name=data.name,
-            frequency=data.frequency.value if data.frequency else None,
-            timezone=data.timezone,
-            send_at=data.send_at,
-            weekly_day=data.weekly_day,
-            language=data.language,
-            paused=data.paused,
+def update_subscriber(
+    subscriber_id: int, data: SubscriberUpdate, session: SessionDep, caller: AdminDep
+) -> Any:
+    subscriber = _get(session, Subscriber, subscriber_id, "subscriber")
+    changes = admin.SubscriberChanges(
+        name=data.name,
+        frequency=data.frequency.value if data.frequency else None,
+        timezone=data.timezone,
+        send_at=data.send_at,
+        weekly_day=data.weekly_day,
+        language=data.language,
+        paused=data.paused,
+    )
+    try:
+        changed = admin.edit_subscriber(session, subscriber, changes)
+    except SubscriberError as error:
+        raise _invalid(error) from error
+    actor = caller
+    if changed:
+        audit.record(
+            session,
+            actor,
+            "subscriber.edit",
+            "subscriber",
+            subscriber.id,
+            {"via": "api", "fields": changed},
         )
-        try:
-            changed = admin.edit_subscriber(session, subscriber, changes)
-        except SubscriberError as error:
-            raise _invalid(error) from error
-        actor = _actor(session, caller)
-        if changed:
-            audit.record(
-                session,
-                actor,
-                "subscriber.edit",
-                "subscriber",
-                subscriber.id,
-                {"via": "api", "fields": changed},
-            )
-        if data.status == "suspended" and admin.suspend(session, subscriber):
-            audit.record(
-                session, actor, "subscriber.suspend", "subscriber", subscriber.id, {"via": "api"}
-            )
-        if data.status == "unsuspended" and admin.unsuspend(session, subscriber):
-            audit.record(
-                session, actor, "subscriber.unsuspend", "subscriber", subscriber.id, {"via": "api"}
-            )
-        return SubscriberRead.model_validate(subscriber)
+    if data.status == "suspended" and admin.suspend(session, subscriber):
+        audit.record(
+            session, actor, "subscriber.suspend", "subscriber", subscriber.id, {"via": "api"}
+        )
+    if data.status == "unsuspended" and admin.unsuspend(session, subscriber):
+        audit.record(
+            session, actor, "subscriber.unsuspend", "subscriber", subscriber.id, {"via": "api"}
+        )
+    return SubscriberRead.model_validate(subscriber)
 
 
 @router.delete("/subscribers/{subscriber_id}", status_code=204, tags=["subscribers"])
-def delete_subscriber(subscriber_id: int, caller: AdminDep) -> Response:
-    with get_database().session_scope() as session:
-        _get(session, Subscriber, subscriber_id, "subscriber")
-        erase(session, _actor(session, caller), subscriber_id, utcnow(), via=VIA)
+def delete_subscriber(subscriber_id: int, session: SessionDep, caller: AdminDep) -> Response:
+    _get(session, Subscriber, subscriber_id, "subscriber")
+    erase(session, caller, subscriber_id, utcnow(), via=VIA)
     return Response(status_code=204)
 
 
@@ -385,6 +371,7 @@ def delete_subscriber(subscriber_id: int, caller: AdminDep) -> Response:
 
 @router.get("/interests", response_model=list[InterestRead], tags=["interests"])
 def list_interests(
+    session: SessionDep,
     caller: AdminDep,
     subscriber_id: int | None = None,
     limit: Limit = DEFAULT_LIMIT,
@@ -393,74 +380,71 @@ def list_interests(
     query = select(Interest).order_by(Interest.id).limit(limit).offset(offset)
     if subscriber_id is not None:
         query = query.where(Interest.subscriber_id == subscriber_id)
-    with get_database().session_scope() as session:
-        return [InterestRead.model_validate(i) for i in session.scalars(query)]
+    return [InterestRead.model_validate(i) for i in session.scalars(query)]
 
 
 @router.get("/interests/{interest_id}", response_model=InterestRead, tags=["interests"])
-def get_interest(interest_id: int, caller: AdminDep) -> Any:
-    with get_database().session_scope() as session:
-        return InterestRead.model_validate(_get(session, Interest, interest_id, "interest"))
+def get_interest(interest_id: int, session: SessionDep, caller: AdminDep) -> Any:
+    return InterestRead.model_validate(_get(session, Interest, interest_id, "interest"))
 
 
 @router.post("/interests", response_model=InterestRead, status_code=201, tags=["interests"])
-def create_interest(data: InterestCreate, caller: AdminDep) -> Any:
+def create_interest(data: InterestCreate, session: SessionDep, caller: AdminDep) -> Any:
     now = utcnow()
-    with get_database().session_scope() as session:
-        subscriber = _get(session, Subscriber, data.subscriber_id, "subscriber")
-        try:
-            interest = add_interest(
-                session,
-                _actor(session, caller),
-                subscriber,
-                data.query,
-                data.regions,
-                get_settings(),
-                now,
-                via=VIA,
-            )
-        except SubscriberError as error:
-            raise _invalid(error) from error
-        return InterestRead.model_validate(interest)
+    subscriber = _get(session, Subscriber, data.subscriber_id, "subscriber")
+    try:
+        interest = add_interest(
+            session,
+            caller,
+            subscriber,
+            data.query,
+            data.regions,
+            get_settings(),
+            now,
+            via=VIA,
+        )
+    except SubscriberError as error:
+        raise _invalid(error) from error
+    return InterestRead.model_validate(interest)
 
 
 @router.patch("/interests/{interest_id}", response_model=InterestRead, tags=["interests"])
-def update_interest(interest_id: int, data: InterestUpdate, caller: AdminDep) -> Any:
-    with get_database().session_scope() as session:
-        interest = _get(session, Interest, interest_id, "interest")
-        wanted_query = data.query if "query" in data.model_fields_set else interest.query
-        wanted_regions = data.regions if data.regions is not None else interest.regions
-        try:
-            edit_interest(
-                session,
-                _actor(session, caller),
-                interest,
-                wanted_query,
-                wanted_regions,
-                get_settings(),
-                utcnow(),
-                via=VIA,
-            )
-        except SubscriberError as error:
-            raise _invalid(error) from error
-        return InterestRead.model_validate(interest)
+def update_interest(
+    interest_id: int, data: InterestUpdate, session: SessionDep, caller: AdminDep
+) -> Any:
+    interest = _get(session, Interest, interest_id, "interest")
+    wanted_query = data.query if "query" in data.model_fields_set else interest.query
+    wanted_regions = data.regions if data.regions is not None else interest.regions
+    try:
+        edit_interest(
+            session,
+            caller,
+            interest,
+            wanted_query,
+            wanted_regions,
+            get_settings(),
+            utcnow(),
+            via=VIA,
+        )
+    except SubscriberError as error:
+        raise _invalid(error) from error
+    return InterestRead.model_validate(interest)
 
 
 @router.delete("/interests/{interest_id}", status_code=204, tags=["interests"])
-def delete_interest(interest_id: int, caller: AdminDep) -> Response:
-    with get_database().session_scope() as session:
-        interest = _get(session, Interest, interest_id, "interest")
-        subscriber_id = interest.subscriber_id
-        session.delete(interest)
-        session.flush()
-        audit.record(
-            session,
-            _actor(session, caller),
-            "interest.delete",
-            "interest",
-            interest_id,
-            {"via": "api", "subscriber_id": subscriber_id},
-        )
+def delete_interest(interest_id: int, session: SessionDep, caller: AdminDep) -> Response:
+    interest = _get(session, Interest, interest_id, "interest")
+    subscriber_id = interest.subscriber_id
+    session.delete(interest)
+    session.flush()
+    audit.record(
+        session,
+        caller,
+        "interest.delete",
+        "interest",
+        interest_id,
+        {"via": "api", "subscriber_id": subscriber_id},
+    )
     return Response(status_code=204)
 
 
@@ -469,6 +453,7 @@ def delete_interest(interest_id: int, caller: AdminDep) -> Response:
 
 @router.get("/articles", response_model=list[ArticleRead], tags=["articles"])
 def list_articles(
+    session: SessionDep,
     caller: CallerDep,
     source_id: int | None = None,
     language: str | None = None,
@@ -480,31 +465,30 @@ def list_articles(
         query = query.where(Article.source_id == source_id)
     if language:
         query = query.where(Article.language == language)
-    with get_database().session_scope() as session:
-        return [ArticleRead.model_validate(a) for a in session.scalars(query)]
+    return [ArticleRead.model_validate(a) for a in session.scalars(query)]
 
 
 @router.get("/articles/{article_id}", response_model=ArticleRead, tags=["articles"])
-def get_article(article_id: int, caller: CallerDep) -> Any:
-    with get_database().session_scope() as session:
-        return ArticleRead.model_validate(_get(session, Article, article_id, "article"))
+def get_article(article_id: int, session: SessionDep, caller: CallerDep) -> Any:
+    return ArticleRead.model_validate(_get(session, Article, article_id, "article"))
 
 
 @router.get("/newsletters", response_model=list[NewsletterRead], tags=["newsletters"])
-def list_newsletters(caller: CallerDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0) -> Any:
+def list_newsletters(
+    session: SessionDep, caller: CallerDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+) -> Any:
     query = select(Newsletter).order_by(Newsletter.id.desc()).limit(limit).offset(offset)
-    with get_database().session_scope() as session:
-        return [NewsletterRead.model_validate(n) for n in session.scalars(query)]
+    return [NewsletterRead.model_validate(n) for n in session.scalars(query)]
 
 
 @router.get("/newsletters/{newsletter_id}", response_model=NewsletterRead, tags=["newsletters"])
-def get_newsletter(newsletter_id: int, caller: CallerDep) -> Any:
-    with get_database().session_scope() as session:
-        return NewsletterRead.model_validate(_get(session, Newsletter, newsletter_id, "newsletter"))
+def get_newsletter(newsletter_id: int, session: SessionDep, caller: CallerDep) -> Any:
+    return NewsletterRead.model_validate(_get(session, Newsletter, newsletter_id, "newsletter"))
 
 
 @router.get("/deliveries", response_model=list[DeliveryRead], tags=["deliveries"])
 def list_deliveries(
+    session: SessionDep,
     caller: AdminDep,
     subscriber_id: int | None = None,
     state: DeliveryState | None = None,
@@ -519,79 +503,77 @@ def list_deliveries(
         query = query.where(Delivery.state == state)
     if kind is not None:
         query = query.where(Delivery.kind == kind)
-    with get_database().session_scope() as session:
-        return [DeliveryRead.model_validate(d) for d in session.scalars(query)]
+    return [DeliveryRead.model_validate(d) for d in session.scalars(query)]
 
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryRead, tags=["deliveries"])
-def get_delivery(delivery_id: int, caller: AdminDep) -> Any:
-    with get_database().session_scope() as session:
-        return DeliveryRead.model_validate(_get(session, Delivery, delivery_id, "delivery"))
+def get_delivery(delivery_id: int, session: SessionDep, caller: AdminDep) -> Any:
+    return DeliveryRead.model_validate(_get(session, Delivery, delivery_id, "delivery"))
 
 
 # Sources
 
 
 @router.get("/sources", response_model=list[SourceRead], tags=["sources"])
-def list_sources(caller: CallerDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0) -> Any:
+def list_sources(
+    session: SessionDep, caller: CallerDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+) -> Any:
     query = select(Source).order_by(Source.id).limit(limit).offset(offset)
-    with get_database().session_scope() as session:
-        return [SourceRead.model_validate(s) for s in session.scalars(query)]
+    return [SourceRead.model_validate(s) for s in session.scalars(query)]
 
 
 @router.get("/sources/{source_id}", response_model=SourceRead, tags=["sources"])
-def get_source(source_id: int, caller: CallerDep) -> Any:
-    with get_database().session_scope() as session:
-        return SourceRead.model_validate(_get(session, Source, source_id, "source"))
+def get_source(source_id: int, session: SessionDep, caller: CallerDep) -> Any:
+    return SourceRead.model_validate(_get(session, Source, source_id, "source"))
 
 
 @router.post("/sources", response_model=SourceRead, status_code=201, tags=["sources"])
-def create_source(data: SourceCreate, caller: CallerDep) -> Any:
+def create_source(data: SourceCreate, session: SessionDep, caller: CallerDep) -> Any:
     settings = get_settings()
     form = source_rules.SourceForm(
         data.name or "", data.url, data.poll_minutes or "", data.default_tags
     )
-    with get_database().session_scope() as session:
-        try:
-            source = source_rules.create_source(
-                session,
-                _actor(session, caller),
-                form,
-                settings,
-                utcnow(),
-                active=data.active,
-                via=VIA,
-            )
-        except source_rules.SourceInputError as error:
-            raise _source_refused(error) from error
-        return SourceRead.model_validate(source)
+    try:
+        source = source_rules.create_source(
+            session,
+            caller,
+            form,
+            settings,
+            utcnow(),
+            active=data.active,
+            via=VIA,
+        )
+    except source_rules.SourceInputError as error:
+        raise _source_refused(error) from error
+    return SourceRead.model_validate(source)
 
 
 @router.patch("/sources/{source_id}", response_model=SourceRead, tags=["sources"])
-def update_source(source_id: int, data: SourceUpdate, caller: CallerDep) -> Any:
-    with get_database().session_scope() as session:
-        source = _get(session, Source, source_id, "source")
-        stored = source_rules.current_form(source)
-        form = source_rules.SourceForm(
-            stored.name if data.name is None else data.name,
-            stored.url,
-            stored.poll_minutes if data.poll_minutes is None else data.poll_minutes,
-            stored.tags if data.default_tags is None else data.default_tags,
+def update_source(
+    source_id: int, data: SourceUpdate, session: SessionDep, caller: CallerDep
+) -> Any:
+    source = _get(session, Source, source_id, "source")
+    stored = source_rules.current_form(source)
+    form = source_rules.SourceForm(
+        stored.name if data.name is None else data.name,
+        stored.url,
+        stored.poll_minutes if data.poll_minutes is None else data.poll_minutes,
+        stored.tags if data.default_tags is None else data.default_tags,
+    )
+    try:
+        source_rules.update_source(
+            session,
+            caller,
+            source,
+            form,
+            get_settings(),
+            utcnow(),
+            active=data.active,
+            via=VIA,
         )
-        try:
-            source_rules.update_source(
-                session,
-                _actor(session, caller),
-                source,
-                form,
-                get_settings(),
-                utcnow(),
-                active=data.active,
-                via=VIA,
-            )
-        except source_rules.SourceInputError as error:
-            raise _source_refused(error) from error
-        return SourceRead.model_validate(source)
+    except source_rules.SourceInputError as error:
+        raise _source_refused(error) from error
+    return SourceRead.model_validate(source)
 
 
 def _source_refused(error: source_rules.SourceInputError) -> HTTPException:
@@ -601,14 +583,11 @@ def _source_refused(error: source_rules.SourceInputError) -> HTTPException:
 
 
 @router.delete("/sources/{source_id}", status_code=204, tags=["sources"])
-def delete_source(source_id: int, caller: CallerDep) -> Response:
-    with get_database().session_scope() as session:
-        source = _get(session, Source, source_id, "source")
-        session.delete(source)
-        session.flush()
-        audit.record(
-            session, _actor(session, caller), "source.delete", "source", source_id, {"via": "api"}
-        )
+def delete_source(source_id: int, session: SessionDep, caller: CallerDep) -> Response:
+    source = _get(session, Source, source_id, "source")
+    session.delete(source)
+    session.flush()
+    audit.record(session, caller, "source.delete", "source", source_id, {"via": "api"})
     return Response(status_code=204)
 
 

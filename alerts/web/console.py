@@ -14,7 +14,6 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
-from starlette.datastructures import FormData
 
 from alerts.models import Role, User
 from alerts.web.dependencies import SessionDep
@@ -36,12 +35,6 @@ async def csrf_on_posts(request: Request) -> None:
     """Every state-changing request of the console needs the form's CSRF token."""
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         await require_csrf(request)
-
-
-async def checked_form(request: Request) -> FormData:
-    """The posted form, once its CSRF token has been checked (Starlette caches the parse)."""
-    await require_csrf(request)
-    return await request.form()
 
 
 class LoginRequired(HTTPException):
@@ -102,7 +95,6 @@ def _editor(request: Request, session: SessionDep) -> User:
 StaffDep = Annotated[User, Depends(_staff)]
 AdminDep = Annotated[User, Depends(_admin)]
 EditorDep = Annotated[User, Depends(_editor)]
-FormDep = Annotated[FormData, Depends(checked_form)]
 
 
 def see_other(url: str) -> RedirectResponse:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated
 
-from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from alerts.bounces import record
 from alerts.config import get_settings
-from alerts.db import get_database, utcnow
+from alerts.db import utcnow
 from alerts.models import RateEvent
 from alerts.provider_events import (
     MAX_EVENT_BYTES,
@@ -28,6 +29,7 @@ from alerts.provider_events import (
     SignedCall,
     read_events,
 )
+from alerts.web.dependencies import SessionDep
 
 router = APIRouter()
 
@@ -43,29 +45,37 @@ def _basic_password(request: Request) -> str | None:
     return password
 
 
-def _record(events: Events) -> dict[str, int | bool]:
+async def _body(request: Request) -> bytes:
+    """The raw body, read on the event loop so that the route can be a plain ``def``."""
+    return await request.body()
+
+
+BodyDep = Annotated[bytes, Depends(_body)]
+
+
+def _record(session: Session, events: Events) -> dict[str, int | bool]:
     settings = get_settings()
     now = utcnow()
-    with get_database(settings).session_scope() as session:
-        if events.replay_key:
-            seen = session.scalar(select(RateEvent.id).where(RateEvent.key == events.replay_key))
-            if seen is not None:
-                return {"recorded": 0, "replay": True}
-            # Kept for days (retention); a signed call is refused as stale after minutes.
-            session.add(RateEvent(key=events.replay_key, at=now))
-        recorded = [
-            outcome
-            for report in events.reports
-            for outcome in record(session, report, settings, now, proven=True)
-        ]
+    if events.replay_key:
+        seen = session.scalar(select(RateEvent.id).where(RateEvent.key == events.replay_key))
+        if seen is not None:
+            return {"recorded": 0, "replay": True}
+        # Kept for days (retention); a signed call is refused as stale after minutes.
+        session.add(RateEvent(key=events.replay_key, at=now))
+    recorded = [
+        outcome
+        for report in events.reports
+        for outcome in record(session, report, settings, now, proven=True)
+    ]
     return {"recorded": len(recorded), "replay": False}
 
 
 @router.post("/hooks/bounces/{provider}")
-async def provider_event(provider: str, request: Request) -> JSONResponse:
+def provider_event(
+    provider: str, request: Request, body: BodyDep, session: SessionDep
+) -> JSONResponse:
     if provider not in PROVIDERS:
         return JSONResponse({"error": f"unknown provider {provider!r}"}, status_code=404)
-    body = await request.body()
     if len(body) > MAX_EVENT_BYTES:
         return JSONResponse({"error": "the event is too large"}, status_code=413)
     call = SignedCall(
@@ -77,4 +87,4 @@ async def provider_event(provider: str, request: Request) -> JSONResponse:
         events = read_events(provider, call, get_settings(), utcnow())
     except ProviderEventError as error:
         return JSONResponse({"error": str(error)}, status_code=401)
-    return JSONResponse(await run_in_threadpool(_record, events))
+    return JSONResponse(_record(session, events))

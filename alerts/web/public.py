@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from alerts.config import get_settings
-from alerts.db import get_database, utcnow
+from alerts.db import utcnow
 from alerts.i18n import N_
 from alerts.links import CONFIRM_PURPOSE as CONFIRM_LINK_PURPOSE
 from alerts.links import PREFERENCES_PURPOSE, UNSUBSCRIBE_PURPOSE
@@ -60,6 +60,7 @@ from alerts.tokens import (
     sign_token,
     verify_token,
 )
+from alerts.web.dependencies import FormDep, SessionDep, roll_back
 from alerts.web.security import client_address, require_csrf
 from alerts.web.templating import templates
 
@@ -92,6 +93,9 @@ class PageRoute(APIRoute):
             try:
                 return await handler(request)
             except HTTPException as error:
+                # The page is an answer, so the session dependency sees no
+                # exception: tell it the request's work is not to be kept.
+                roll_back(request)
                 return error_page(request, error.status_code, str(error.detail), error.headers)
 
         return render_errors
@@ -206,10 +210,9 @@ def signup_page(request: Request) -> Any:
     )
 
 
-@router.post("/signup", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
-async def signup_submit(request: Request) -> Any:
+@router.post("/signup", response_class=HTMLResponse)
+def signup_submit(request: Request, data: FormDep, session: SessionDep) -> Any:
     """Same answer for every valid address, known or not: a redirect to the thanks page."""
-    data = await request.form()
     form = SignupForm(
         email=_text(data, "email"),
         query=_text(data, "query"),
@@ -221,9 +224,9 @@ async def signup_submit(request: Request) -> Any:
     )
     settings = get_settings()
     try:
-        with get_database().session_scope() as session:
-            sign_up(session, form, client_address(request), settings, utcnow())
+        sign_up(session, form, client_address(request), settings, utcnow())
     except SubscriberError as error:
+        session.rollback()
         return templates.TemplateResponse(
             request,
             "signup.html",
@@ -269,16 +272,18 @@ def _over_limit(helper: str) -> JSONResponse:
 
 
 @router.get("/api/query-check", response_model=None)
-def query_check(request: Request, q: str = "") -> dict[str, Any] | JSONResponse:
+def query_check(
+    request: Request, session: SessionDep, q: str = ""
+) -> dict[str, Any] | JSONResponse:
     """Validation as you type: ok, or the parser's message and character position."""
     settings = get_settings()
     if q.strip():
         try:
-            with get_database().session_scope() as session:
-                count_form_helper_call(
-                    session, "query-check", client_address(request), settings, utcnow()
-                )
+            count_form_helper_call(
+                session, "query-check", client_address(request), settings, utcnow()
+            )
         except RateLimitedError:
+            session.rollback()
             return _over_limit("query check")
     result = check_query(q, settings)
     return {"ok": result.ok, "message": result.message, "position": result.position}
@@ -299,7 +304,9 @@ def region_suggestions(q: str = "") -> list[dict[str, str]]:
 
 
 @router.get("/api/preview", response_model=None)
-def interest_preview(request: Request, q: str = "") -> dict[str, Any] | JSONResponse:
+def interest_preview(
+    request: Request, session: SessionDep, q: str = ""
+) -> dict[str, Any] | JSONResponse:
     """Recent articles the interest would have matched (titles only).
 
     Rate-limited per client and bounded in the articles it reads
@@ -311,13 +318,15 @@ def interest_preview(request: Request, q: str = "") -> dict[str, Any] | JSONResp
         return {"ok": True, "articles": []}
     settings = get_settings()
     try:
-        with get_database().session_scope() as session:
-            count_form_helper_call(session, "preview", client_address(request), settings, utcnow())
+        count_form_helper_call(session, "preview", client_address(request), settings, utcnow())
     except RateLimitedError:
+        session.rollback()
         return _over_limit("preview")
+    # The call is counted for good before the slow part, so that concurrent calls
+    # from the same client see it while this one analyses articles.
+    session.commit()
     try:
-        with get_database().session_scope() as session:
-            hits = preview(session, q, regions, settings, utcnow())
+        hits = preview(session, q, regions, settings, utcnow())
     except SubscriberError as error:
         return {"ok": False, "message": str(error), "articles": []}
     return {
@@ -350,25 +359,23 @@ def confirm_page(request: Request, token: str) -> Any:
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
-def confirm_now(request: Request, token: str) -> Any:
+def confirm_now(request: Request, session: SessionDep, token: str) -> Any:
     subscriber_id, nonce = _confirm_subject(token)
-    with get_database().session_scope() as session:
-        try:
-            outcome = confirm(session, subscriber_id, utcnow(), get_settings(), nonce)
-        except SubscriberError as error:
-            raise HTTPException(status_code=400, detail=str(error)) from error
-        if outcome is ConfirmOutcome.SUPERSEDED:
-            raise HTTPException(
-                status_code=400,
-                detail=N_("This link has expired: sign up again and we will send you a fresh one."),
-            )
-        subscriber = session.get(Subscriber, subscriber_id)
-        preferences_url = (
-            preferences_path(subscriber)
-            if subscriber is not None
-            and outcome in (ConfirmOutcome.CONFIRMED, ConfirmOutcome.ALREADY)
-            else None
+    try:
+        outcome = confirm(session, subscriber_id, utcnow(), get_settings(), nonce)
+    except SubscriberError as error:
+        raise HTTPException(status_code=400, detail=str(error)) from error
+    if outcome is ConfirmOutcome.SUPERSEDED:
+        raise HTTPException(
+            status_code=400,
+            detail=N_("This link has expired: sign up again and we will send you a fresh one."),
         )
+    subscriber = session.get(Subscriber, subscriber_id)
+    preferences_url = (
+        preferences_path(subscriber)
+        if subscriber is not None and outcome in (ConfirmOutcome.CONFIRMED, ConfirmOutcome.ALREADY)
+        else None
+    )
     return templates.TemplateResponse(
         request,
         "confirm.html",
@@ -450,19 +457,16 @@ def _saved(token: str, what: str) -> RedirectResponse:
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
-def preferences(request: Request, token: str) -> Any:
-    with get_database().session_scope() as session:
-        subscriber = _load_for_change(session, token)
-        return _centre(request, token, subscriber)
+def preferences(request: Request, session: SessionDep, token: str) -> Any:
+    subscriber = _load_for_change(session, token)
+    return _centre(request, token, subscriber)
 
 
 @router.post(
     "/preferences/{token}/settings",
     response_class=HTMLResponse,
-    dependencies=[Depends(require_csrf)],
 )
-async def preferences_settings(request: Request, token: str) -> Any:
-    data = await request.form()
+def preferences_settings(request: Request, data: FormDep, session: SessionDep, token: str) -> Any:
     form = SettingsForm(
         frequency=_text(data, "frequency"),
         timezone=_text(data, "timezone"),
@@ -471,71 +475,66 @@ async def preferences_settings(request: Request, token: str) -> Any:
         quiet_start=_text(data, "quiet_start"),
         quiet_end=_text(data, "quiet_end"),
     )
-    with get_database().session_scope() as session:
-        subscriber = _load_for_change(session, token)
-        try:
-            update_settings(subscriber, form)
-        except SubscriberError as error:
-            session.rollback()
-            return _centre(
-                request,
-                token,
-                _load(session, token),
-                error=("settings", str(error)),
-                status_code=400,
-            )
+    subscriber = _load_for_change(session, token)
+    try:
+        update_settings(subscriber, form)
+    except SubscriberError as error:
+        session.rollback()
+        return _centre(
+            request,
+            token,
+            _load(session, token),
+            error=("settings", str(error)),
+            status_code=400,
+        )
     return _saved(token, "settings")
 
 
 @router.post(
     "/preferences/{token}/interests",
     response_class=HTMLResponse,
-    dependencies=[Depends(require_csrf)],
 )
-async def preferences_add_interest(request: Request, token: str) -> Any:
-    data = await request.form()
+def preferences_add_interest(
+    request: Request, data: FormDep, session: SessionDep, token: str
+) -> Any:
     query, regions = _text(data, "query"), _regions(data)
-    with get_database().session_scope() as session:
-        subscriber = _load_for_change(session, token)
-        try:
-            add_interest(session, subscriber, query, regions, get_settings(), utcnow())
-        except SubscriberError as error:
-            session.rollback()
-            return _centre(
-                request,
-                token,
-                _load(session, token),
-                error=("new", str(error)),
-                typed={"query": query, "regions": regions},
-                status_code=400,
-            )
+    subscriber = _load_for_change(session, token)
+    try:
+        add_interest(session, subscriber, query, regions, get_settings(), utcnow())
+    except SubscriberError as error:
+        session.rollback()
+        return _centre(
+            request,
+            token,
+            _load(session, token),
+            error=("new", str(error)),
+            typed={"query": query, "regions": regions},
+            status_code=400,
+        )
     return _saved(token, "interest-added")
 
 
 @router.post(
     "/preferences/{token}/interests/{interest_id}",
     response_class=HTMLResponse,
-    dependencies=[Depends(require_csrf)],
 )
-async def preferences_edit_interest(request: Request, token: str, interest_id: int) -> Any:
-    data = await request.form()
+def preferences_edit_interest(
+    request: Request, data: FormDep, session: SessionDep, token: str, interest_id: int
+) -> Any:
     query, regions = _text(data, "query"), _regions(data)
-    with get_database().session_scope() as session:
-        subscriber = _load_for_change(session, token)
-        try:
-            edit_interest(
-                session, subscriber, interest_id, query, regions, get_settings(), utcnow()
-            )
-        except SubscriberError as error:
-            session.rollback()
-            return _centre(
-                request,
-                token,
-                _load(session, token),
-                error=(f"interest-{interest_id}", str(error)),
-                typed={"query": query, "regions": regions},
-                status_code=400,
-            )
+    subscriber = _load_for_change(session, token)
+    try:
+        edit_interest(session, subscriber, interest_id, query, regions, get_settings(), utcnow())
+    except SubscriberError as error:
+        session.rollback()
+        return _centre(
+            request,
+            token,
+            _load(session, token),
+            error=(f"interest-{interest_id}", str(error)),
+            typed={"query": query, "regions": regions},
+            status_code=400,
+        )
     return _saved(token, "interest-saved")
 
 
@@ -544,22 +543,20 @@ async def preferences_edit_interest(request: Request, token: str, interest_id: i
     response_class=HTMLResponse,
     dependencies=[Depends(require_csrf)],
 )
-def preferences_remove_interest(request: Request, token: str, interest_id: int) -> Any:
-    with get_database().session_scope() as session:
-        subscriber = _load_for_change(session, token)
-        try:
-            remove_interest(session, subscriber, interest_id)
-        except SubscriberError as error:
-            raise HTTPException(status_code=404, detail=str(error)) from error
+def preferences_remove_interest(session: SessionDep, token: str, interest_id: int) -> Any:
+    subscriber = _load_for_change(session, token)
+    try:
+        remove_interest(session, subscriber, interest_id)
+    except SubscriberError as error:
+        raise HTTPException(status_code=404, detail=str(error)) from error
     return _saved(token, "interest-removed")
 
 
 @router.post(
     "/preferences/{token}/pause", response_class=HTMLResponse, dependencies=[Depends(require_csrf)]
 )
-def preferences_pause(token: str) -> Any:
-    with get_database().session_scope() as session:
-        set_paused(_load_for_change(session, token), paused=True)
+def preferences_pause(session: SessionDep, token: str) -> Any:
+    set_paused(_load_for_change(session, token), paused=True)
     return _saved(token, "paused")
 
 
@@ -568,9 +565,8 @@ def preferences_pause(token: str) -> Any:
     response_class=HTMLResponse,
     dependencies=[Depends(require_csrf)],
 )
-def preferences_resume(token: str) -> Any:
-    with get_database().session_scope() as session:
-        set_paused(_load_for_change(session, token), paused=False)
+def preferences_resume(session: SessionDep, token: str) -> Any:
+    set_paused(_load_for_change(session, token), paused=False)
     return _saved(token, "resumed")
 
 
@@ -579,11 +575,10 @@ def preferences_resume(token: str) -> Any:
     response_class=HTMLResponse,
     dependencies=[Depends(require_csrf)],
 )
-def preferences_unsubscribe(request: Request, token: str) -> Any:
+def preferences_unsubscribe(request: Request, session: SessionDep, token: str) -> Any:
     """Never capped: leaving must always work. It ends every link, this page's too."""
-    with get_database().session_scope() as session:
-        subscriber = _load(session, token)
-        unsubscribe(session, subscriber.id, utcnow())
+    subscriber = _load(session, token)
+    unsubscribe(session, subscriber.id, utcnow())
     return templates.TemplateResponse(request, "unsubscribe.html", {"token": token, "done": True})
 
 
@@ -592,18 +587,16 @@ def preferences_unsubscribe(request: Request, token: str) -> Any:
     response_class=HTMLResponse,
     dependencies=[Depends(require_csrf)],
 )
-def preferences_sign_out(request: Request, token: str) -> Any:
+def preferences_sign_out(request: Request, session: SessionDep, token: str) -> Any:
     """Every preference and unsubscribe link sent so far stops working, this one too."""
-    with get_database().session_scope() as session:
-        sign_out_links(_load(session, token))
+    sign_out_links(_load(session, token))
     return templates.TemplateResponse(request, "signed_out.html", {})
 
 
 @router.get("/preferences/{token}/export")
-def preferences_export(token: str) -> Any:
+def preferences_export(session: SessionDep, token: str) -> Any:
     """The right of access: everything stored about the reader, as a JSON download."""
-    with get_database().session_scope() as session:
-        data = export_data(session, _load(session, token))
+    data = export_data(session, _load(session, token))
     return JSONResponse(
         data,
         headers={
@@ -614,10 +607,9 @@ def preferences_export(token: str) -> Any:
 
 
 @router.get("/preferences/{token}/erase", response_class=HTMLResponse)
-def preferences_erase_page(request: Request, token: str) -> Any:
+def preferences_erase_page(request: Request, session: SessionDep, token: str) -> Any:
     """The confirmation step before erasure: nothing is deleted by a GET."""
-    with get_database().session_scope() as session:
-        _load(session, token)
+    _load(session, token)
     return templates.TemplateResponse(request, "erase.html", {"token": token, "done": False})
 
 
@@ -626,9 +618,8 @@ def preferences_erase_page(request: Request, token: str) -> Any:
     response_class=HTMLResponse,
     dependencies=[Depends(require_csrf)],
 )
-def preferences_erase(request: Request, token: str) -> Any:
-    with get_database().session_scope() as session:
-        erase(session, _load(session, token).id, utcnow())
+def preferences_erase(request: Request, session: SessionDep, token: str) -> Any:
+    erase(session, _load(session, token).id, utcnow())
     return templates.TemplateResponse(request, "erase.html", {"token": token, "done": True})
 
 
@@ -651,23 +642,21 @@ def _unsubscribe_target(session: Session, token: str) -> Subscriber | None:
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe_page(request: Request, token: str) -> Any:
+def unsubscribe_page(request: Request, session: SessionDep, token: str) -> Any:
     """A page with a button: link scanners that fetch URLs change nothing."""
-    with get_database().session_scope() as session:
-        done = _unsubscribe_target(session, token) is None
+    done = _unsubscribe_target(session, token) is None
     return templates.TemplateResponse(request, "unsubscribe.html", {"token": token, "done": done})
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe_now(request: Request, token: str) -> Any:
+def unsubscribe_now(request: Request, session: SessionDep, token: str) -> Any:
     """RFC 8058 one-click: mail clients POST ``List-Unsubscribe=One-Click`` here.
 
     The signed token is the credential, so no CSRF token is asked for: a mail
     client cannot have one, and the worst a forged post can do is what the
     link's owner asked for.
     """
-    with get_database().session_scope() as session:
-        subscriber = _unsubscribe_target(session, token)
-        if subscriber is not None:
-            unsubscribe(session, subscriber.id, utcnow())
+    subscriber = _unsubscribe_target(session, token)
+    if subscriber is not None:
+        unsubscribe(session, subscriber.id, utcnow())
     return templates.TemplateResponse(request, "unsubscribe.html", {"token": token, "done": True})

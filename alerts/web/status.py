@@ -21,9 +21,9 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select
@@ -35,8 +35,8 @@ from alerts.health import queue_depths, service_checks
 from alerts.metrics import QUEUE_DEPTH, render_all
 from alerts.models import Article, Source, Subscriber
 from alerts.newsletters import LINKS_DISABLED_PATH
-from alerts.web.admin import admin_user
-from alerts.web.console import framed_mail
+from alerts.web.console import admin_user, framed_mail
+from alerts.web.dependencies import SessionDep
 from alerts.web.templating import templates
 
 RECENT_ARTICLES = 20
@@ -78,6 +78,8 @@ def operator_access(request: Request, session: Session, settings: Settings) -> b
 
 
 def _has_operator_access(request: Request, settings: Settings) -> bool:
+    """For the probes, which take no ``SessionDep``: a scrape with the token, or a
+    probe of a process whose database is down, must not need the database."""
     if bearer_token_matches(request, settings):
         return True  # no database needed for a scrape
     with get_database(settings).session_scope() as session:
@@ -149,33 +151,32 @@ def _source_row(source: Source, detailed: bool) -> SourceRow:
 
 
 @router.get("/status", response_class=HTMLResponse)
-def status(request: Request) -> Any:
+def status(request: Request, session: SessionDep) -> Any:
     """Sources and the latest articles; counts and fetch errors for operators only."""
     settings = get_settings()
-    with get_database(settings).session_scope() as session:
-        detailed = operator_access(request, session, settings)
-        subscribers = (
-            dict(
-                session.execute(
-                    select(Subscriber.status, func.count(Subscriber.id)).group_by(Subscriber.status)
-                ).all()
-            )
-            if detailed
-            else None
+    detailed = operator_access(request, session, settings)
+    subscribers = (
+        dict(
+            session.execute(
+                select(Subscriber.status, func.count(Subscriber.id)).group_by(Subscriber.status)
+            ).all()
         )
-        context = {
-            "detailed": detailed,
-            "article_count": session.scalar(select(func.count(Article.id))),
-            "subscribers": subscribers,
-            "sources": [
-                _source_row(source, detailed)
-                for source in session.scalars(select(Source).order_by(Source.name))
-            ],
-            "articles": session.scalars(
-                select(Article).order_by(Article.id.desc()).limit(RECENT_ARTICLES)
-            ).all(),
-        }
-        return templates.TemplateResponse(request, "status.html", context)
+        if detailed
+        else None
+    )
+    context = {
+        "detailed": detailed,
+        "article_count": session.scalar(select(func.count(Article.id))),
+        "subscribers": subscribers,
+        "sources": [
+            _source_row(source, detailed)
+            for source in session.scalars(select(Source).order_by(Source.name))
+        ],
+        "articles": session.scalars(
+            select(Article).order_by(Article.id.desc()).limit(RECENT_ARTICLES)
+        ).all(),
+    }
+    return templates.TemplateResponse(request, "status.html", context)
 
 
 @router.api_route(LINKS_DISABLED_PATH, methods=["GET", "POST"], response_class=HTMLResponse)
@@ -191,18 +192,21 @@ def links_disabled(request: Request) -> Any:
 # --- the outbox -------------------------------------------------------------------------
 
 
-def _outbox_folder(request: Request) -> Path:
+def _outbox_folder(request: Request, session: SessionDep) -> Path:
     """The outbox folder, once the caller is known to be an admin and the outbox is on.
 
     Off (404) with an SMTP relay set, whoever asks; otherwise strangers are sent
-    to the login page and editors refused, exactly as on the console.
+    to the login page and editors refused, exactly as on the console. (Not
+    ``AdminDep``: the 404 comes first.)
     """
     settings = get_settings()
     if not settings.outbox_enabled:
         raise HTTPException(status_code=404, detail="Not Found")
-    with get_database(settings).session_scope() as session:
-        admin_user(request, session)
+    admin_user(request, session)
     return settings.resolved_outbox_dir
+
+
+OutboxDep = Annotated[Path, Depends(_outbox_folder)]
 
 
 def _message_path(folder: Path, name: str) -> Path:
@@ -255,8 +259,7 @@ def linkified(text: str) -> list[TextPiece]:
 
 
 @router.get("/outbox", response_class=HTMLResponse)
-def outbox(request: Request) -> Any:
-    folder = _outbox_folder(request)
+def outbox(request: Request, folder: OutboxDep) -> Any:
     files = sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True)
     messages = [_summary(path) for path in files[:OUTBOX_PAGE_SIZE]]
     return templates.TemplateResponse(
@@ -265,9 +268,9 @@ def outbox(request: Request) -> Any:
 
 
 @router.get("/outbox/{name}", response_class=HTMLResponse)
-def outbox_message(request: Request, name: str) -> Any:
+def outbox_message(request: Request, folder: OutboxDep, name: str) -> Any:
     """One mail as its reader sees it: headers, the HTML part framed, the text part."""
-    path = _message_path(_outbox_folder(request), name)
+    path = _message_path(folder, name)
     message = _parse(path)
     text = _part(message, "plain")
     context = {
@@ -283,18 +286,18 @@ def outbox_message(request: Request, name: str) -> Any:
 
 
 @router.get("/outbox/{name}/html")
-def outbox_message_html(request: Request, name: str) -> Response:
+def outbox_message_html(folder: OutboxDep, name: str) -> Response:
     """The HTML part alone, for the sandboxed frame of the message page."""
-    html = _part(_parse(_message_path(_outbox_folder(request), name)), "html")
+    html = _part(_parse(_message_path(folder, name)), "html")
     if html is None:
         raise HTTPException(status_code=404, detail="this message has no HTML part")
     return framed_mail(html)
 
 
 @router.get("/outbox/{name}/raw", response_class=PlainTextResponse)
-def outbox_message_raw(request: Request, name: str) -> str:
+def outbox_message_raw(folder: OutboxDep, name: str) -> str:
     """The message source, as the relay would have received it."""
-    path = _message_path(_outbox_folder(request), name)
+    path = _message_path(folder, name)
     return path.read_text(encoding="utf-8", errors="replace")
 
 

@@ -49,8 +49,8 @@ from alerts.newsletters import (
     upcoming,
 )
 from alerts.schedule import zone
-from alerts.web.console import EditorDep, FormDep, framed_mail, see_other
-from alerts.web.dependencies import SessionDep
+from alerts.web.console import EditorDep, framed_mail, see_other
+from alerts.web.dependencies import FormDep, SessionDep
 from alerts.web.editor.common import HOME_PATH, editor_router, field_text, render, split_list
 from alerts.web.editor.issue_form import (
     MAX_SECTION_DAYS,

@@ -20,8 +20,8 @@ from alerts import sources as source_rules
 from alerts.config import get_settings
 from alerts.db import utcnow
 from alerts.models import Source, User
-from alerts.web.console import EditorDep, FormDep, see_other
-from alerts.web.dependencies import SessionDep
+from alerts.web.console import EditorDep, see_other
+from alerts.web.dependencies import FormDep, SessionDep
 from alerts.web.editor.common import HOME_PATH, editor_router, field_text, render
 
 router = editor_router()
