@@ -1,6 +1,6 @@
 """Naming background work without knowing the queue that runs it.
 
-The domain says ``enqueue_after_commit(session, "match_articles", article_ids=[...])``;
+The domain says ``enqueue_after_commit(session, Job.MATCH_ARTICLES, article_ids=[...])``;
 the sender that turns a job name into a queued task is plugged in at run time
 (the Celery one lives in ``workers.dispatch``), so ``alerts/`` never imports
 Celery. Jobs take ids and JSON values only: never ORM objects, never naive times.
@@ -12,11 +12,28 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from alerts.db import after_commit
+
+
+class Job(StrEnum):
+    """Every background job, named once.
+
+    The value is the job name the sender receives; the workers register the
+    Celery task ``alerts.<value>`` for each member, and ``Settings.job_queues``
+    routes each member to a queue. A StrEnum so a member still equals its name.
+    """
+
+    POLL_SOURCE = "poll_source"
+    MATCH_ARTICLES = "match_articles"
+    SEND_DELIVERIES = "send_deliveries"
+    SEND_ALERTS = "send_alerts"
+    DELIVER_WEBHOOKS = "deliver_webhooks"
+
 
 JobSender = Callable[[str, dict[str, Any]], None]
 

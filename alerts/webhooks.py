@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from alerts.config import get_settings
 from alerts.db import Database
 from alerts.delivery.ledger import MAX_ATTEMPTS, retry_delay
-from alerts.jobs import enqueue_after_commit
+from alerts.jobs import Job, enqueue_after_commit
 from alerts.models import DeliveryState, WebhookDelivery, WebhookEndpoint
 from alerts.netguard import Outbound, OutboundError
 
@@ -42,7 +42,7 @@ EVENTS = frozenset(
         "source.failing",
     }
 )
-JOB = "deliver_webhooks"
+JOB = Job.DELIVER_WEBHOOKS
 SIGNATURE_HEADER = "X-Alerts-Signature"
 EVENT_HEADER = "X-Alerts-Event"
 TIMEOUT_SECONDS = 10

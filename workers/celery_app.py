@@ -8,6 +8,9 @@ from celery import Celery
 
 from alerts.config import Settings, get_settings
 
+# Celery task name = this prefix + the alerts.jobs.Job value.
+TASK_PREFIX = "alerts."
+
 # Tasks are short and idempotent (the delivery ledger makes a rerun a no-op), so
 # they are acknowledged after they run: a worker that dies mid-task gets its
 # message redelivered on brokers that can (Redis), and the sweeper covers the rest.
@@ -61,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.conf.update(TASK_DEFAULTS)
     app.conf.update(broker_options(settings))
     app.conf.task_routes = {
-        f"alerts.{job}": {"queue": queue} for job, queue in settings.job_queues.items()
+        f"{TASK_PREFIX}{job}": {"queue": queue} for job, queue in settings.job_queues.items()
     }
     return app
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.celery_app import app
-
-TASK_PREFIX = "alerts."
+from workers.celery_app import TASK_PREFIX, app
 
 
 def send_job(job: str, arguments: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from alerts.config import get_settings
 from alerts.db import forget_connections_after_fork, get_database, utcnow
 from alerts.delivery.outbound import Mailer, send_deliveries
 from alerts.ingest.service import limits_from, poll_source
+from alerts.jobs import Job
 from alerts.logs import configure_logging, current_task_id
 from alerts.mailer import default_mailer
 from alerts.matching.service import IndexCache
@@ -29,7 +30,7 @@ from alerts.regions import default_gazetteer
 from alerts.transactions import run_in_transaction
 from alerts.webhooks import deliver
 from workers.base import DatabaseTask
-from workers.celery_app import app
+from workers.celery_app import TASK_PREFIX, app
 
 # One compiled interest index per worker process; thread-pool workers share it.
 _index_lock = threading.Lock()
@@ -96,7 +97,7 @@ def forget_inherited_connections(**_: Any) -> None:
     forget_connections_after_fork()
 
 
-@app.task(name="alerts.poll_source")
+@app.task(name=TASK_PREFIX + Job.POLL_SOURCE)
 def poll_source_task(source_id: int) -> None:
     # Retried whole when it lost a race with another ingest (a deadlock).
     limits = limits_from(get_settings())
@@ -105,7 +106,7 @@ def poll_source_task(source_id: int) -> None:
     )
 
 
-@app.task(name="alerts.match_articles", base=DatabaseTask, bind=True)
+@app.task(name=TASK_PREFIX + Job.MATCH_ARTICLES, base=DatabaseTask, bind=True)
 def match_articles_task(self: DatabaseTask, article_ids: list[int]) -> None:
     with _index_lock, self.session() as session:
         process_new_articles(session, article_ids, index_cache(), get_settings(), utcnow())
@@ -116,19 +117,19 @@ def webhook_client() -> Outbound:
     return Outbound.from_settings(get_settings())
 
 
-@app.task(name="alerts.deliver_webhooks")
+@app.task(name=TASK_PREFIX + Job.DELIVER_WEBHOOKS)
 def deliver_webhooks_task(delivery_ids: list[int]) -> None:
     # Like sending, posting owns its transactions (see alerts.webhooks).
     deliver(get_database(), delivery_ids, webhook_client(), utcnow)
 
 
-@app.task(name="alerts.send_deliveries")
+@app.task(name=TASK_PREFIX + Job.SEND_DELIVERIES)
 def send_deliveries_task(delivery_ids: list[int]) -> None:
     # Sending owns its transactions (see alerts.delivery.outbound).
     send_deliveries(get_database(), delivery_ids, mailer(), utcnow)
 
 
-@app.task(name="alerts.send_alerts")
+@app.task(name=TASK_PREFIX + Job.SEND_ALERTS)
 def send_alerts_task(delivery_ids: list[int]) -> None:
     """The same sending, named apart so it is routed to the alerts queue."""
     send_deliveries_task(delivery_ids)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from alerts.config import Settings
 from alerts.delivery.message import make_message_id
-from alerts.jobs import enqueue_after_commit, enqueue_now
+from alerts.jobs import Job, enqueue_after_commit, enqueue_now
 from alerts.links import mail_domain
 from alerts.models import Delivery, DeliveryKind
 
@@ -23,9 +23,9 @@ def message_id_for(settings: Settings, dedup_key: str) -> str:
     return make_message_id(mail_domain(settings), dedup_key)
 
 
-SEND_JOB = "send_deliveries"
+SEND_JOB = Job.SEND_DELIVERIES
 # Same work on its own queue, so an alert never waits behind a digest run.
-URGENT_SEND_JOB = "send_alerts"
+URGENT_SEND_JOB = Job.SEND_ALERTS
 URGENT_KINDS = (DeliveryKind.ALERT, DeliveryKind.CONFIRMATION, DeliveryKind.TEST)
 # A send task carries at least this many recipients when there are that many.
 MIN_SEND_BATCH = 100

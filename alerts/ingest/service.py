@@ -13,14 +13,14 @@ from alerts.ingest.fetch import fetch_url
 from alerts.ingest.formats import ParsedArticle, SourceError, parse_document
 from alerts.ingest.limits import IngestLimits
 from alerts.ingest.store import IngestReport, store_articles
-from alerts.jobs import QueuedJob, enqueue_after_commit
+from alerts.jobs import Job, QueuedJob, enqueue_after_commit
 from alerts.metrics import INGEST_ENTRIES, INGEST_FAILURES
 from alerts.models import Article, MatchState, Source
 from alerts.webhooks import emit
 
 logger = logging.getLogger(__name__)
 
-MATCH_JOB = "match_articles"
+MATCH_JOB = Job.MATCH_ARTICLES
 # Shown for a failure that is not the source's fault; the log holds the traceback.
 UNEXPECTED_FAILURE = "could not read this source because of an internal error (see the server log)"
 # The metrics label of documents read by `alerts ingest` rather than a source.
@@ -146,7 +146,7 @@ def claim_due_sources(session: Session, now: datetime) -> list[int]:
     ).all()
     for source in sources:
         source.next_poll_at = now + timedelta(minutes=source.poll_minutes)
-        enqueue_after_commit(session, "poll_source", source_id=source.id)
+        enqueue_after_commit(session, Job.POLL_SOURCE, source_id=source.id)
     return [source.id for source in sources]
 
 
