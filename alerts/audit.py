@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts.db import utcnow
+from alerts.errors import InvalidInputError
 from alerts.models import AuditEntry, User
 
 # Anything shaped like local@domain.tld, wherever it sits in a detail value.
@@ -26,7 +27,7 @@ AUDIT_PAGE_SIZE = 50
 Actor = User | str
 
 
-class AuditDetailError(ValueError):
+class AuditDetailError(InvalidInputError):
     """A detail that would copy an e-mail address into the log."""
 
 

@@ -33,9 +33,10 @@ from alerts.delivery.ledger import Promise, newsletter_key, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.delivery.queueing import message_id_for
 from alerts.delivery.render import MailRenderer, RenderedMail, postal_address
+from alerts.errors import ConflictError, InvalidInputError
 from alerts.i18n import DEFAULT_LANGUAGE, N_, ReaderLocale, format_day, translations
 from alerts.links import link_versions, subscriber_links
-from alerts.matching import QueryError, RegionNotFoundError
+from alerts.matching import QueryError, UnknownRegionError
 from alerts.matching.service import preview_interest
 from alerts.models import (
     Article,
@@ -86,7 +87,7 @@ NOT_STARTED = (
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False})
 
 
-class NewsletterError(ValueError):
+class NewsletterError(InvalidInputError):
     """An editor's input that cannot become (or change) an issue; says why."""
 
 
@@ -418,7 +419,7 @@ def freeze_sections(
                 settings=settings,
                 limit=section.get("limit", DEFAULT_SECTION_LIMIT),
             )
-        except (QueryError, RegionNotFoundError):
+        except (QueryError, UnknownRegionError):
             hits = []  # validated when saved; a section that no longer parses is left empty
         frozen.append({"title": section["title"], "article_ids": [hit.article_id for hit in hits]})
     return frozen
@@ -521,7 +522,7 @@ def upcoming(newsletter: Newsletter, count: int, now: datetime) -> list[datetime
     return moments
 
 
-class NotRecurrableError(NewsletterError):
+class NotRecurrableError(NewsletterError, ConflictError):
     """Only a draft that is not itself an occurrence can become a recurring template."""
 
 

@@ -33,10 +33,11 @@ from alerts import subscribers
 from alerts.compose import reader_locales
 from alerts.config import Settings
 from alerts.delivery.queueing import queue_sending
+from alerts.errors import AlertsError
 from alerts.i18n import ENGLISH_UTC
 from alerts.i18n import LANGUAGES as LANGUAGE_NAMES
 from alerts.links import confirm_link, subscriber_links
-from alerts.matching import QueryError, RegionNotFoundError, fold, tokenize
+from alerts.matching import QueryError, UnknownRegionError, fold, tokenize
 from alerts.matching.service import PreviewHit, preview_interest
 from alerts.models import (
     Delivery,
@@ -87,7 +88,7 @@ PENDING_NONCE_BYTES = 8
 CONFIRM_SEPARATOR = ":"
 
 
-class RateLimitedError(Exception):
+class RateLimitedError(AlertsError):
     """Too many attempts from one place or for one address; try again later."""
 
     def __init__(self, what: str) -> None:
@@ -630,7 +631,7 @@ def preview(
             limit=PREVIEW_LIMIT,
             max_articles=settings.preview_max_articles,
         )
-    except (QueryError, RegionNotFoundError) as error:
+    except (QueryError, UnknownRegionError) as error:
         raise SubscriberError(str(error)) from error
 
 

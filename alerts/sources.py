@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from alerts import audit
 from alerts.audit import Actor
 from alerts.config import Settings, get_settings
+from alerts.errors import InvalidInputError
 from alerts.models import Article, Source
 from alerts.netguard import Outbound, OutboundError
 
@@ -30,7 +31,7 @@ MAX_TAG = 100
 URL_SCHEMES = frozenset({"http", "https"})
 
 
-class SourceInputError(ValueError):
+class SourceInputError(InvalidInputError):
     """An editor's source settings that cannot be saved; ``field`` says which input."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -34,11 +34,12 @@ from alerts.db import Database
 from alerts.delivery.ledger import Promise, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.delivery.queueing import message_id_for, queue_sending
+from alerts.errors import AlertsError, ConflictError, InvalidInputError
 from alerts.i18n import LANGUAGES
 from alerts.matching import Interest as InterestSpec
 from alerts.matching import (
     QueryError,
-    RegionNotFoundError,
+    UnknownRegionError,
     prepare_interest,
 )
 from alerts.models import (
@@ -71,11 +72,11 @@ IMPORT_ACTOR = "import"
 SQLITE_PAUSE_BETWEEN_BATCHES = 0.25
 
 
-class SubscriberError(ValueError):
+class SubscriberError(InvalidInputError):
     """Input that cannot become a subscriber; the message says why."""
 
 
-class AlreadySubscribedError(SubscriberError):
+class AlreadySubscribedError(SubscriberError, ConflictError):
     """The address belongs to a subscriber already (an API answers 409)."""
 
 
@@ -175,8 +176,8 @@ def validated_interest(
             max_terms=settings.query_max_terms,
             max_depth=settings.query_max_depth,
         )
-    except RegionNotFoundError as error:
-        message = f"unknown region {error.region!r}{error.hint}"
+    except UnknownRegionError as error:
+        message = f"unknown region {error.name!r}{error.hint}"
         raise InterestError(message, message) from error
     except QueryError as error:
         raise InterestError(f"query: {error}", error.message, error.position) from error
@@ -419,7 +420,7 @@ class ImportReport:
         self.last_line = batch.last_line
 
 
-class ImportStoppedError(Exception):
+class ImportStoppedError(AlertsError):
     """An import that failed part-way; ``report`` holds what was committed.
 
     The batch that failed is rolled back whole; every batch before it stays.

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from alerts.config import Settings
 from alerts.delivery.message import InvalidAddressError, validate_address
+from alerts.errors import InvalidInputError
 from alerts.models import ApiToken, RateEvent, Role, User, WebSession
 
 MIN_PASSWORD_LENGTH = 10
@@ -57,7 +58,7 @@ LOGIN_EVENT_PREFIX = "login-failure"
 _hasher = PasswordHasher()
 
 
-class UserError(ValueError):
+class UserError(InvalidInputError):
     """Input that cannot become or change a user; the message says why."""
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from alerts.config import get_settings
 from alerts.db import Database
 from alerts.delivery.ledger import MAX_ATTEMPTS, retry_delay
+from alerts.errors import InvalidInputError
 from alerts.jobs import Job, enqueue_after_commit
 from alerts.models import DeliveryState, WebhookDelivery, WebhookEndpoint
 from alerts.netguard import Outbound, OutboundError
@@ -52,7 +53,7 @@ RESPONSE_READ_BYTES = 4 * RESPONSE_KEPT_CHARS
 SECRET_BYTES = 24
 
 
-class WebhookError(ValueError):
+class WebhookError(InvalidInputError):
     pass
 
 

@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
@@ -14,12 +15,18 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from alerts import metrics
 from alerts.config import get_settings
+from alerts.errors import AlertsError, UnavailableError
+from alerts.jobs import install_job_sender
+from alerts.mailer import close_process_mailer
 from alerts.storage import storage_fault
 
 # Who the audit log names for everything done at the command line.
 CLI_ACTOR = "cli"
 # A storage fault (a full disk, a read-only folder) is reported in one line with this code.
 EXIT_STORAGE_FAULT = 1
+
+# A command refused what it was given (argparse's own code for bad usage).
+EXIT_REFUSED = 2
 
 # Each module adds its subcommands; a subcommand's handler returns the exit code.
 COMMAND_MODULES = (
@@ -56,14 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
 EXIT_UNAVAILABLE = 69
 
 
+def send_through_workers(job: str, arguments: dict[str, Any]) -> None:
+    """The Celery sender, imported when a command first queues work, not at every start."""
+    from workers.dispatch import send_job
+
+    send_job(job, arguments)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    install_job_sender(send_through_workers)
     try:
         # The command's own process (and `alerts web`, which serves in it) counts
         # into this host's metrics files, as the worker and clock do.
         metrics.keep_in_files(get_settings())
         code: int = args.handler(args)
+    except AlertsError as error:
+        # A rule the command's own handler did not translate: still one line.
+        print(f"alerts: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if isinstance(error, UnavailableError) else EXIT_REFUSED
     except Exception as error:
         # The unit of work has rolled back by now (session_scope), so one line is
         # the whole story: nothing was half written.
@@ -77,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # An outage is not a bug: one line that says which service, no traceback.
         print(f"alerts: {message}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    finally:
+        close_process_mailer()
     return code
 
 
@@ -91,8 +112,6 @@ def _storage_fault(error: Exception) -> str | None:
 
 def outage_message(error: BaseException) -> str | None:
     """One line naming the service that is down, or None if ``error`` is no outage."""
-    from alerts.config import get_settings
-
     settings = get_settings()
     if isinstance(error, OperationalError) or (
         isinstance(error, DBAPIError) and error.connection_invalidated

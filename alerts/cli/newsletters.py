@@ -14,8 +14,7 @@ from alerts.cli import CLI_ACTOR
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.outbound import send_deliveries
-from alerts.delivery.render import MailRenderer
-from alerts.mailer import default_mailer
+from alerts.mailer import process_mailer, process_renderer
 from alerts.models import Newsletter
 from alerts.newsletters import (
     NewsletterError,
@@ -213,7 +212,9 @@ def run_preview(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
         with get_database(settings).session_scope() as session:
-            mail = preview(session, args.id, args.subscriber, settings, utcnow(), MailRenderer())
+            mail = preview(
+                session, args.id, args.subscriber, settings, utcnow(), process_renderer()
+            )
     except NewsletterError as error:
         return _refused("preview", error)
     print(f"Subject: {mail.subject}\n")
@@ -229,7 +230,7 @@ def run_test(args: argparse.Namespace) -> int:
             ids = send_test(session, args.id, args.to, settings, utcnow())
     except NewsletterError as error:
         return _refused("test", error)
-    report = send_deliveries(database, ids, default_mailer(settings), utcnow)
+    report = send_deliveries(database, ids, process_mailer(settings), utcnow)
     print(f"{report.sent} test mails sent, {report.deferred + report.failed + report.bounced} not")
     return 0 if report.sent == len(ids) else 1
 

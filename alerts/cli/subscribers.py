@@ -22,7 +22,7 @@ from alerts.db import get_database, utcnow
 from alerts.delivery.ledger import count_sending, recover_stuck, waiting_for_task
 from alerts.delivery.outbound import SendReport, send_deliveries
 from alerts.digest import plan_due_digests
-from alerts.mailer import default_mailer
+from alerts.mailer import process_mailer
 from alerts.models import DeliveryKind, Frequency, Source, Subscriber
 from alerts.progress import Progress, tracked
 from alerts.schedule import latest_slot, period_length
@@ -204,23 +204,20 @@ def run_digests_send(args: argparse.Namespace) -> int:
         ]
     todo = sorted([*planned, *left_over])
     report = SendReport()
-    mailer = default_mailer(settings)
+    mailer = process_mailer(settings)
     chunks = range(0, len(todo), settings.send_batch_size)
     with _stop_on_interrupt() as stopping:
-        try:
-            for start in tracked(chunks, len(chunks), "digests"):
-                if stopping.is_set():
-                    break
-                batch = send_deliveries(
-                    database,
-                    todo[start : start + settings.send_batch_size],
-                    mailer,
-                    utcnow,
-                    stop=stopping.is_set,
-                )
-                report.add(batch)
-        finally:
-            mailer.sender.close()
+        for start in tracked(chunks, len(chunks), "digests"):
+            if stopping.is_set():
+                break
+            batch = send_deliveries(
+                database,
+                todo[start : start + settings.send_batch_size],
+                mailer,
+                utcnow,
+                stop=stopping.is_set,
+            )
+            report.add(batch)
     resumed = f" (and {len(left_over)} left over from an earlier run)" if left_over else ""
     print(
         f"{len(planned)} digests planned{resumed}: {report.sent} sent, {report.skipped} empty, "

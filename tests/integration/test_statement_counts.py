@@ -15,7 +15,7 @@ from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.delivery.outbound import send_deliveries
 from alerts.digest import plan_due_digests
-from alerts.mailer import default_mailer
+from alerts.mailer import build_mailer
 from alerts.matching.service import IndexCache, match_articles
 from alerts.models import (
     AuditEntry,
@@ -150,7 +150,7 @@ def test_send_deliveries_costs_a_fixed_number_of_statements_per_message(
 ) -> None:
     """Sending has to write each outcome, so the count grows by the same
     number per message; the preparation (load, block, compose) stays fixed."""
-    mailer = default_mailer(get_settings())  # the outbox folder: no SMTP is configured
+    mailer = build_mailer(get_settings())  # the outbox folder: no SMTP is configured
 
     def cost(readers: int) -> int:
         emptied(database)

@@ -20,7 +20,7 @@ from alerts.delivery.outbound import send_deliveries
 from alerts.delivery.render import MailRenderer
 from alerts.i18n import ReaderLocale
 from alerts.ingest.service import claim_due_sources
-from alerts.mailer import default_mailer
+from alerts.mailer import build_mailer
 from alerts.models import (
     Article,
     AuditEntry,
@@ -138,7 +138,7 @@ def start_and_send(database: Database) -> list[int]:
     settings = get_settings()
     with database.session_scope() as session:
         ids = start_due_issues(session, settings, utcnow())
-    send_deliveries(database, ids, default_mailer(settings), utcnow)
+    send_deliveries(database, ids, build_mailer(settings), utcnow)
     return ids
 
 

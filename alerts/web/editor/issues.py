@@ -21,9 +21,8 @@ from alerts import audit
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.outbound import send_deliveries
-from alerts.delivery.render import MailRenderer
 from alerts.i18n import LANGUAGES, ReaderLocale
-from alerts.mailer import default_mailer
+from alerts.mailer import process_mailer, process_renderer
 from alerts.models import Article, Frequency, Newsletter, NewsletterStatus, User
 from alerts.newsletters import (
     NOT_STARTED,
@@ -283,7 +282,9 @@ def preview_page(
     newsletter = _issue(session, newsletter_id)
     samples = _samples(session, newsletter)
     index, locale = _chosen(samples, sample)
-    mail = preview_sample(session, newsletter_id, locale, get_settings(), utcnow(), MailRenderer())
+    mail = preview_sample(
+        session, newsletter_id, locale, get_settings(), utcnow(), process_renderer()
+    )
     return render(
         request,
         "preview.html",
@@ -302,7 +303,9 @@ def preview_html(session: SessionDep, user: EditorDep, newsletter_id: int, sampl
     """The HTML part alone, framed by the preview page under a policy of its own."""
     newsletter = _issue(session, newsletter_id)
     _, locale = _chosen(_samples(session, newsletter), sample)
-    mail = preview_sample(session, newsletter_id, locale, get_settings(), utcnow(), MailRenderer())
+    mail = preview_sample(
+        session, newsletter_id, locale, get_settings(), utcnow(), process_renderer()
+    )
     return framed_mail(mail.html)
 
 
@@ -334,7 +337,7 @@ def test_issue(
     # The sender claims the promised rows in its own transactions: they must be
     # committed first, and this request's transaction must not stay open meanwhile.
     session.commit()
-    report = send_deliveries(get_database(settings), ids, default_mailer(settings), utcnow)
+    report = send_deliveries(get_database(settings), ids, process_mailer(settings), utcnow)
     return see_other(
         _issue_url(newsletter_id, "tested" if report.sent == len(ids) else "test_deferred")
     )
