@@ -50,6 +50,7 @@ from alerts.models import (
     NewsletterStatus,
     Subscriber,
     SubscriberStatus,
+    User,
 )
 from alerts.regions import default_gazetteer
 from alerts.schedule import UnknownTimezoneError, zone
@@ -181,6 +182,7 @@ def validate_audience(audience: dict[str, Any], settings: Settings) -> dict[str,
 
 def create_newsletter(
     session: Session,
+    actor: Actor,
     *,
     subject: str,
     intro_markdown: str = "",
@@ -189,8 +191,8 @@ def create_newsletter(
     audience: dict[str, Any] | None = None,
     settings: Settings,
     now: datetime,
-    created_by_id: int | None = None,
 ) -> Newsletter:
+    """Check and store a draft, audited; a console editor is recorded as its author."""
     subject = " ".join(subject.split())
     if not subject or len(subject) > MAX_SUBJECT:
         raise NewsletterError(f"a subject of 1 to {MAX_SUBJECT} characters is needed")
@@ -201,19 +203,21 @@ def create_newsletter(
         intro_markdown=intro_markdown,
         sections=validate_sections(session, sections, settings),
         audience=validate_audience(audience or {}, settings),
-        created_by_id=created_by_id,
+        created_by_id=actor.id if isinstance(actor, User) else None,
         created_at=now,
     )
     session.add(newsletter)
     session.flush()
+    detail = {"sections": len(newsletter.sections), "segment": sorted(newsletter.audience)}
+    audit.record(session, actor, "newsletter.create", "newsletter", newsletter.id, detail, now)
     return newsletter
 
 
 EDITABLE_FIELDS = frozenset({"subject", "preheader", "intro_markdown", "sections", "audience"})
 
 
-def revise(session: Session, newsletter_id: int, values: dict[str, Any]) -> list[str]:
-    """Change an issue that has not started sending; returns the fields that changed.
+def revise(session: Session, actor: Actor, newsletter_id: int, values: dict[str, Any]) -> list[str]:
+    """Change an issue that has not started sending, audited; returns the changed fields.
 
     ``values`` are already validated (create_newsletter's checks). The UPDATE is
     guarded like ``schedule``: when sending starts first, the edit is refused.
@@ -233,6 +237,9 @@ def revise(session: Session, newsletter_id: int, values: dict[str, Any]) -> list
         raise NewsletterError(
             f"issue {newsletter_id} is {newsletter.status.value}; too late to change"
         )
+    if changed:
+        fields = {"fields": changed}
+        audit.record(session, actor, "newsletter.edit", "newsletter", newsletter_id, fields)
     return changed
 
 
@@ -784,7 +791,7 @@ def remaining_test_sends(
 ) -> int:
     """Test mails this editor may still send in the current hour.
 
-    Counted from the audit log, which records every web test send with its
+    Counted from the audit log, which records every test send with its
     number of recipients: the log is already the record of who sent what.
     """
     details = session.scalars(
@@ -800,20 +807,20 @@ def remaining_test_sends(
 
 def send_test(
     session: Session,
+    actor: Actor,
     newsletter_id: int,
     addresses: Sequence[str],
     settings: Settings,
     now: datetime,
-    editor_id: int | None = None,
 ) -> list[int]:
-    """Promise one test mail per address (each call a new test); returns ledger ids.
+    """Promise one test mail per address (each call a new test), audited; ledger ids.
 
     A test is marked "[Test]" and carries placeholder links (see
-    ``compose_newsletters``). Sent by an editor (``editor_id``), it counts
-    against ``ALERTS_TEST_SENDS_PER_HOUR``; the operator's CLI has no cap.
+    ``compose_newsletters``). Sent by a console editor, it counts against
+    ``ALERTS_TEST_SENDS_PER_HOUR``; the operator's CLI has no cap.
     """
-    if editor_id is not None:
-        left = remaining_test_sends(session, editor_id, settings, now)
+    if isinstance(actor, User):
+        left = remaining_test_sends(session, actor.id, settings, now)
         if len(addresses) > left:
             raise NewsletterError(
                 f"test sends are limited to {settings.test_sends_per_hour} an hour per editor; "
@@ -836,7 +843,11 @@ def send_test(
                 newsletter_id=newsletter_id,
             )
         )
-    return promise(session, promises, now)
+    ids = promise(session, promises, now)
+    # The hourly cap counts these entries (remaining_test_sends).
+    recipients = {"recipients": len(ids)}
+    audit.record(session, actor, TEST_AUDIT_ACTION, "newsletter", newsletter_id, recipients, now)
+    return ids
 
 
 def preview(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
@@ -176,10 +177,6 @@ def edit_source(
     return changed
 
 
-def _detail(via: str | None, **detail: object) -> dict[str, object]:
-    return {**({"via": via} if via else {}), **detail}
-
-
 def create_source(
     session: Session,
     actor: Actor,
@@ -206,8 +203,9 @@ def create_source(
         "source.add",
         "source",
         source.id,
-        _detail(via, poll_minutes=source.poll_minutes, tags=source.default_tags),
+        {"poll_minutes": source.poll_minutes, "tags": source.default_tags},
         now,
+        via=via,
     )
     return source
 
@@ -234,7 +232,7 @@ def update_source(
         changed.append("active")
     if changed:
         audit.record(
-            session, actor, "source.edit", "source", source.id, _detail(via, fields=changed), now
+            session, actor, "source.edit", "source", source.id, {"fields": changed}, now, via=via
         )
     return changed
 
@@ -257,6 +255,33 @@ def set_active(source: Source, active: bool, now: datetime) -> bool:
 def poll_now(source: Source, now: datetime) -> None:
     """Make the clock pick the source up at its next tick (it queues the poll)."""
     source.next_poll_at = now
+
+
+SourceAction = Literal["poll", "pause", "resume"]
+
+
+def act_on_source(
+    session: Session, actor: Actor, source: Source, action: SourceAction, now: datetime
+) -> bool:
+    """Poll now, pause or resume, audited when it changed anything; False if not."""
+    if action == "poll":
+        poll_now(source, now)
+        changed = True
+    else:
+        changed = set_active(source, action == "resume", now)
+    if changed:
+        audit.record(session, actor, f"source.{action}", "source", source.id, now=now)
+    return changed
+
+
+def delete_source(
+    session: Session, actor: Actor, source: Source, *, via: str | None = None
+) -> None:
+    """Remove a source and, with it, its articles (the schema cascades), audited."""
+    source_id = source.id
+    session.delete(source)
+    session.flush()
+    audit.record(session, actor, "source.delete", "source", source_id, via=via)
 
 
 def article_counts(session: Session) -> dict[int, int]:

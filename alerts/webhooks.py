@@ -26,6 +26,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from alerts import audit
+from alerts.audit import Actor
 from alerts.config import get_settings
 from alerts.db import Database
 from alerts.delivery.ledger import MAX_ATTEMPTS, retry_delay
@@ -90,11 +92,13 @@ def check_url(url: str, outbound: Outbound | None = None) -> str:
 
 def add_endpoint(
     session: Session,
+    actor: Actor,
     url: str,
     events: Sequence[str],
     now: datetime,
     outbound: Outbound | None = None,
 ) -> WebhookEndpoint:
+    """Check the address and the events, add the endpoint with a new secret, audited."""
     check_url(url, outbound)
     unknown = sorted(set(events) - EVENTS)
     if unknown or not events:
@@ -104,6 +108,9 @@ def add_endpoint(
     )
     session.add(endpoint)
     session.flush()
+    audit.record(
+        session, actor, "webhook.add", "webhook", endpoint.id, {"events": endpoint.events}, now
+    )
     return endpoint
 
 
@@ -286,9 +293,13 @@ def overview(session: Session) -> list[dict[str, Any]]:
     return rows
 
 
-def deactivate(session: Session, endpoint_id: int) -> bool:
-    return bool(
+def deactivate(session: Session, actor: Actor, endpoint_id: int) -> bool:
+    """Stop posting to an endpoint (its history stays); False when there is none."""
+    found = bool(
         session.execute(
             update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(active=False)
         ).rowcount  # type: ignore[attr-defined]
     )
+    if found:
+        audit.record(session, actor, "webhook.deactivate", "webhook", endpoint_id)
+    return found

@@ -134,6 +134,7 @@ def run_create(args: argparse.Namespace) -> int:
         with get_database(settings).session_scope() as session:
             newsletter = create_newsletter(
                 session,
+                CLI_ACTOR,
                 subject=args.subject,
                 preheader=args.preheader,
                 intro_markdown=intro,
@@ -227,7 +228,7 @@ def run_test(args: argparse.Namespace) -> int:
     database = get_database(settings)
     try:
         with database.session_scope() as session:
-            ids = send_test(session, args.id, args.to, settings, utcnow())
+            ids = send_test(session, CLI_ACTOR, args.id, args.to, settings, utcnow())
     except NewsletterError as error:
         return _refused("test", error)
     report = send_deliveries(database, ids, process_mailer(settings), utcnow)

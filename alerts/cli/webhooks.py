@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from alerts.cli import CLI_ACTOR
 from alerts.db import get_database, utcnow
 from alerts.webhooks import EVENTS, WebhookError, add_endpoint, overview
 
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_add(args: argparse.Namespace) -> int:
     try:
         with get_database().session_scope() as session:
-            endpoint = add_endpoint(session, args.url, args.event, utcnow())
+            endpoint = add_endpoint(session, CLI_ACTOR, args.url, args.event, utcnow())
             print(f"webhook {endpoint.id}: {endpoint.url}")
             print(f"signing secret (shown once): {endpoint.secret}")
     except WebhookError as error:

@@ -464,6 +464,7 @@ def test_newsletter_to_ten_thousand_reaches_each_once_despite_a_killed_worker(
         article_ids = list(session.scalars(select(Article.id)))
         issue = create_newsletter(
             session,
+            "test",
             subject="Caucasus Weekly",
             intro_markdown="This week on the desk.",
             sections=[{"title": "Floods", "article_ids": article_ids}],

@@ -61,7 +61,7 @@ def csrf(client: TestClient, path: str) -> str:
 
 def signed_in(database: Database, email: str, role: Role) -> TestClient:
     with database.session_scope() as session:
-        create_user(session, email, PASSWORD, role, utcnow())
+        create_user(session, "test", email, PASSWORD, role, utcnow())
     client = TestClient(create_app())
     response = client.post(
         "/admin/login",

@@ -49,6 +49,7 @@ def create(database: Database, **fields: object) -> int:
     with database.session_scope() as session:
         return create_newsletter(
             session,
+            "test",
             settings=get_settings(),
             now=NOW,
             **fields,  # type: ignore[arg-type]
@@ -209,9 +210,9 @@ def test_test_send_goes_only_to_the_given_addresses(newsroom: Database) -> None:
     issue = create(newsroom, subject="Draft", sections=[{"title": "All", "query": "tram"}])
     sending = mailer()
     with newsroom.session_scope() as session:
-        ids = send_test(session, issue, ["editor@example.org"], get_settings(), NOW)
+        ids = send_test(session, "test", issue, ["editor@example.org"], get_settings(), NOW)
         with pytest.raises(NewsletterError):
-            send_test(session, issue, ["not an address"], get_settings(), NOW)
+            send_test(session, "test", issue, ["not an address"], get_settings(), NOW)
     report = send_deliveries(newsroom, ids, sending, lambda: NOW)
     assert report.sent == 1
     assert [m.recipient for m in sending.sender.sent] == ["editor@example.org"]  # type: ignore[attr-defined]

@@ -131,6 +131,7 @@ def test_start_due_issues_costs_the_same_for_n_and_3n_recipients(
         with database.session_scope() as session:
             issue = create_newsletter(
                 session,
+                "test",
                 subject="Morning briefing",
                 sections=[{"title": "Floods", "query": "flood"}],
                 settings=settings,
@@ -198,7 +199,9 @@ def more_console_rows(database: Database, count: int, key: str) -> None:
                 WebhookEndpoint(url=f"https://hooks.example.org/{key}{n}", events=[], secret="s")
             )
             session.add(Source(name=f"Desk {key}{n}", url=f"https://feeds.example.org/{key}{n}"))
-            create_newsletter(session, subject=f"Issue {key}{n}", settings=get_settings(), now=now)
+            create_newsletter(
+                session, "test", subject=f"Issue {key}{n}", settings=get_settings(), now=now
+            )
 
 
 def test_console_lists_cost_the_same_for_n_and_3n_rows(

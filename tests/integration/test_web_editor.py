@@ -39,6 +39,7 @@ from alerts.newsletters import (
 )
 from alerts.users import create_user
 from alerts.web.app import create_app
+from tests import factories
 from tests.conftest import RecordedJobs
 from tests.integration.newsroom import READERS, seed_newsroom
 
@@ -68,7 +69,7 @@ QUERY_ISSUE = {
 
 def add_user(database: Database, email: str, role: Role) -> None:
     with database.session_scope() as session:
-        create_user(session, email, PASSWORD, role, utcnow())
+        create_user(session, "test", email, PASSWORD, role, utcnow())
 
 
 def form_token(client: TestClient, path: str = "/admin/login") -> str:
@@ -118,10 +119,7 @@ def issue(database: Database, newsletter_id: int) -> Newsletter:
 
 
 def audit_actions(database: Database) -> list[str]:
-    with database.session_scope() as session:
-        return [
-            entry.action for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
-        ]
+    return [action for action, _, _ in factories.audit_actions(database)]
 
 
 def outbox(data_dir: Path) -> list[tuple[str, str]]:

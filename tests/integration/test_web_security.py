@@ -509,7 +509,7 @@ def test_interests_per_reader_are_capped(site: Site, monkeypatch: pytest.MonkeyP
         )
         session.add(admin)
         session.flush()
-        secret = create_api_token(session, admin, "t", utcnow()).secret
+        secret = create_api_token(session, "test", admin, "t", utcnow()).secret
     api = site.client.post(
         "/api/interests",
         json={"subscriber_id": reader_id, "query": "storm", "regions": []},
@@ -541,7 +541,7 @@ def test_api_paging_out_of_range_is_a_clean_422(database: Database) -> None:
         admin = User(email=ADMIN, password_hash="x", role=Role.ADMIN, password_changed_at=utcnow())
         session.add(admin)
         session.flush()
-        secret = create_api_token(session, admin, "t", utcnow()).secret
+        secret = create_api_token(session, "test", admin, "t", utcnow()).secret
     client = TestClient(create_app())
     auth = {"Authorization": f"Bearer {secret}"}
     for query in ("offset=99999999999999999999", "limit=99999999999999999999", "offset=-1"):
