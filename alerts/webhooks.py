@@ -263,27 +263,48 @@ def deliver(
 
 
 def overview(session: Session) -> list[dict[str, Any]]:
-    """Each endpoint with its deliveries by state and its last answer."""
-    rows: list[dict[str, Any]] = []
-    for endpoint in session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)):
-        last = session.scalars(
-            select(WebhookDelivery)
-            .where(WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.attempts > 0)
-            .order_by(WebhookDelivery.updated_at.desc())
-            .limit(1)
-        ).first()
-        counted = session.execute(
-            select(WebhookDelivery.state, func.count(WebhookDelivery.id))
-            .where(WebhookDelivery.endpoint_id == endpoint.id)
-            .group_by(WebhookDelivery.state)
+    """Each endpoint with its deliveries by state and its last answer.
+
+    Three statements however many endpoints the console lists: the endpoints,
+    the counts of every endpoint at once, and each endpoint's latest tried
+    delivery picked by a window function (SQLite and PostgreSQL both have them).
+    """
+    endpoints = session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)).all()
+    counts: dict[int, dict[str, int]] = {endpoint.id: {} for endpoint in endpoints}
+    for endpoint_id, state, count in session.execute(
+        select(WebhookDelivery.endpoint_id, WebhookDelivery.state, func.count(WebhookDelivery.id))
+        .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.state)
+        .order_by(WebhookDelivery.endpoint_id, WebhookDelivery.state)
+    ):
+        counts.setdefault(endpoint_id, {})[state.value] = count
+    newest_first = (
+        func.row_number()
+        .over(
+            partition_by=WebhookDelivery.endpoint_id,
+            # The id breaks ties between deliveries updated in the same instant.
+            order_by=(WebhookDelivery.updated_at.desc(), WebhookDelivery.id.desc()),
         )
+        .label("newest_first")
+    )
+    tried = select(WebhookDelivery.id, newest_first).where(WebhookDelivery.attempts > 0).subquery()
+    last_by_endpoint = {
+        delivery.endpoint_id: delivery
+        for delivery in session.scalars(
+            select(WebhookDelivery)
+            .join(tried, tried.c.id == WebhookDelivery.id)
+            .where(tried.c.newest_first == 1)
+        )
+    }
+    rows: list[dict[str, Any]] = []
+    for endpoint in endpoints:
+        last = last_by_endpoint.get(endpoint.id)
         rows.append(
             {
                 "id": endpoint.id,
                 "url": endpoint.url,
                 "events": endpoint.events,
                 "active": endpoint.active,
-                "deliveries": {state.value: count for state, count in counted},
+                "deliveries": counts[endpoint.id],
                 "last_event": last.event if last else None,
                 "last_at": last.updated_at.isoformat() if last else None,
                 "last_status": last.last_status if last else None,
