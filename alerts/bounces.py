@@ -122,7 +122,7 @@ _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+", re.ASCII)
 _QUOTE_START = re.compile(
     r"^.*(?:[-=*_]{3}.*(?:original|returned|unsent|header|copy)|below this line is a copy"
     r"|original message follows|unsent message follows|copy of the message"
-    r"|header of the original message).*$",
+    r"|header of the original message|message headers follow).*$",
     re.IGNORECASE | re.MULTILINE,
 )
 # An address that a notice names as a sender, not as a failed recipient.
@@ -423,7 +423,8 @@ def _failure_notice(message: Message) -> BounceReport | None:
         return None
     notice = _notice_text(message)
     original = _returned_headers(message, notice)
-    excluded = _header_addresses(message, *ENVELOPE_HEADERS, "From", "Cc", "Reply-To", "Sender")
+    # Not Delivered-To or X-Original-To: DragonFly writes the failed recipient there.
+    excluded = _header_addresses(message, "From", "To", "Cc", "Reply-To", "Sender")
     if original is not None:
         excluded |= _header_addresses(original, "From", "Sender", "Reply-To", "Return-Path")
     recipients = _header_addresses(message, "X-Failed-Recipients") or _named(notice, excluded)
