@@ -122,12 +122,16 @@ _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+", re.ASCII)
 _QUOTE_START = re.compile(
     r"^.*(?:[-=*_]{3}.*(?:original|returned|unsent|header|copy)|below this line is a copy"
     r"|original message follows|unsent message follows|copy of the message"
-    r"|header of the original message|message headers follow).*$",
+    r"|header of the original message|message headers follow).*$"
+    # or a bare rule with the returned message's first header right under it
+    r"|^[-=_]{10,}[ \t]*$(?=\n[\w-]+:)",
     re.IGNORECASE | re.MULTILINE,
 )
-# An address that a notice names as a sender, not as a failed recipient.
+# An address that a notice names as a sender or a message id, not as a failed recipient.
 _SENDER_CONTEXT = re.compile(
-    r"(?:from|sender|reply-to|envelope-from|contact|send mail to)\W{0,3}$", re.IGNORECASE
+    r"(?:from|sender|reply-to|envelope-from|contact|send mail to|message-id|references"
+    r"|in-reply-to)\W{0,3}$",
+    re.IGNORECASE,
 )
 DAEMON_LOCAL_PARTS = frozenset(
     {"mailer-daemon", "postmaster", "post_master", "mail-daemon", "mailerdaemon", "mdaemon"}
