@@ -326,7 +326,9 @@ def _complaint(message: Message) -> BounceReport | None:
             continue
         fields = _feedback_fields(part)
         feedback_type = next((v for k, v in fields if k == "feedback-type"), "abuse")
-        if feedback_type.strip().lower() == "not-spam":
+        # "not-spam" takes a complaint back; an RFC 6591 "auth-failure" (a DMARC
+        # forensic report) is about our domain's DKIM/SPF, not a reader's wish.
+        if feedback_type.strip().lower() in ("not-spam", "auth-failure"):
             return None
         # A report may name many recipients, one Original-Rcpt-To each.
         recipients = [_address(v) for k, v in fields if k == "original-rcpt-to"]

@@ -261,6 +261,13 @@ def test_a_complaint_names_every_recipient_it_reports() -> None:
     )
 
 
+def test_a_dmarc_failure_report_is_no_complaint() -> None:
+    forensic = arf(with_recipient=True).replace(
+        b"Feedback-Type: abuse", b"Feedback-Type: auth-failure\nAuth-Failure: dmarc"
+    )
+    assert classify(forensic, SECRET).kind == "not-a-bounce"
+
+
 def test_a_notice_from_a_person_or_an_out_of_office_is_not_read_as_a_failure() -> None:
     away = CARRIER.replace(b"From: Postmaster@mobile.example.jp", b"From: friend@reader.example")
     away = away.replace(b"Mail System Error - Returned Mail", b"Lunch on Friday?")
