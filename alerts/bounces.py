@@ -115,6 +115,13 @@ _TEMPORARY = re.compile(
     r"|cannot send message for \d+ days|in the queue too long",
     re.IGNORECASE,
 )
+# A delivery that timed out in the queue (Exim's and GMX's "retry timeout
+# exceeded"): the address was never refused, so soft, as 5.4.7 is.
+_EXPIRED = re.compile(
+    r"retry time(out)? (exceeded|not reached for any host)|delivery (time )?expired"
+    r"|message expired|expired after \d+ (days|hours)",
+    re.IGNORECASE,
+)
 # An SMTP reply code where a notice quotes the remote server (``<<< 550 ...``).
 _REPLY_CODE = re.compile(r"(?:^|<<<|said:|\s)\s*([45])\d\d(?=[\s-])", re.MULTILINE)
 _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+", re.ASCII)
@@ -371,7 +378,7 @@ def _heuristic(message: Message) -> BounceReport | None:
     # or a qmail ``#4.4.1`` in a "permanent error" notice: Mailman's test data
     # labels those permanent (tests/data/bounces/README.md).
     kind: Kind = "hard" if permanent else "soft"
-    if status in SOFT_PERMANENT_CODES:
+    if status in SOFT_PERMANENT_CODES or _EXPIRED.search(notice):
         kind = "soft"
     return BounceReport(kind, addresses, status)
 
@@ -493,7 +500,7 @@ def _notice_kind(notice: str) -> tuple[str | None, Kind]:
             kind = "soft" if reply.group(1) == "4" else "hard"
         else:
             kind = "soft" if _TEMPORARY.search(notice) else "hard"
-    if _MAILBOX_FULL.search(notice):
+    if _MAILBOX_FULL.search(notice) or _EXPIRED.search(notice):
         kind = "soft"
     return status, kind
 

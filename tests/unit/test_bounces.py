@@ -261,6 +261,12 @@ def test_a_complaint_names_every_recipient_it_reports() -> None:
     )
 
 
+def test_a_notice_of_a_delivery_that_timed_out_is_soft() -> None:
+    timed_out = EXIM.replace(b"550 5.1.1 No such user here", b"retry timeout exceeded")
+    report = classify(timed_out, SECRET)
+    assert (report.kind, report.recipients) == ("soft", ["nobody@reader.example"])
+
+
 def test_a_dmarc_failure_report_is_no_complaint() -> None:
     forensic = arf(with_recipient=True).replace(
         b"Feedback-Type: abuse", b"Feedback-Type: auth-failure\nAuth-Failure: dmarc"
