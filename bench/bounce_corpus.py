@@ -29,7 +29,10 @@ def mta_of(name: str, want: dict) -> str:
     labels = want.get("sisimai") or []
     if labels:
         return labels[0].split(":")[0]
-    return name.rsplit(".", 1)[0].rstrip("0123456789").rstrip("_-")
+    stem = name.rsplit(".", 1)[0]
+    for prefix in ("eg-", "lhost-", "rhost-", "email-"):
+        stem = stem.removeprefix(prefix)
+    return stem.rstrip("0123456789").rstrip("_-")
 
 
 def measure(folder: Path) -> tuple[int, int, int]:
