@@ -348,7 +348,17 @@ def _complaint(message: Message) -> BounceReport | None:
                     if "@" in address
                 ]
         return BounceReport("complaint", sorted(set(recipients)))
-    return None
+    return _microsoft_complaint(message)
+
+
+def _microsoft_complaint(message: Message) -> BounceReport | None:
+    """Outlook.com's and Hotmail's complaints (JMRP) are no ARF: a plain mail with
+    the reported message attached, which names the reader in X-HmXmrOriginalRecipient."""
+    original = _original_headers(message)
+    if original is None:
+        return None
+    recipients = _header_addresses(original, "X-HmXmrOriginalRecipient")
+    return BounceReport("complaint", sorted(recipients)) if recipients else None
 
 
 def _feedback_fields(part: Message) -> list[tuple[str, str]]:

@@ -267,6 +267,33 @@ def test_a_notice_of_a_delivery_that_timed_out_is_soft() -> None:
     assert (report.kind, report.recipients) == ("soft", ["nobody@reader.example"])
 
 
+def test_an_outlook_com_complaint_names_its_reader() -> None:
+    jmrp = f"""\
+From: staff@hotmail.com
+To: {VERP}
+Subject: complaint about message from 192.0.2.1
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="J1"
+
+--J1
+Content-Type: message/rfc822
+
+X-HmXmrOriginalRecipient: annoyed@hotmail.example
+From: Alerts <alerts@{BOUNCE_DOMAIN}>
+To: annoyed@hotmail.example
+Subject: Your daily digest
+
+The stories of the day.
+--J1--
+""".encode()
+    report = classify(jmrp, SECRET)
+    assert (report.kind, report.recipients, report.delivery) == (
+        "complaint",
+        ["annoyed@hotmail.example"],
+        4711,
+    )
+
+
 def test_a_dmarc_failure_report_is_no_complaint() -> None:
     forensic = arf(with_recipient=True).replace(
         b"Feedback-Type: abuse", b"Feedback-Type: auth-failure\nAuth-Failure: dmarc"
