@@ -12,8 +12,11 @@ parse``, and later an LMTP receiver or a polled mailbox), goes through
 3. an RFC 5965 complaint (``report-type=feedback-report``);
 4. the heuristic detectors of flufl.bounce (the ones GNU Mailman uses) for MTAs
    that send prose instead of a DSN (Exim, qmail, old Exchange, Yahoo...);
-5. an RFC 3834 auto-reply (out of office), which is never counted;
-6. a reader's mail to the per-recipient ``mailto:`` unsubscribe address.
+5. for the prose no detector knows (Japanese carriers, mail filters, old
+   Sendmail...), a failure notice from a mailer daemon read by its shape: the
+   addresses it names before the copy of the returned message;
+6. an RFC 3834 auto-reply (out of office), which is never counted;
+7. a reader's mail to the per-recipient ``mailto:`` unsubscribe address.
 
 ``classify`` touches no database: its ``BounceReport`` is then applied by
 ``record`` (suppression, scores, unsubscribes) in the caller's transaction.
@@ -96,9 +99,61 @@ Kind = Literal["hard", "soft", "complaint", "auto-reply", "unsubscribe", "not-a-
 # A bounce names its recipient in its first part; the original message it may
 # quote is of no use beyond that, so a huge message is read only this far.
 MAX_BOUNCE_BYTES = 2 * 1024 * 1024
-# Mailbox full is a 5.2.2, but the mailbox exists and empties again: soft.
-SOFT_PERMANENT_CODES = frozenset({"5.2.2"})
+# Mailbox full is a 5.2.2, but the mailbox exists and empties again; 5.4.7 is a
+# delivery that timed out, though nothing ever refused the address: both soft.
+SOFT_PERMANENT_CODES = frozenset({"5.2.2", "5.4.7"})
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# A 4.x.x or 5.x.x code in running text, not a piece of an IP address.
+_NOTICE_STATUS = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?!\d|\.\d)")
+# A full mailbox, told in words (the status is often a bare 5.0.0 or none).
+_MAILBOX_FULL = re.compile(
+    r"mail ?box (is )?full|over (the )?quota|quota (exceeded|full)|exceeded (the )?(storage|quota)"
+    r"|insufficient (disk )?(space|storage)|mailbox (size limit|has exceeded)"
+    r"|messages in recipient's mailbox exceeded|mail ?folder is full",
+    re.IGNORECASE,
+)
+# A failure that will pass by itself, told in words, where a notice gives no code.
+_TEMPORARY = re.compile(
+    r"deferred|temporar(il)?y|will (be )?retr(y|ied)|try again later|delivery (is )?delayed"
+    r"|connection timed out|not yet (been )?delivered|message could not be delivered for \d+ days"
+    r"|cannot send message for \d+ days|in the queue too long",
+    re.IGNORECASE,
+)
+# A delivery that timed out in the queue (Exim's and GMX's "retry timeout
+# exceeded"): the address was never refused, so soft, as 5.4.7 is.
+_EXPIRED = re.compile(
+    r"retry time(out)? (exceeded|not reached for any host)|delivery (time )?expired"
+    r"|message expired|expired after \d+ (days|hours)",
+    re.IGNORECASE,
+)
+# An SMTP reply code where a notice quotes the remote server (``<<< 550 ...``).
+_REPLY_CODE = re.compile(r"(?:^|<<<|said:|\s)\s*([45])\d\d(?=[\s-])", re.MULTILINE)
+_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+", re.ASCII)
+# Where a notice stops and its copy of the returned message begins.
+_QUOTE_START = re.compile(
+    r"^.*(?:[-=*_]{3}.*(?:original|returned|unsent|header|copy)|below this line is a copy"
+    r"|original message follows|unsent message follows|copy of the message"
+    r"|header of the original message|message headers follow).*$"
+    # or a bare rule with the returned message's first header right under it
+    r"|^[-=_]{10,}[ \t]*$(?=\n[\w-]+:)",
+    re.IGNORECASE | re.MULTILINE,
+)
+# An address that a notice names as a sender or a message id, not as a failed recipient.
+_SENDER_CONTEXT = re.compile(
+    r"(?:from|sender|reply-to|envelope-from|contact|send mail to|message-id|references"
+    r"|in-reply-to)\W{0,3}$",
+    re.IGNORECASE,
+)
+DAEMON_LOCAL_PARTS = frozenset(
+    {"mailer-daemon", "postmaster", "post_master", "mail-daemon", "mailerdaemon", "mdaemon"}
+)
+_DAEMON_NAME = re.compile(r"mail(er)?[ -]?daemon|mail delivery|delivery subsystem", re.IGNORECASE)
+_FAILURE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery (status|failure|failed|notification|problem)"
+    r"|returned mail|failure notice|mail system error|could not be delivered|non.?delivery"
+    r"|delivery has failed|mail delivery failed|not delivered|配信できません|返送",
+    re.IGNORECASE,
+)
 # Headers in which MTAs record the envelope recipient of the bounce itself.
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
 AUTO_REPLY_SUBJECTS = re.compile(
@@ -149,6 +204,7 @@ def classify(
         _delivery_status(message)
         or _complaint(message)
         or _heuristic(message)
+        or _failure_notice(message)
         or _auto_reply(message)
         or _unsubscribe_request(message)
         or BounceReport("not-a-bounce")
@@ -229,6 +285,21 @@ def _status_kind(status: str | None, action: str) -> Kind:
     return "soft"
 
 
+def _refined(status: str | None, diagnostic: str) -> str | None:
+    """A bare ``5.0.0`` (or no status) made precise by the remote server's own code.
+
+    Amazon SES and others put ``Status: 5.0.0`` on every failure and the real
+    ``5.4.7`` or ``5.2.2`` only in the Diagnostic-Code.
+    """
+    if status is not None and not status.endswith(".0.0"):
+        return status
+    for matched in _NOTICE_STATUS.finditer(diagnostic):
+        code = ".".join(matched.groups())
+        if not code.endswith(".0.0") and (status is None or code[0] == status[0]):
+            return code
+    return status
+
+
 def _delivery_status(message: Message) -> BounceReport | None:
     """RFC 3464: each recipient block has Final-Recipient, Action and Status."""
     for part in _report_parts(message, "delivery-status"):
@@ -245,8 +316,13 @@ def _delivery_status(message: Message) -> BounceReport | None:
             recipient = block.get("Original-Recipient") or block.get("Final-Recipient")
             matched = _STATUS.search(str(block.get("Status", "")))
             status = ".".join(matched.groups()) if matched else None
+            diagnostic = str(block.get("Diagnostic-Code", ""))
+            status = _refined(status, diagnostic)
+            kind = _status_kind(status, action)
+            if kind == "hard" and _MAILBOX_FULL.search(diagnostic):
+                kind = "soft"
             address = _address(str(recipient)) if recipient else ""
-            failures.append((address, status, _status_kind(status, action)))
+            failures.append((address, status, kind))
         if failures:
             # One hard failure makes the whole report hard: that address is gone.
             worst = next((f for f in failures if f[2] == "hard"), failures[0])
@@ -260,9 +336,13 @@ def _complaint(message: Message) -> BounceReport | None:
         if part.get_content_type() != "message/feedback-report":
             continue
         fields = _feedback_fields(part)
-        if fields.get("feedback-type", "abuse").lower() == "not-spam":
+        feedback_type = next((v for k, v in fields if k == "feedback-type"), "abuse")
+        # "not-spam" takes a complaint back; an RFC 6591 "auth-failure" (a DMARC
+        # forensic report) is about our domain's DKIM/SPF, not a reader's wish.
+        if feedback_type.strip().lower() in ("not-spam", "auth-failure"):
             return None
-        recipients = [_address(v) for k, v in fields.items() if k == "original-rcpt-to"]
+        # A report may name many recipients, one Original-Rcpt-To each.
+        recipients = [_address(v) for k, v in fields if k == "original-rcpt-to"]
         if not recipients:
             original = _original_headers(message)
             if original is not None:
@@ -272,15 +352,25 @@ def _complaint(message: Message) -> BounceReport | None:
                     if "@" in address
                 ]
         return BounceReport("complaint", sorted(set(recipients)))
-    return None
+    return _microsoft_complaint(message)
 
 
-def _feedback_fields(part: Message) -> dict[str, str]:
+def _microsoft_complaint(message: Message) -> BounceReport | None:
+    """Outlook.com's and Hotmail's complaints (JMRP) are no ARF: a plain mail with
+    the reported message attached, which names the reader in X-HmXmrOriginalRecipient."""
+    original = _original_headers(message)
+    if original is None:
+        return None
+    recipients = _header_addresses(original, "X-HmXmrOriginalRecipient")
+    return BounceReport("complaint", sorted(recipients)) if recipients else None
+
+
+def _feedback_fields(part: Message) -> list[tuple[str, str]]:
     blocks = _sub_messages(part)
     if blocks:  # the email package reads it as header blocks
-        return {key.lower(): str(value) for block in blocks for key, value in block.items()}
+        return [(key.lower(), str(value)) for block in blocks for key, value in block.items()]
     parsed = email.message_from_bytes(_decoded(part), policy=email.policy.compat32)
-    return {key.lower(): str(value) for key, value in parsed.items()}
+    return [(key.lower(), str(value)) for key, value in parsed.items()]
 
 
 def _heuristic(message: Message) -> BounceReport | None:
@@ -295,12 +385,138 @@ def _heuristic(message: Message) -> BounceReport | None:
     addresses = sorted(
         {a.decode("utf-8", "replace").lower() for a in (permanent or temporary) if a}
     )
-    matched = _STATUS.search(_text_of(message))
+    notice = _notice_text(message)
+    matched = _NOTICE_STATUS.search(notice) or _STATUS.search(_text_of(message))
     status = ".".join(matched.groups()) if matched else None
+    # The detectors' own reading of permanence stands, even for a full mailbox
+    # or a qmail ``#4.4.1`` in a "permanent error" notice: Mailman's test data
+    # labels those permanent (tests/data/bounces/README.md).
     kind: Kind = "hard" if permanent else "soft"
-    if status in SOFT_PERMANENT_CODES:
+    if status in SOFT_PERMANENT_CODES or _EXPIRED.search(notice):
         kind = "soft"
     return BounceReport(kind, addresses, status)
+
+
+def _notice_text(message: Message) -> str:
+    """The words of a bounce itself: its first text part, up to the returned copy."""
+    for part in _own_parts(message):
+        # A multipart without its boundary (a header folded wrongly) is text too.
+        if part.get_content_maintype() in ("text", "multipart") and (
+            part.get_content_subtype() != "html"
+        ):
+            text = _decoded_text(part)
+            if text.strip():
+                cut = _QUOTE_START.search(text)
+                return text[: cut.start()] if cut else text
+    return ""
+
+
+def _own_parts(message: Message) -> list[Message]:
+    """The leaf parts of a message, not descending into an attached message."""
+    if message.get_content_maintype() == "message" or message.get_content_type() in (
+        "text/rfc822-headers",
+    ):
+        return []
+    if not message.is_multipart():
+        return [message]
+    return [leaf for part in _sub_messages(message) for leaf in _own_parts(part)]
+
+
+def _decoded_text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, "replace")
+    except LookupError:
+        return payload.decode("utf-8", "replace")
+
+
+def _failure_notice(message: Message) -> BounceReport | None:
+    """A mailer daemon's failure notice in prose that no detector knows.
+
+    The failed recipients are the addresses the notice names before its copy
+    of the returned message (Exim's and Gmail's X-Failed-Recipients header
+    first), less the addresses of the notice's own headers and of the
+    returned message's sender; where the notice names none, the returned
+    message's own To. The kind comes from the code the notice quotes, else
+    its words: a full mailbox or a deferral is soft, the rest hard.
+    """
+    subject = str(message.get("Subject", ""))
+    if AUTO_REPLY_SUBJECTS.match(subject) or not (
+        _from_daemon(message) or _FAILURE_SUBJECT.search(subject)
+    ):
+        return None
+    notice = _notice_text(message)
+    original = _returned_headers(message, notice)
+    # Not Delivered-To or X-Original-To: DragonFly writes the failed recipient there.
+    excluded = _header_addresses(message, "From", "To", "Cc", "Reply-To", "Sender")
+    if original is not None:
+        excluded |= _header_addresses(original, "From", "Sender", "Reply-To", "Return-Path")
+    recipients = _header_addresses(message, "X-Failed-Recipients") or _named(notice, excluded)
+    if original is not None:
+        addressed = _header_addresses(original, "To", "Cc") - excluded
+        recipients = (recipients & addressed) or recipients or addressed
+    if not recipients:
+        return None
+    status, kind = _notice_kind(notice)
+    return BounceReport(kind, sorted(recipients), status)
+
+
+def _from_daemon(message: Message) -> bool:
+    name, address = parseaddr(str(message.get("From", "")))
+    local = address.rpartition("@")[0].lower() if "@" in address else address.lower()
+    return local in DAEMON_LOCAL_PARTS or _DAEMON_NAME.search(name) is not None
+
+
+def _header_addresses(message: Message, *headers: str) -> set[str]:
+    values = [str(v) for header in headers for v in message.get_all(header, [])]
+    return {address.lower() for _name, address in getaddresses(values) if "@" in address}
+
+
+def _named(notice: str, excluded: set[str]) -> set[str]:
+    named = set()
+    for matched in _ADDRESS.finditer(notice):
+        line_start = notice.rfind("\n", 0, matched.start()) + 1
+        if _SENDER_CONTEXT.search(notice[line_start : matched.start()]):
+            continue
+        address = matched.group(0).lower().rstrip(".")
+        if address not in excluded:
+            named.add(address)
+    return named
+
+
+def _returned_headers(message: Message, notice: str) -> Message | None:
+    """The returned message's headers: attached, or quoted after the notice."""
+    attached = _original_headers(message)
+    if attached is not None:
+        return attached
+    for part in _own_parts(message):
+        if part.get_content_maintype() != "text":
+            continue
+        text = _decoded_text(part)
+        cut = _QUOTE_START.search(text)
+        if cut is not None:
+            quoted = text[cut.end() :].lstrip("\n")
+            return email.message_from_string(quoted, policy=email.policy.compat32)
+    return None
+
+
+def _notice_kind(notice: str) -> tuple[str | None, Kind]:
+    matched = _NOTICE_STATUS.search(notice)
+    status = ".".join(matched.groups()) if matched else None
+    if status is not None:
+        kind: Kind = "soft" if status[0] == "4" or status in SOFT_PERMANENT_CODES else "hard"
+    else:
+        reply = _REPLY_CODE.search(notice)
+        if reply is not None:
+            kind = "soft" if reply.group(1) == "4" else "hard"
+        else:
+            kind = "soft" if _TEMPORARY.search(notice) else "hard"
+    if _MAILBOX_FULL.search(notice) or _EXPIRED.search(notice):
+        kind = "soft"
+    return status, kind
 
 
 def _text_of(message: Message) -> str:

@@ -154,6 +154,68 @@ Nice work.
 """
 
 
+# Shapes no flufl.bounce detector knows: a carrier's notice in Japanese and
+# English, and a filter's notice that quotes the refused RCPT TO.
+CARRIER = """\
+From: Postmaster@mobile.example.jp
+To: bounces@news.example.org
+Subject: Mail System Error - Returned Mail
+MIME-Version: 1.0
+Content-Type: text/plain; charset="utf-8"
+
+次のあて先へのメッセージはエラーのため送信できませんでした。
+
+Each of the following recipients was rejected by a remote mail server.
+
+    Recipient: <gone@mobile.example.jp>
+    >>> RCPT TO:<gone@mobile.example.jp>
+    <<< 550 <gone@mobile.example.jp>: User unknown
+""".encode()
+
+FILTER = b"""\
+From: post_master@filter.example.net
+To: bounces@news.example.org
+Subject: Re: Your daily digest
+MIME-Version: 1.0
+Content-Type: text/plain
+
+Error: Invalid user address
+450 - Requested action not taken: mailbox busy, try again later
+
+Message details:
+  MAIL FROM: bounces@news.example.org
+  RCPT TO: later@filter.example.net
+  From: alerts@news.example.org
+"""
+
+# Amazon SES: every failure is "Status: 5.0.0"; the Diagnostic-Code says more.
+SES_FULL = dsn("failed", "5.0.0").replace(
+    b"550 5.0.0 mailbox unavailable", b"5.1.0 - Unknown address error 550-'5.2.2 Mailbox Full'"
+)
+SES_EXPIRED = dsn("failed", "5.0.0").replace(
+    b"550 5.0.0 mailbox unavailable", b"5.4.7 - Delivery expired (message too old) 'timeout'"
+)
+
+# DragonFly Mail Agent: no DSN, the failed recipient also in X-Original-To.
+DRAGONFLY = b"""\
+X-Original-To: <moved@reader.example>
+From: MAILER-DAEMON <>
+To: bounces@news.example.org
+Subject: Mail delivery failed
+
+There was an error delivering your mail to <moved@reader.example>.
+
+mx.reader.example [192.0.2.1] did not like our RCPT TO:
+550 5.1.6 Recipient has moved
+
+Message headers follow.
+
+Message-Id: <abc.123@news.example.org>
+From: <alerts@news.example.org>
+To: <moved@reader.example>
+"""
+
+
 @pytest.mark.parametrize(
     ("raw", "kind", "recipients", "status", "delivery"),
     [
@@ -168,6 +230,11 @@ Nice work.
         (OUT_OF_OFFICE, "auto-reply", ["busy@reader.example"], None, 4711),
         (UNSUBSCRIBE, "unsubscribe", ["leaving@reader.example"], None, 99),
         (PLAIN, "not-a-bounce", [], None, None),
+        (CARRIER, "hard", ["gone@mobile.example.jp"], None, None),
+        (FILTER, "soft", ["later@filter.example.net"], None, None),
+        (SES_FULL, "soft", ["gone@reader.example"], "5.1.0", 4711),
+        (SES_EXPIRED, "soft", ["gone@reader.example"], "5.4.7", 4711),
+        (DRAGONFLY, "hard", ["moved@reader.example"], "5.1.6", None),
     ],
 )
 def test_each_kind_of_returned_mail_is_told_apart(
@@ -180,6 +247,65 @@ def test_each_kind_of_returned_mail_is_told_apart(
         status,
         delivery,
     )
+
+
+def test_a_complaint_names_every_recipient_it_reports() -> None:
+    two = arf(with_recipient=True).replace(
+        b"Original-Rcpt-To: angry@reader.example\n",
+        b"Original-Rcpt-To: angry@reader.example\nOriginal-Rcpt-To: cross@reader.example\n",
+    )
+    report = classify(two, SECRET)
+    assert (report.kind, report.recipients) == (
+        "complaint",
+        ["angry@reader.example", "cross@reader.example"],
+    )
+
+
+def test_a_notice_of_a_delivery_that_timed_out_is_soft() -> None:
+    timed_out = EXIM.replace(b"550 5.1.1 No such user here", b"retry timeout exceeded")
+    report = classify(timed_out, SECRET)
+    assert (report.kind, report.recipients) == ("soft", ["nobody@reader.example"])
+
+
+def test_an_outlook_com_complaint_names_its_reader() -> None:
+    jmrp = f"""\
+From: staff@hotmail.com
+To: {VERP}
+Subject: complaint about message from 192.0.2.1
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="J1"
+
+--J1
+Content-Type: message/rfc822
+
+X-HmXmrOriginalRecipient: annoyed@hotmail.example
+From: Alerts <alerts@{BOUNCE_DOMAIN}>
+To: annoyed@hotmail.example
+Subject: Your daily digest
+
+The stories of the day.
+--J1--
+""".encode()
+    report = classify(jmrp, SECRET)
+    assert (report.kind, report.recipients, report.delivery) == (
+        "complaint",
+        ["annoyed@hotmail.example"],
+        4711,
+    )
+
+
+def test_a_dmarc_failure_report_is_no_complaint() -> None:
+    forensic = arf(with_recipient=True).replace(
+        b"Feedback-Type: abuse", b"Feedback-Type: auth-failure\nAuth-Failure: dmarc"
+    )
+    assert classify(forensic, SECRET).kind == "not-a-bounce"
+
+
+def test_a_notice_from_a_person_or_an_out_of_office_is_not_read_as_a_failure() -> None:
+    away = CARRIER.replace(b"From: Postmaster@mobile.example.jp", b"From: friend@reader.example")
+    away = away.replace(b"Mail System Error - Returned Mail", b"Lunch on Friday?")
+    assert classify(away, SECRET).kind == "not-a-bounce"
+    assert classify(OUT_OF_OFFICE, SECRET).kind == "auto-reply"
 
 
 def test_a_verp_address_names_its_delivery_and_fits_a_local_part() -> None:
