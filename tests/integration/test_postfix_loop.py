@@ -29,7 +29,7 @@ from alerts.db import Database, utcnow
 from alerts.delivery.outbound import send_deliveries
 from alerts.delivery.verp import delivery_from_address
 from alerts.digest import plan_due_digests
-from alerts.mailer import default_mailer
+from alerts.mailer import build_mailer
 from alerts.models import (
     BounceEvent,
     Delivery,
@@ -274,7 +274,7 @@ def test_postfix_returns_refusals_to_the_verp_address_and_the_policy_applies(
             )
         )
 
-    mailer = default_mailer(settings)
+    mailer = build_mailer(settings)
     try:
         report = send_deliveries(database, digest_ids + alert_ids, mailer, utcnow)
     finally:
