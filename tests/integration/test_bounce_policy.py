@@ -119,7 +119,7 @@ def test_an_admin_reactivates_a_bouncedreader_with_a_sent_digest(database: Datab
     with database.session_scope() as session:
         subscriber = session.get(Subscriber, reader)
         assert subscriber is not None
-        assert reactivate(session, subscriber)
+        assert reactivate(session, "test", subscriber)
     assert _standing(database, reader) == (SubscriberStatus.CONFIRMED, None)
 
 
