@@ -238,6 +238,31 @@ def update_source(
     return changed
 
 
+def remove_source(
+    session: Session, actor: Actor, source_id: int, now: datetime, *, via: str | None = None
+) -> bool:
+    """Delete a source and audit it; its stored articles stay (their source becomes none).
+
+    The one removal for every edge. False when there is no such source.
+    """
+    source = session.get(Source, source_id)
+    if source is None:
+        return False
+    articles = session.scalar(select(func.count(Article.id)).where(Article.source_id == source_id))
+    session.delete(source)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "source.delete",
+        "source",
+        source_id,
+        _detail(via, articles_kept=int(articles or 0)),
+        now,
+    )
+    return True
+
+
 def current_form(source: Source) -> SourceForm:
     """A source's stored settings as a form, for partial updates to start from."""
     return SourceForm(source.name, source.url, source.poll_minutes, list(source.default_tags or []))

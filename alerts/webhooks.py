@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from alerts import audit
+from alerts.audit import Actor
 from alerts.config import get_settings
 from alerts.db import Database
 from alerts.delivery.ledger import MAX_ATTEMPTS, retry_delay
@@ -291,3 +293,30 @@ def deactivate(session: Session, endpoint_id: int) -> bool:
             update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(active=False)
         ).rowcount  # type: ignore[attr-defined]
     )
+
+
+def remove_endpoint(
+    session: Session, actor: Actor, endpoint_id: int, now: datetime, *, via: str | None = None
+) -> bool:
+    """Delete an endpoint, and with it (by cascade) its deliveries, and audit it.
+
+    The one removal for every edge; a POST already in flight finds its row gone
+    and records nothing. False when there is no such endpoint.
+    """
+    if session.get(WebhookEndpoint, endpoint_id) is None:
+        return False
+    deliveries = session.scalar(
+        select(func.count(WebhookDelivery.id)).where(WebhookDelivery.endpoint_id == endpoint_id)
+    )
+    audit.record(
+        session,
+        actor,
+        "webhook.delete",
+        "webhook",
+        endpoint_id,
+        {**({"via": via} if via else {}), "deliveries_removed": int(deliveries or 0)},
+        now,
+    )
+    session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id))
+    session.expire_all()
+    return True

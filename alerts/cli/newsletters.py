@@ -32,6 +32,7 @@ from alerts.newsletters import (
 )
 
 EXIT_REFUSED = 2
+ISSUE_ID_HELP = "the issue's id (see `newsletters list`)"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,8 +40,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = newsletters.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     create = actions.add_parser("create", help="compose a draft issue")
-    create.add_argument("--subject", required=True)
-    create.add_argument("--preheader", default="")
+    create.add_argument("--subject", required=True, help="the mail's subject line")
+    create.add_argument(
+        "--preheader", default="", help="the preview line mail programs show after the subject"
+    )
     create.add_argument(
         "--intro-file", type=Path, help="Markdown intro ({email}, {date}... allowed)"
     )
@@ -65,9 +68,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.set_defaults(handler=run_create)
 
     at = actions.add_parser("schedule", help="schedule or reschedule an issue")
-    at.add_argument("id", type=int)
-    at.add_argument("--at", required=True, metavar="'YYYY-MM-DD HH:MM'")
-    at.add_argument("--timezone", default="UTC")
+    at.add_argument("id", type=int, help=ISSUE_ID_HELP)
+    at.add_argument(
+        "--at", required=True, metavar="'YYYY-MM-DD HH:MM'", help="when to send, local time"
+    )
+    at.add_argument("--timezone", default="UTC", help="IANA zone of --at (default: UTC)")
     at.set_defaults(handler=run_schedule)
 
     for name, handler, text in (
@@ -76,29 +81,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ("approve", run_approve, "let a held recurring issue go"),
     ):
         action = actions.add_parser(name, help=text)
-        action.add_argument("id", type=int)
+        action.add_argument("id", type=int, help=ISSUE_ID_HELP)
         action.set_defaults(handler=handler)
 
     recur = actions.add_parser("recur", help="make an issue a recurring template")
-    recur.add_argument("id", type=int)
+    recur.add_argument("id", type=int, help=ISSUE_ID_HELP)
     recur.add_argument("--cron", required=True, help="crontab, e.g. '0 7 * * mon'")
-    recur.add_argument("--timezone", default="UTC")
+    recur.add_argument("--timezone", default="UTC", help="IANA zone of --cron (default: UTC)")
     recur.add_argument("--approval", action="store_true", help="hold each issue for approval")
     recur.set_defaults(handler=run_recur)
 
     show = actions.add_parser("preview", help="the issue as one reader would get it")
-    show.add_argument("id", type=int)
-    show.add_argument("--subscriber", required=True, metavar="EMAIL")
+    show.add_argument("id", type=int, help=ISSUE_ID_HELP)
+    show.add_argument(
+        "--subscriber", required=True, metavar="EMAIL", help="the reader whose copy to show"
+    )
     show.add_argument("--html", action="store_true", help="print the HTML part, not the text")
     show.set_defaults(handler=run_preview)
 
     test = actions.add_parser("test", help="send a test to given addresses now")
-    test.add_argument("id", type=int)
-    test.add_argument("--to", action="append", required=True, metavar="EMAIL")
+    test.add_argument("id", type=int, help=ISSUE_ID_HELP)
+    test.add_argument(
+        "--to",
+        action="append",
+        required=True,
+        metavar="EMAIL",
+        help="an address to send the test to (repeat for several)",
+    )
     test.set_defaults(handler=run_test)
 
     listing = actions.add_parser("list", help="issues with their status and progress")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print them as one JSON array")
     listing.set_defaults(handler=run_list)
 
 
