@@ -103,7 +103,9 @@ def run_preview_command(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INTEREST
     except QueryError as error:
-        print(f"alerts interests preview: {error}", file=sys.stderr)
+        # With no query typed there is nothing for a caret to point under.
+        reason = error if (args.query or "").strip() else error.message
+        print(f"alerts interests preview: {reason}", file=sys.stderr)
         return EXIT_BAD_INTEREST
     for hit in hits:
         why = dataclasses.asdict(hit.explanation)

@@ -22,6 +22,7 @@ from alerts.users import (
     find_user,
     generate_password,
     list_users,
+    normalise_email,
     parse_role,
     remove_user,
 )
@@ -134,17 +135,18 @@ def run_token(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     database = get_database()
     try:
+        address = normalise_email(args.email)
         with database.session_scope() as session:
-            user = find_user(session, args.email)
+            user = find_user(session, address)
             if user is None:
-                raise UserError(f"no user {args.email.strip()}")
+                raise UserError(f"no user {address}")
             question = f"Remove {user.role.value} {user.email} (user {user.id})?"
         if not confirmed(question, args.yes):
             return EXIT_DECLINED
         with database.session_scope() as session:
-            user = find_user(session, args.email)
+            user = find_user(session, address)
             if user is None:
-                raise UserError(f"no user {args.email.strip()}")
+                raise UserError(f"no user {address}")
             user_id = user.id
             remove_user(session, CLI_ACTOR, user, utcnow())
     except UserError as error:
