@@ -32,6 +32,7 @@ from alerts.models import (
     Delivery,
     DeliveryKind,
     Newsletter,
+    Role,
     Source,
     Subscriber,
     SubscriberStatus,
@@ -39,6 +40,7 @@ from alerts.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from alerts.users import UserError, create_user, remove_user, set_active
 from alerts.web.app import create_app
 from tests.conftest import RecordedJobs
 
@@ -391,3 +393,27 @@ def test_bad_input_is_one_clear_line_and_stores_nothing(
     assert "Traceback" not in captured.err
     for model in (Source, Subscriber, WebhookEndpoint, User, Delivery, Newsletter):
         assert count(database, model) == 0
+
+
+def test_remove_user_refuses_the_actor_themselves_and_counts_only_active_admins(
+    database: Database,
+) -> None:
+    """The rule the console would meet too: no self-removal, an active admin stays."""
+    now = utcnow()
+    with database.session_scope() as session:
+        first = create_user(session, "one@example.org", "a long password", Role.ADMIN, now)
+        second = create_user(session, "two@example.org", "a long password", Role.ADMIN, now)
+        with pytest.raises(UserError, match="your own account"):
+            remove_user(session, first, first, now)
+        set_active(session, second, False, now)
+        with pytest.raises(UserError, match="last active admin"):
+            remove_user(session, "cli", first, now)
+        remove_user(session, first, second, now)  # a deactivated admin may go
+    with database.session_scope() as session:
+        assert session.scalars(select(User.email)).all() == ["one@example.org"]
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "user.delete")).one()
+        assert (entry.actor, entry.target_id, entry.detail) == (
+            "one@example.org",
+            str(second.id),
+            {"role": "admin"},
+        )
