@@ -38,7 +38,24 @@ run: $(VENV)/.installed
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-imapd dovecot-pop3d); \
 	else echo "bounce mailbox tests need Dovecot: sudo apt-get install dovecot-imapd dovecot-pop3d"; fi
 
-test: $(VENV)/.installed-dev /usr/bin/chromium /usr/sbin/dovecot
+# The bounce loop test runs a private Postfix instance of its own (the system's
+# Postfix stays unconfigured and stopped); installed without debconf questions.
+/usr/sbin/postfix:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix); \
+	else echo "the Postfix loop test needs Postfix: sudo apt-get install postfix"; fi
+
+# Every kind of mail is scored offline by SpamAssassin (its rules ship with the package).
+/usr/bin/spamassassin:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends spamassassin || \
+	  (apt-get update -q && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends spamassassin); \
+	else echo "mail scoring tests need SpamAssassin: sudo apt-get install spamassassin"; fi
+
+test: $(VENV)/.installed-dev /usr/bin/chromium /usr/sbin/dovecot /usr/sbin/postfix /usr/bin/spamassassin
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

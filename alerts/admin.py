@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from alerts import metrics
+from alerts import audit, metrics
+from alerts.audit import Actor
 from alerts.bounces import DayOfReturns, daily_returns, suppress
 from alerts.config import Settings
 from alerts.delivery.message import InvalidAddressError, validate_address
@@ -199,28 +200,48 @@ def _validated(changes: SubscriberChanges) -> dict[str, Any]:
 
 
 def edit_subscriber(
-    session: Session, subscriber: Subscriber, changes: SubscriberChanges
+    session: Session,
+    actor: Actor,
+    subscriber: Subscriber,
+    changes: SubscriberChanges,
+    *,
+    via: str | None = None,
 ) -> list[str]:
-    """Apply the changes (all or none: each is checked first); the changed field names."""
+    """Apply the changes (all or none: each is checked first), audited; the changed fields."""
     changed = []
     for name, value in _validated(changes).items():
         if getattr(subscriber, name) != value:
             setattr(subscriber, name, value)
             changed.append(name)
     session.flush()
+    if changed:
+        audit.record(
+            session,
+            actor,
+            "subscriber.edit",
+            "subscriber",
+            subscriber.id,
+            {"fields": changed},
+            via=via,
+        )
     return changed
 
 
-def suspend(session: Session, subscriber: Subscriber) -> bool:
+def suspend(
+    session: Session, actor: Actor, subscriber: Subscriber, *, via: str | None = None
+) -> bool:
     """Stop all mail to a subscriber until an admin lifts it; False if already suspended."""
     if subscriber.status is SubscriberStatus.SUSPENDED:
         return False
     subscriber.status = SubscriberStatus.SUSPENDED
     session.flush()
+    audit.record(session, actor, "subscriber.suspend", "subscriber", subscriber.id, via=via)
     return True
 
 
-def unsuspend(session: Session, subscriber: Subscriber) -> bool:
+def unsuspend(
+    session: Session, actor: Actor, subscriber: Subscriber, *, via: str | None = None
+) -> bool:
     """Back to confirmed when they ever confirmed, else to pending (double opt-in holds)."""
     if subscriber.status is not SubscriberStatus.SUSPENDED:
         return False
@@ -228,6 +249,10 @@ def unsuspend(session: Session, subscriber: Subscriber) -> bool:
         SubscriberStatus.CONFIRMED if subscriber.confirmed_at else SubscriberStatus.PENDING
     )
     session.flush()
+    status = {"status": subscriber.status.value}
+    audit.record(
+        session, actor, "subscriber.unsuspend", "subscriber", subscriber.id, status, via=via
+    )
     return True
 
 
@@ -238,8 +263,10 @@ def _moment(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
-def export_csv(session: Session) -> str:
+def export_csv(session: Session, actor: Actor) -> str:
     """Every subscriber with consent fields; the first interest in import's columns.
+
+    Audited with the row count: an export carries every reader's address out.
 
     Every cell goes through ``neutralised_cell``: an address, a query or a
     name typed by a stranger at sign-up must not run as a formula in the
@@ -250,6 +277,7 @@ def export_csv(session: Session) -> str:
     writer.writerow(EXPORT_COLUMNS)
     subscribers = session.scalars(select(Subscriber).order_by(Subscriber.id))
     interests_by_subscriber = _interests_by_subscriber(session)
+    rows = 0
     for subscriber in subscribers:
         interests = interests_by_subscriber.get(subscriber.id, [])
         first = interests[0] if interests else None
@@ -278,6 +306,8 @@ def export_csv(session: Session) -> str:
             else "",
         ]
         writer.writerow([neutralised_cell(c) if isinstance(c, str) else c for c in cells])
+        rows += 1
+    audit.record(session, actor, "subscribers.export", "subscriber", None, {"rows": rows})
     return buffer.getvalue()
 
 
@@ -300,8 +330,10 @@ def list_suppressions(
     return list(session.scalars(query.limit(limit)))
 
 
-def add_suppression(session: Session, email: str, detail: str, now: datetime) -> Suppression:
-    """Suppress an address by hand (kept as it is when already suppressed)."""
+def add_suppression(
+    session: Session, actor: Actor, email: str, detail: str, now: datetime
+) -> Suppression:
+    """Suppress an address by hand (kept as it is when already suppressed), audited."""
     try:
         address = validate_address(email.strip()).lower()
     except InvalidAddressError as error:
@@ -311,10 +343,15 @@ def add_suppression(session: Session, email: str, detail: str, now: datetime) ->
     suppression = session.scalar(select(Suppression).where(Suppression.email == address))
     if suppression is None:  # pragma: no cover - suppress() just stored or found it
         raise SubscriberError(f"could not suppress {address}")
+    reason = {"reason": suppression.reason.value}
+    audit.record(session, actor, "suppression.add", "suppression", suppression.id, reason, now)
     return suppression
 
 
-def remove_suppression(session: Session, suppression: Suppression) -> None:
+def remove_suppression(session: Session, actor: Actor, suppression: Suppression) -> None:
+    """Mail may go to the address again; the log keeps why it had been suppressed."""
+    reason = {"reason": suppression.reason.value}
+    audit.record(session, actor, "suppression.remove", "suppression", suppression.id, reason)
     session.delete(suppression)
     session.flush()
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.config import Settings
-from alerts.matching import QueryError, RegionNotFoundError
+from alerts.matching import QueryError, UnknownRegionError
 from alerts.matching.service import preview_interest
 from alerts.models import Article
 from alerts.regions import default_gazetteer
@@ -60,7 +60,7 @@ def search_articles(
             settings=settings,
             limit=SEARCH_LIMIT,
         )
-    except (QueryError, RegionNotFoundError) as error:
+    except (QueryError, UnknownRegionError) as error:
         hits, problem = [], str(error)
     missing = [hit.article_id for hit in hits if hit.article_id not in found]
     if missing:

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts.db import utcnow
+from alerts.errors import InvalidInputError
 from alerts.models import AuditEntry, User
 
 # Anything shaped like local@domain.tld, wherever it sits in a detail value.
@@ -26,7 +27,7 @@ AUDIT_PAGE_SIZE = 50
 Actor = User | str
 
 
-class AuditDetailError(ValueError):
+class AuditDetailError(InvalidInputError):
     """A detail that would copy an e-mail address into the log."""
 
 
@@ -46,9 +47,15 @@ def record(
     target_id: int | str | None,
     detail: dict[str, Any] | None = None,
     now: datetime | None = None,
+    *,
+    via: str | None = None,
 ) -> AuditEntry:
-    """Add one entry; flush only. ``actor`` is a user, or a name such as "command line"."""
-    detail = detail or {}
+    """Add one entry; flush only. ``actor`` is a user, or a name such as "command line".
+
+    ``via`` names the edge when the actor alone does not tell it (a user's
+    API token rather than the console).
+    """
+    detail = {**({"via": via} if via else {}), **(detail or {})}
     if any(_ADDRESS.search(text) for text in _strings(detail)):
         raise AuditDetailError(f"audit detail for {action} names an e-mail address; use ids")
     entry = AuditEntry(

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from alerts.errors import UnavailableError
+
 log = logging.getLogger(__name__)
 
 # One poll takes at most this many messages: a flood of bounces is worked off
@@ -27,7 +29,7 @@ TIMEOUT_SECONDS = 30
 DEFAULT_PORTS = {"imap": 143, "imaps": 993, "pop3": 110, "pop3s": 995}
 
 
-class MailboxError(Exception):
+class MailboxError(UnavailableError):
     """The mailbox cannot be reached or read; the message says why, without secrets."""
 
 

@@ -37,7 +37,11 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from alerts import subscribers  # a module: subscribers -> outbound -> bounces is a cycle
+from alerts import (
+    audit,
+    subscribers,
+)  # subscribers as a module: subscribers -> outbound -> bounces is a cycle
+from alerts.audit import Actor
 from alerts.config import Settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.ledger import settle
@@ -473,13 +477,14 @@ def _bounced(
     )
 
 
-def reactivate(session: Session, subscriber: Subscriber) -> bool:
-    """An admin's "this address works again": off the list, score cleared."""
+def reactivate(session: Session, actor: Actor, subscriber: Subscriber) -> bool:
+    """An admin's "this address works again": off the list, score cleared, audited."""
     if subscriber.status is not SubscriberStatus.BOUNCED:
         return False
     session.execute(delete(Suppression).where(Suppression.email == subscriber.email))
     session.execute(delete(BounceEvent).where(BounceEvent.email == subscriber.email))
     subscriber.status = SubscriberStatus.CONFIRMED
+    audit.record(session, actor, "subscriber.reactivate", "subscriber", subscriber.id)
     return True
 
 

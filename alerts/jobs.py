@@ -1,14 +1,15 @@
 """Naming background work without knowing the queue that runs it.
 
 The domain says ``enqueue_after_commit(session, Job.MATCH_ARTICLES, article_ids=[...])``;
-the sender that turns a job name into a queued task is plugged in at run time
-(the Celery one lives in ``workers.dispatch``), so ``alerts/`` never imports
-Celery. Jobs take ids and JSON values only: never ORM objects, never naive times.
+the sender that turns a job name into a queued task is installed by the
+process's entry point (the web app factory, the ``alerts`` command, the worker
+and the clock install the Celery one from ``workers.dispatch``), so the domain
+never imports Celery and names no module above it. Jobs take ids and JSON
+values only: never ORM objects, never naive times.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from alerts.db import after_commit
+from alerts.errors import AlertsError
 
 
 class Job(StrEnum):
@@ -36,9 +38,6 @@ class Job(StrEnum):
 
 
 JobSender = Callable[[str, dict[str, Any]], None]
-
-# Where the production sender lives; looked up on first use.
-DEFAULT_SENDER_PATH = "workers.dispatch:send_job"
 
 log = logging.getLogger("alerts.jobs")
 
@@ -60,17 +59,32 @@ class QueuedJob:
     error: str | None = None
 
 
+class NoJobSenderError(AlertsError):
+    """Work was queued in a process whose entry point installed no job sender."""
+
+
 def set_job_sender(sender: JobSender | None) -> None:
-    """Install a sender (tests install a recording one; None restores the default)."""
+    """Install the sender this process queues with (None uninstalls it)."""
     global _sender
     _sender = sender
 
 
-def _current_sender() -> JobSender:
-    global _sender
+def install_job_sender(sender: JobSender) -> None:
+    """Install ``sender`` unless the process already has one.
+
+    For entry points that can also run embedded: a test or benchmark that
+    builds the web app after installing its own sender keeps that one.
+    """
     if _sender is None:
-        module_name, _, attribute = DEFAULT_SENDER_PATH.partition(":")
-        _sender = getattr(importlib.import_module(module_name), attribute)
+        set_job_sender(sender)
+
+
+def _current_sender() -> JobSender:
+    if _sender is None:
+        raise NoJobSenderError(
+            "no job sender is installed: the entry point (web app, alerts command, "
+            "worker, clock) installs one with alerts.jobs.install_job_sender"
+        )
     return _sender
 
 
@@ -83,6 +97,7 @@ def enqueue_after_commit(session: Session, job: str, **arguments: Any) -> Queued
     its 'committed' state and skip the jobs queued after this one. Every kind
     of work has a ledger row and a sweeper that queues it again.
     """
+    _current_sender()  # refuse now, inside the transaction, not silently after commit
     queued = QueuedJob(job, arguments)
     after_commit(session, lambda: _send(queued))
     return queued

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 import httpcore
 import httpx
 
+from alerts.errors import UnavailableError
+
 if TYPE_CHECKING:
     from alerts.config import Settings
 
@@ -85,7 +87,7 @@ _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1:
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_-]{1,63})*$")
 
 
-class OutboundError(Exception):
+class OutboundError(UnavailableError):
     """A request refused or failed; ``str()`` is fit for editors and public pages."""
 
 

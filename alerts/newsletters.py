@@ -33,9 +33,10 @@ from alerts.delivery.ledger import Promise, newsletter_key, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.delivery.queueing import message_id_for
 from alerts.delivery.render import MailRenderer, RenderedMail, postal_address
+from alerts.errors import ConflictError, InvalidInputError
 from alerts.i18n import DEFAULT_LANGUAGE, N_, ReaderLocale, format_day, translations
 from alerts.links import link_versions, subscriber_links
-from alerts.matching import QueryError, RegionNotFoundError
+from alerts.matching import QueryError, UnknownRegionError
 from alerts.matching.service import preview_interest
 from alerts.models import (
     Article,
@@ -49,6 +50,7 @@ from alerts.models import (
     NewsletterStatus,
     Subscriber,
     SubscriberStatus,
+    User,
 )
 from alerts.regions import default_gazetteer
 from alerts.schedule import UnknownTimezoneError, zone
@@ -86,7 +88,7 @@ NOT_STARTED = (
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False})
 
 
-class NewsletterError(ValueError):
+class NewsletterError(InvalidInputError):
     """An editor's input that cannot become (or change) an issue; says why."""
 
 
@@ -180,6 +182,7 @@ def validate_audience(audience: dict[str, Any], settings: Settings) -> dict[str,
 
 def create_newsletter(
     session: Session,
+    actor: Actor,
     *,
     subject: str,
     intro_markdown: str = "",
@@ -188,8 +191,8 @@ def create_newsletter(
     audience: dict[str, Any] | None = None,
     settings: Settings,
     now: datetime,
-    created_by_id: int | None = None,
 ) -> Newsletter:
+    """Check and store a draft, audited; a console editor is recorded as its author."""
     subject = " ".join(subject.split())
     if not subject or len(subject) > MAX_SUBJECT:
         raise NewsletterError(f"a subject of 1 to {MAX_SUBJECT} characters is needed")
@@ -200,19 +203,21 @@ def create_newsletter(
         intro_markdown=intro_markdown,
         sections=validate_sections(session, sections, settings),
         audience=validate_audience(audience or {}, settings),
-        created_by_id=created_by_id,
+        created_by_id=actor.id if isinstance(actor, User) else None,
         created_at=now,
     )
     session.add(newsletter)
     session.flush()
+    detail = {"sections": len(newsletter.sections), "segment": sorted(newsletter.audience)}
+    audit.record(session, actor, "newsletter.create", "newsletter", newsletter.id, detail, now)
     return newsletter
 
 
 EDITABLE_FIELDS = frozenset({"subject", "preheader", "intro_markdown", "sections", "audience"})
 
 
-def revise(session: Session, newsletter_id: int, values: dict[str, Any]) -> list[str]:
-    """Change an issue that has not started sending; returns the fields that changed.
+def revise(session: Session, actor: Actor, newsletter_id: int, values: dict[str, Any]) -> list[str]:
+    """Change an issue that has not started sending, audited; returns the changed fields.
 
     ``values`` are already validated (create_newsletter's checks). The UPDATE is
     guarded like ``schedule``: when sending starts first, the edit is refused.
@@ -232,6 +237,9 @@ def revise(session: Session, newsletter_id: int, values: dict[str, Any]) -> list
         raise NewsletterError(
             f"issue {newsletter_id} is {newsletter.status.value}; too late to change"
         )
+    if changed:
+        fields = {"fields": changed}
+        audit.record(session, actor, "newsletter.edit", "newsletter", newsletter_id, fields)
     return changed
 
 
@@ -418,7 +426,7 @@ def freeze_sections(
                 settings=settings,
                 limit=section.get("limit", DEFAULT_SECTION_LIMIT),
             )
-        except (QueryError, RegionNotFoundError):
+        except (QueryError, UnknownRegionError):
             hits = []  # validated when saved; a section that no longer parses is left empty
         frozen.append({"title": section["title"], "article_ids": [hit.article_id for hit in hits]})
     return frozen
@@ -521,7 +529,7 @@ def upcoming(newsletter: Newsletter, count: int, now: datetime) -> list[datetime
     return moments
 
 
-class NotRecurrableError(NewsletterError):
+class NotRecurrableError(NewsletterError, ConflictError):
     """Only a draft that is not itself an occurrence can become a recurring template."""
 
 
@@ -783,7 +791,7 @@ def remaining_test_sends(
 ) -> int:
     """Test mails this editor may still send in the current hour.
 
-    Counted from the audit log, which records every web test send with its
+    Counted from the audit log, which records every test send with its
     number of recipients: the log is already the record of who sent what.
     """
     details = session.scalars(
@@ -799,20 +807,20 @@ def remaining_test_sends(
 
 def send_test(
     session: Session,
+    actor: Actor,
     newsletter_id: int,
     addresses: Sequence[str],
     settings: Settings,
     now: datetime,
-    editor_id: int | None = None,
 ) -> list[int]:
-    """Promise one test mail per address (each call a new test); returns ledger ids.
+    """Promise one test mail per address (each call a new test), audited; ledger ids.
 
     A test is marked "[Test]" and carries placeholder links (see
-    ``compose_newsletters``). Sent by an editor (``editor_id``), it counts
-    against ``ALERTS_TEST_SENDS_PER_HOUR``; the operator's CLI has no cap.
+    ``compose_newsletters``). Sent by a console editor, it counts against
+    ``ALERTS_TEST_SENDS_PER_HOUR``; the operator's CLI has no cap.
     """
-    if editor_id is not None:
-        left = remaining_test_sends(session, editor_id, settings, now)
+    if isinstance(actor, User):
+        left = remaining_test_sends(session, actor.id, settings, now)
         if len(addresses) > left:
             raise NewsletterError(
                 f"test sends are limited to {settings.test_sends_per_hour} an hour per editor; "
@@ -835,7 +843,11 @@ def send_test(
                 newsletter_id=newsletter_id,
             )
         )
-    return promise(session, promises, now)
+    ids = promise(session, promises, now)
+    # The hourly cap counts these entries (remaining_test_sends).
+    recipients = {"recipients": len(ids)}
+    audit.record(session, actor, TEST_AUDIT_ACTION, "newsletter", newsletter_id, recipients, now)
+    return ids
 
 
 def preview(

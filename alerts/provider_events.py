@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from alerts.bounces import BounceReport
 from alerts.config import Settings
+from alerts.errors import InvalidInputError
 from alerts.ingest.fetch import fetch_url
 from alerts.ingest.formats import SourceError
 from alerts.ingest.limits import IngestLimits
@@ -55,7 +56,7 @@ MAX_EVENT_BYTES = 5 * 1024 * 1024
 PROVIDERS = ("ses", "postmark", "mailgun", "sendgrid")
 
 
-class ProviderEventError(ValueError):
+class ProviderEventError(InvalidInputError):
     """The call is not from the provider, or not something it sends; the reason says which."""
 
 

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from alerts.errors import InvalidInputError
 from alerts.models import Frequency
 
 
-class UnknownTimezoneError(ValueError):
+class UnknownTimezoneError(InvalidInputError):
     pass
 
 

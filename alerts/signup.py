@@ -34,10 +34,11 @@ from alerts.audit import Actor
 from alerts.compose import reader_locales
 from alerts.config import Settings
 from alerts.delivery.queueing import queue_sending
+from alerts.errors import AlertsError
 from alerts.i18n import ENGLISH_UTC
 from alerts.i18n import LANGUAGES as LANGUAGE_NAMES
 from alerts.links import confirm_link, subscriber_links
-from alerts.matching import QueryError, RegionNotFoundError, fold, tokenize
+from alerts.matching import QueryError, UnknownRegionError, fold, tokenize
 from alerts.matching.service import PreviewHit, preview_interest
 from alerts.models import (
     Delivery,
@@ -88,7 +89,7 @@ PENDING_NONCE_BYTES = 8
 CONFIRM_SEPARATOR = ":"
 
 
-class RateLimitedError(Exception):
+class RateLimitedError(AlertsError):
     """Too many attempts from one place or for one address; try again later."""
 
     def __init__(self, what: str) -> None:
@@ -271,9 +272,14 @@ def resend_confirmation(
             f"another can go after {again:%H:%M} UTC"
         )
     queue_sending(session, ids, settings, urgent=True)
-    detail: dict[str, object] = {"via": via} if via else {}
     audit.record(
-        session, actor, "subscriber.resend_confirmation", "subscriber", subscriber.id, detail, now
+        session,
+        actor,
+        "subscriber.resend_confirmation",
+        "subscriber",
+        subscriber.id,
+        now=now,
+        via=via,
     )
     return subscriber
 
@@ -678,7 +684,7 @@ def preview(
             limit=PREVIEW_LIMIT,
             max_articles=settings.preview_max_articles,
         )
-    except (QueryError, RegionNotFoundError) as error:
+    except (QueryError, UnknownRegionError) as error:
         raise SubscriberError(str(error)) from error
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from alerts import audit
 from alerts.audit import Actor
 from alerts.config import Settings, get_settings
+from alerts.errors import InvalidInputError
 from alerts.models import Article, Source
 from alerts.netguard import Outbound, OutboundError
 
@@ -30,7 +32,7 @@ MAX_TAG = 100
 URL_SCHEMES = frozenset({"http", "https"})
 
 
-class SourceInputError(ValueError):
+class SourceInputError(InvalidInputError):
     """An editor's source settings that cannot be saved; ``field`` says which input."""
 
     def __init__(self, field: str, message: str) -> None:
@@ -175,10 +177,6 @@ def edit_source(
     return changed
 
 
-def _detail(via: str | None, **detail: object) -> dict[str, object]:
-    return {**({"via": via} if via else {}), **detail}
-
-
 def create_source(
     session: Session,
     actor: Actor,
@@ -205,8 +203,9 @@ def create_source(
         "source.add",
         "source",
         source.id,
-        _detail(via, poll_minutes=source.poll_minutes, tags=source.default_tags),
+        {"poll_minutes": source.poll_minutes, "tags": source.default_tags},
         now,
+        via=via,
     )
     return source
 
@@ -233,34 +232,9 @@ def update_source(
         changed.append("active")
     if changed:
         audit.record(
-            session, actor, "source.edit", "source", source.id, _detail(via, fields=changed), now
+            session, actor, "source.edit", "source", source.id, {"fields": changed}, now, via=via
         )
     return changed
-
-
-def remove_source(
-    session: Session, actor: Actor, source_id: int, now: datetime, *, via: str | None = None
-) -> bool:
-    """Delete a source and audit it; its stored articles stay (their source becomes none).
-
-    The one removal for every edge. False when there is no such source.
-    """
-    source = session.get(Source, source_id)
-    if source is None:
-        return False
-    articles = session.scalar(select(func.count(Article.id)).where(Article.source_id == source_id))
-    session.delete(source)
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        "source.delete",
-        "source",
-        source_id,
-        _detail(via, articles_kept=int(articles or 0)),
-        now,
-    )
-    return True
 
 
 def current_form(source: Source) -> SourceForm:
@@ -281,6 +255,33 @@ def set_active(source: Source, active: bool, now: datetime) -> bool:
 def poll_now(source: Source, now: datetime) -> None:
     """Make the clock pick the source up at its next tick (it queues the poll)."""
     source.next_poll_at = now
+
+
+SourceAction = Literal["poll", "pause", "resume"]
+
+
+def act_on_source(
+    session: Session, actor: Actor, source: Source, action: SourceAction, now: datetime
+) -> bool:
+    """Poll now, pause or resume, audited when it changed anything; False if not."""
+    if action == "poll":
+        poll_now(source, now)
+        changed = True
+    else:
+        changed = set_active(source, action == "resume", now)
+    if changed:
+        audit.record(session, actor, f"source.{action}", "source", source.id, now=now)
+    return changed
+
+
+def delete_source(
+    session: Session, actor: Actor, source: Source, *, via: str | None = None
+) -> None:
+    """Remove a source, audited; its stored articles stay, with no source (SET NULL)."""
+    source_id = source.id
+    session.delete(source)
+    session.flush()
+    audit.record(session, actor, "source.delete", "source", source_id, via=via)
 
 
 def article_counts(session: Session) -> dict[int, int]:

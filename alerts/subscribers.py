@@ -34,11 +34,12 @@ from alerts.db import Database
 from alerts.delivery.ledger import Promise, promise
 from alerts.delivery.message import InvalidAddressError, validate_address
 from alerts.delivery.queueing import message_id_for, queue_sending
+from alerts.errors import AlertsError, ConflictError, InvalidInputError
 from alerts.i18n import LANGUAGES
 from alerts.matching import Interest as InterestSpec
 from alerts.matching import (
     QueryError,
-    RegionNotFoundError,
+    UnknownRegionError,
     prepare_interest,
 )
 from alerts.models import (
@@ -71,11 +72,11 @@ IMPORT_ACTOR = "import"
 SQLITE_PAUSE_BETWEEN_BATCHES = 0.25
 
 
-class SubscriberError(ValueError):
+class SubscriberError(InvalidInputError):
     """Input that cannot become a subscriber; the message says why."""
 
 
-class AlreadySubscribedError(SubscriberError):
+class AlreadySubscribedError(SubscriberError, ConflictError):
     """The address belongs to a subscriber already (an API answers 409)."""
 
 
@@ -175,8 +176,8 @@ def validated_interest(
             max_terms=settings.query_max_terms,
             max_depth=settings.query_max_depth,
         )
-    except RegionNotFoundError as error:
-        message = f"unknown region {error.region!r}{error.hint}"
+    except UnknownRegionError as error:
+        message = f"unknown region {error.name!r}{error.hint}"
         raise InterestError(message, message) from error
     except QueryError as error:
         raise InterestError(f"query: {error}", error.message, error.position) from error
@@ -256,10 +257,6 @@ def promise_confirmation(
     )
 
 
-def _audit_detail(via: str | None, **detail: object) -> dict[str, object]:
-    return {**({"via": via} if via else {}), **detail}
-
-
 def create_subscriber(
     session: Session,
     actor: Actor,
@@ -289,8 +286,9 @@ def create_subscriber(
         "subscriber.add",
         "subscriber",
         subscriber.id,
-        _audit_detail(via, status=subscriber.status.value),
+        {"status": subscriber.status.value},
         now,
+        via=via,
     )
     return subscriber
 
@@ -323,8 +321,9 @@ def erase(
         "subscriber.erase",
         "subscriber",
         subscriber_id,
-        _audit_detail(via, removed=counts),
+        {"removed": counts},
         now,
+        via=via,
     )
     session.expunge(subscriber)
     # The database cascades (ON DELETE CASCADE) remove the dependent rows.
@@ -380,8 +379,9 @@ def add_interest(
         "interest.add",
         "interest",
         interest.id,
-        _audit_detail(via, subscriber_id=subscriber.id),
+        {"subscriber_id": subscriber.id},
         now,
+        via=via,
     )
     return interest
 
@@ -410,10 +410,29 @@ def edit_interest(
         "interest.edit",
         "interest",
         interest.id,
-        _audit_detail(via, subscriber_id=interest.subscriber_id),
+        {"subscriber_id": interest.subscriber_id},
         now,
+        via=via,
     )
     return interest
+
+
+def delete_interest(
+    session: Session, actor: Actor, interest: Interest, *, via: str | None = None
+) -> None:
+    """Remove one interest of a reader, audited by ids; flush only."""
+    interest_id, subscriber_id = interest.id, interest.subscriber_id
+    session.delete(interest)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "interest.delete",
+        "interest",
+        interest_id,
+        {"subscriber_id": subscriber_id},
+        via=via,
+    )
 
 
 @dataclass
@@ -431,7 +450,7 @@ class ImportReport:
         self.last_line = batch.last_line
 
 
-class ImportStoppedError(Exception):
+class ImportStoppedError(AlertsError):
     """An import that failed part-way; ``report`` holds what was committed.
 
     The batch that failed is rolled back whole; every batch before it stays.
@@ -547,11 +566,13 @@ def import_csv_in_batches(
     reported by line and good rows kept, as in one transaction. ``on_batch``
     gets the running report after each commit (progress for the caller).
     Raises :class:`ImportStoppedError` when a batch fails for another reason
-    than a bad row; the batches before it stay committed.
+    than a bad row; the batches before it stay committed. Either way the
+    import's outcome is audited in a transaction of its own.
     """
     report = ImportReport()
     rows = _csv_rows(text, report)
     if rows is None:
+        _audit_import(database, actor, report)
         return report
     while batch_rows := list(itertools.islice(rows, settings.import_batch_rows)):
         if report.batches and database.engine.dialect.name == "sqlite":
@@ -567,11 +588,19 @@ def import_csv_in_batches(
             # Re-raised with what is stored: the caller must tell the admin
             # which lines to import again.
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            _audit_import(database, actor, report)
             raise ImportStoppedError(report, batch_rows[0][0], reason) from error
         report.merge(batch)
         if on_batch:
             on_batch(report)
+    _audit_import(database, actor, report)
     return report
+
+
+def _audit_import(database: Database, actor: Actor, report: ImportReport) -> None:
+    outcome = {"added": report.added, "rejected": len(report.errors), "batches": report.batches}
+    with database.session_scope() as session:
+        audit.record(session, actor, "subscribers.import", "subscriber", None, outcome)
 
 
 def neutralised_cell(value: str | None) -> str:

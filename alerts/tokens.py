@@ -17,6 +17,8 @@ import hmac
 import json
 from datetime import UTC, datetime
 
+from alerts.errors import InvalidInputError
+
 # Links end up in mail clients that wrap or mangle long URLs; anything longer
 # than this was not made by sign_token and is refused before any work.
 MAX_TOKEN_LENGTH = 512
@@ -29,7 +31,7 @@ TOKEN_SEPARATOR = "."  # noqa: S105 - punctuation, not a secret
 READER_SUBJECT_SEPARATOR = "."
 
 
-class InvalidToken(ValueError):  # noqa: N818 - the public name the web layer uses
+class InvalidToken(InvalidInputError):  # noqa: N818 - the public name the web layer uses
     """Malformed, tampered with, or signed for another purpose."""
 
 

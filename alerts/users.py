@@ -37,6 +37,7 @@ from alerts import audit
 from alerts.audit import Actor
 from alerts.config import Settings
 from alerts.delivery.message import InvalidAddressError, validate_address
+from alerts.errors import InvalidInputError
 from alerts.models import ApiToken, RateEvent, Role, User, WebSession
 
 MIN_PASSWORD_LENGTH = 10
@@ -59,7 +60,7 @@ LOGIN_EVENT_PREFIX = "login-failure"
 _hasher = PasswordHasher()
 
 
-class UserError(ValueError):
+class UserError(InvalidInputError):
     """Input that cannot become or change a user; the message says why."""
 
 
@@ -95,8 +96,10 @@ def parse_role(value: str) -> Role:
         raise UserError(f"role {value!r} is not one of {choices}") from error
 
 
-def create_user(session: Session, email: str, password: str, role: Role, now: datetime) -> User:
-    """Store a new user with a hashed password; flush only."""
+def create_user(
+    session: Session, actor: Actor, email: str, password: str, role: Role, now: datetime
+) -> User:
+    """Store a new user with a hashed password, audited; flush only."""
     address = normalise_email(email)
     check_password_rules(password)
     if session.scalar(select(User.id).where(User.email == address)) is not None:
@@ -111,6 +114,7 @@ def create_user(session: Session, email: str, password: str, role: Role, now: da
     )
     session.add(user)
     session.flush()
+    audit.record(session, actor, "user.add", "user", user.id, {"role": role.value}, now)
     return user
 
 
@@ -140,13 +144,17 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
     return user
 
 
-def change_password(session: Session, user: User, password: str, now: datetime) -> None:
-    """Set a new password; every session of the user is revoked."""
+def change_password(
+    session: Session, actor: Actor, user: User, password: str, now: datetime
+) -> None:
+    """Set a new password (one's own, or an admin's reset); every session is revoked."""
     check_password_rules(password)
     user.password_hash = _hasher.hash(password)
     user.password_changed_at = now
     revoke_sessions(session, user, now)
     session.flush()
+    action = "user.password" if actor is user else "user.reset_password"
+    audit.record(session, actor, action, "user", user.id, now=now)
 
 
 def verify_password(user: User, password: str) -> bool:
@@ -156,21 +164,26 @@ def verify_password(user: User, password: str) -> bool:
         return False
 
 
-def set_role(session: Session, user: User, role: Role, now: datetime) -> None:
+def set_role(session: Session, actor: Actor, user: User, role: Role, now: datetime) -> None:
     """A new role means signing in again, so no open page keeps powers it lost."""
-    if user.role is not role:
-        user.role = role
-        revoke_sessions(session, user, now)
+    if user.role is role:
+        return
+    change = {"from": user.role.value, "to": role.value}
+    user.role = role
+    revoke_sessions(session, user, now)
     session.flush()
+    audit.record(session, actor, "user.role", "user", user.id, change, now)
 
 
-def set_active(session: Session, user: User, active: bool, now: datetime) -> None:
+def set_active(session: Session, actor: Actor, user: User, active: bool, now: datetime) -> None:
     """Deactivating also ends the user's sessions; their API tokens stop at verification."""
     user.active = active
     if not active:
         user.password_changed_at = now
         revoke_sessions(session, user, now)
     session.flush()
+    action = "user.activate" if active else "user.deactivate"
+    audit.record(session, actor, action, "user", user.id, now=now)
 
 
 def remove_user(
@@ -193,8 +206,7 @@ def remove_user(
     user_id, role = user.id, user.role.value
     session.delete(user)
     session.flush()
-    detail = {**({"via": via} if via else {}), "role": role}
-    audit.record(session, actor, "user.delete", "user", user_id, detail, now)
+    audit.record(session, actor, "user.delete", "user", user_id, {"role": role}, now, via=via)
 
 
 # --- login throttle -------------------------------------------------------------
@@ -350,7 +362,10 @@ def _token_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_token(session: Session, user: User, name: str, now: datetime) -> NewToken:
+def create_api_token(
+    session: Session, actor: Actor, user: User, name: str, now: datetime
+) -> NewToken:
+    """A named token for ``user``, audited; the secret is shown once and stored hashed."""
     name = name.strip()
     if not name or len(name) > TOKEN_NAME_LENGTH:
         raise UserError(f"a token needs a name of 1 to {TOKEN_NAME_LENGTH} characters")
@@ -358,6 +373,7 @@ def create_api_token(session: Session, user: User, name: str, now: datetime) -> 
     token = ApiToken(user_id=user.id, name=name, token_hash=_token_hash(secret), created_at=now)
     session.add(token)
     session.flush()
+    audit.record(session, actor, "token.create", "api_token", token.id, now=now)
     return NewToken(token=token, secret=secret)
 
 
@@ -387,7 +403,9 @@ def tokens_of(session: Session, user: User) -> list[ApiToken]:
     )
 
 
-def revoke_api_token(session: Session, token: ApiToken, now: datetime) -> None:
+def revoke_api_token(session: Session, actor: Actor, token: ApiToken, now: datetime) -> None:
+    """The token stops working at once; revoking twice keeps the first moment."""
     if token.revoked_at is None:
         token.revoked_at = now
     session.flush()
+    audit.record(session, actor, "token.revoke", "api_token", token.id, now=now)

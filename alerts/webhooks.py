@@ -31,6 +31,7 @@ from alerts.audit import Actor
 from alerts.config import get_settings
 from alerts.db import Database
 from alerts.delivery.ledger import MAX_ATTEMPTS, retry_delay
+from alerts.errors import InvalidInputError
 from alerts.jobs import Job, enqueue_after_commit
 from alerts.models import DeliveryState, WebhookDelivery, WebhookEndpoint
 from alerts.netguard import Outbound, OutboundError
@@ -54,7 +55,7 @@ RESPONSE_READ_BYTES = 4 * RESPONSE_KEPT_CHARS
 SECRET_BYTES = 24
 
 
-class WebhookError(ValueError):
+class WebhookError(InvalidInputError):
     pass
 
 
@@ -91,11 +92,13 @@ def check_url(url: str, outbound: Outbound | None = None) -> str:
 
 def add_endpoint(
     session: Session,
+    actor: Actor,
     url: str,
     events: Sequence[str],
     now: datetime,
     outbound: Outbound | None = None,
 ) -> WebhookEndpoint:
+    """Check the address and the events, add the endpoint with a new secret, audited."""
     check_url(url, outbound)
     unknown = sorted(set(events) - EVENTS)
     if unknown or not events:
@@ -105,6 +108,9 @@ def add_endpoint(
     )
     session.add(endpoint)
     session.flush()
+    audit.record(
+        session, actor, "webhook.add", "webhook", endpoint.id, {"events": endpoint.events}, now
+    )
     return endpoint
 
 
@@ -257,27 +263,48 @@ def deliver(
 
 
 def overview(session: Session) -> list[dict[str, Any]]:
-    """Each endpoint with its deliveries by state and its last answer."""
-    rows: list[dict[str, Any]] = []
-    for endpoint in session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)):
-        last = session.scalars(
-            select(WebhookDelivery)
-            .where(WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.attempts > 0)
-            .order_by(WebhookDelivery.updated_at.desc())
-            .limit(1)
-        ).first()
-        counted = session.execute(
-            select(WebhookDelivery.state, func.count(WebhookDelivery.id))
-            .where(WebhookDelivery.endpoint_id == endpoint.id)
-            .group_by(WebhookDelivery.state)
+    """Each endpoint with its deliveries by state and its last answer.
+
+    Three statements however many endpoints the console lists: the endpoints,
+    the counts of every endpoint at once, and each endpoint's latest tried
+    delivery picked by a window function (SQLite and PostgreSQL both have them).
+    """
+    endpoints = session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)).all()
+    counts: dict[int, dict[str, int]] = {endpoint.id: {} for endpoint in endpoints}
+    for endpoint_id, state, count in session.execute(
+        select(WebhookDelivery.endpoint_id, WebhookDelivery.state, func.count(WebhookDelivery.id))
+        .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.state)
+        .order_by(WebhookDelivery.endpoint_id, WebhookDelivery.state)
+    ):
+        counts.setdefault(endpoint_id, {})[state.value] = count
+    newest_first = (
+        func.row_number()
+        .over(
+            partition_by=WebhookDelivery.endpoint_id,
+            # The id breaks ties between deliveries updated in the same instant.
+            order_by=(WebhookDelivery.updated_at.desc(), WebhookDelivery.id.desc()),
         )
+        .label("newest_first")
+    )
+    tried = select(WebhookDelivery.id, newest_first).where(WebhookDelivery.attempts > 0).subquery()
+    last_by_endpoint = {
+        delivery.endpoint_id: delivery
+        for delivery in session.scalars(
+            select(WebhookDelivery)
+            .join(tried, tried.c.id == WebhookDelivery.id)
+            .where(tried.c.newest_first == 1)
+        )
+    }
+    rows: list[dict[str, Any]] = []
+    for endpoint in endpoints:
+        last = last_by_endpoint.get(endpoint.id)
         rows.append(
             {
                 "id": endpoint.id,
                 "url": endpoint.url,
                 "events": endpoint.events,
                 "active": endpoint.active,
-                "deliveries": {state.value: count for state, count in counted},
+                "deliveries": counts[endpoint.id],
                 "last_event": last.event if last else None,
                 "last_at": last.updated_at.isoformat() if last else None,
                 "last_status": last.last_status if last else None,
@@ -287,12 +314,16 @@ def overview(session: Session) -> list[dict[str, Any]]:
     return rows
 
 
-def deactivate(session: Session, endpoint_id: int) -> bool:
-    return bool(
+def deactivate(session: Session, actor: Actor, endpoint_id: int) -> bool:
+    """Stop posting to an endpoint (its history stays); False when there is none."""
+    found = bool(
         session.execute(
             update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(active=False)
         ).rowcount  # type: ignore[attr-defined]
     )
+    if found:
+        audit.record(session, actor, "webhook.deactivate", "webhook", endpoint_id)
+    return found
 
 
 def remove_endpoint(
@@ -314,8 +345,9 @@ def remove_endpoint(
         "webhook.delete",
         "webhook",
         endpoint_id,
-        {**({"via": via} if via else {}), "deliveries_removed": int(deliveries or 0)},
+        {"deliveries_removed": int(deliveries or 0)},
         now,
+        via=via,
     )
     session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id))
     session.expire_all()

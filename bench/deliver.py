@@ -126,11 +126,12 @@ def run(
     from alerts.models import Delivery, DeliveryKind, DeliveryState
     from alerts.progress import Progress
     from workers.celery_app import create_app
+    from workers.dispatch import sender_for
 
     settings = get_settings()
     database = get_database(settings)
     app = create_app(settings)
-    jobs.set_job_sender(lambda job, arguments: app.send_task(f"alerts.{job}", kwargs=arguments))
+    jobs.set_job_sender(sender_for(app))
 
     print(f"seeding {args.subscribers} subscribers x {ARTICLES_PER_DIGEST} matched articles ...")
     started = time.perf_counter()

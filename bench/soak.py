@@ -218,11 +218,12 @@ def run(
     from alerts.config import get_settings
     from alerts.db import get_database
     from workers.celery_app import create_app
+    from workers.dispatch import sender_for
 
     settings = get_settings()
     database = get_database(settings)
     app = create_app(settings)
-    jobs.set_job_sender(lambda job, arguments: app.send_task(f"alerts.{job}", kwargs=arguments))
+    jobs.set_job_sender(sender_for(app))
     corpus = load_corpus(args.corpus)
     words = common_words(corpus)
 

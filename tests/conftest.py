@@ -27,7 +27,9 @@ from alerts import db as alerts_db
 from alerts import jobs
 from alerts.config import get_settings
 from alerts.db import Database, get_database
+from alerts.mailer import close_process_mailer
 from alerts.models import Base
+from workers.dispatch import send_job
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "ALERTS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -69,7 +71,10 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("ALERTS_TRUSTED_HOSTS", "testserver,127.0.0.1,localhost,::1")
     monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
     get_settings.cache_clear()
+    # What the entry points install; a test that records its jobs replaces it.
+    jobs.set_job_sender(send_job)
     yield data_dir
+    close_process_mailer()
     for database in alerts_db._databases.values():
         database.dispose()
     alerts_db._databases.clear()

@@ -21,11 +21,13 @@ from alerts.bounce_mailbox import Mailbox, MailboxError, poll
 from alerts.bounces import take_in
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
+from alerts.jobs import set_job_sender
 from alerts.leader import release, try_lead
 from alerts.logs import configure_logging
 from alerts.metrics import LEADER, keep_in_files
 from alerts.retention import prune_all
 from alerts.tick import run_tick
+from workers.dispatch import send_job
 
 log = logging.getLogger("alerts.clock")
 
@@ -101,6 +103,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings, "clock")
     keep_in_files(settings)
+    set_job_sender(send_job)
     holder = holder_name()
     scheduler = BlockingScheduler(
         timezone="UTC",

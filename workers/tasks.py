@@ -13,6 +13,8 @@ from celery.signals import (
     task_prerun,
     worker_init,
     worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
 )
 
 from alerts.alerting import process_new_articles
@@ -20,9 +22,9 @@ from alerts.config import get_settings
 from alerts.db import forget_connections_after_fork, get_database, utcnow
 from alerts.delivery.outbound import Mailer, send_deliveries
 from alerts.ingest.service import limits_from, poll_source
-from alerts.jobs import Job
+from alerts.jobs import Job, set_job_sender
 from alerts.logs import configure_logging, current_task_id
-from alerts.mailer import default_mailer
+from alerts.mailer import close_process_mailer, process_mailer
 from alerts.matching.service import IndexCache
 from alerts.metrics import keep_in_files
 from alerts.netguard import Outbound
@@ -31,6 +33,7 @@ from alerts.transactions import run_in_transaction
 from alerts.webhooks import deliver
 from workers.base import DatabaseTask
 from workers.celery_app import TASK_PREFIX, app
+from workers.dispatch import sender_for
 
 # One compiled interest index per worker process; thread-pool workers share it.
 _index_lock = threading.Lock()
@@ -41,9 +44,8 @@ def index_cache() -> IndexCache:
     return IndexCache(default_gazetteer(), get_settings())
 
 
-@lru_cache(maxsize=1)
 def mailer() -> Mailer:
-    return default_mailer(get_settings())
+    return process_mailer(get_settings())
 
 
 @setup_logging.connect
@@ -66,6 +68,12 @@ def forget_the_task(**_: Any) -> None:
 def keep_metrics_in_files(**_: Any) -> None:
     """Count into this host's metrics files; prefork children start their own."""
     keep_in_files(get_settings())
+
+
+@worker_init.connect
+def queue_follow_up_jobs(sender: Any = None, **_: Any) -> None:
+    """Jobs that tasks queue (matching queues alerts) go to this worker's broker."""
+    set_job_sender(sender_for(sender.app if sender is not None else app))
 
 
 @worker_init.connect
@@ -95,6 +103,13 @@ def warm_caches(sender: Any = None, **_: Any) -> None:
 def forget_inherited_connections(**_: Any) -> None:
     """A forked child must not share the parent's database connections."""
     forget_connections_after_fork()
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def close_mail_connections(**_: Any) -> None:
+    """Say QUIT to the SMTP server instead of leaving it a dropped connection."""
+    close_process_mailer()
 
 
 @app.task(name=TASK_PREFIX + Job.POLL_SOURCE)

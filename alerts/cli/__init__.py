@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
@@ -15,17 +15,20 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from alerts import metrics
 from alerts.config import get_settings
+from alerts.errors import AlertsError, UnavailableError
+from alerts.jobs import install_job_sender
+from alerts.mailer import close_process_mailer
 from alerts.storage import storage_fault
 
 # Who the audit log names for everything done at the command line.
 CLI_ACTOR = "cli"
 # A storage fault (a full disk, a read-only folder) is reported in one line with this code.
 EXIT_STORAGE_FAULT = 1
-# argparse's code for a bad command line; the commands use it for refused input too.
-EXIT_USAGE = 2
-MAX_PORT = 65535
+# A command refused what it was given (argparse's own code for bad usage).
+EXIT_REFUSED = 2
 # A question answered "no" (or not answered): nothing was changed.
 EXIT_DECLINED = 1
+MAX_PORT = 65535
 
 # Each module adds its subcommands; a subcommand's handler returns the exit code.
 COMMAND_MODULES = (
@@ -57,7 +60,7 @@ class CommandParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_REFUSED, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
 def positive_int(text: str) -> int:
@@ -132,14 +135,26 @@ def build_parser() -> argparse.ArgumentParser:
 EXIT_UNAVAILABLE = 69
 
 
+def send_through_workers(job: str, arguments: dict[str, Any]) -> None:
+    """The Celery sender, imported when a command first queues work, not at every start."""
+    from workers.dispatch import send_job
+
+    send_job(job, arguments)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    install_job_sender(send_through_workers)
     try:
         # The command's own process (and `alerts web`, which serves in it) counts
         # into this host's metrics files, as the worker and clock do.
         metrics.keep_in_files(get_settings())
         code: int = args.handler(args)
+    except AlertsError as error:
+        # A rule the command's own handler did not translate: still one line.
+        print(f"alerts: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if isinstance(error, UnavailableError) else EXIT_REFUSED
     except Exception as error:
         # The unit of work has rolled back by now (session_scope), so one line is
         # the whole story: nothing was half written.
@@ -153,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # An outage is not a bug: one line that says which service, no traceback.
         print(f"alerts: {message}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    finally:
+        close_process_mailer()
     return code
 
 
@@ -167,8 +184,6 @@ def _storage_fault(error: Exception) -> str | None:
 
 def outage_message(error: BaseException) -> str | None:
     """One line naming the service that is down, or None if ``error`` is no outage."""
-    from alerts.config import get_settings
-
     settings = get_settings()
     if isinstance(error, OperationalError) or (
         isinstance(error, DBAPIError) and error.connection_invalidated

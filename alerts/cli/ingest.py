@@ -8,7 +8,7 @@ import sys
 
 from sqlalchemy import func, select
 
-from alerts.cli import CLI_ACTOR, EXIT_DECLINED, EXIT_USAGE, confirmed, plural
+from alerts.cli import CLI_ACTOR, EXIT_DECLINED, EXIT_REFUSED, confirmed, plural
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.ingest.fetch import read_source
@@ -23,7 +23,7 @@ from alerts.sources import (
     SourceForm,
     SourceInputError,
     create_source,
-    remove_source,
+    delete_source,
 )
 from alerts.transactions import run_in_transaction
 
@@ -142,16 +142,17 @@ def run_sources_remove(args: argparse.Namespace) -> int:
         stored = session.scalar(select(func.count(Article.id)).where(Article.source_id == args.id))
     if found is None:
         print(f"alerts sources remove: no source {args.id}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_REFUSED
     name, url = found
     kept = plural(int(stored or 0), "stored article")
     if not confirmed(f"Remove source {args.id} ({name}, {url})? Its {kept} stay.", args.yes):
         return EXIT_DECLINED
     with database.session_scope() as session:
-        removed = remove_source(session, CLI_ACTOR, args.id, utcnow())
-    if not removed:
-        print(f"alerts sources remove: no source {args.id}", file=sys.stderr)
-        return EXIT_USAGE
+        source = session.get(Source, args.id)
+        if source is None:  # removed by someone else while the question was open
+            print(f"alerts sources remove: no source {args.id}", file=sys.stderr)
+            return EXIT_REFUSED
+        delete_source(session, CLI_ACTOR, source)
     print(f"source {args.id}: removed")
     return 0
 

@@ -20,12 +20,13 @@ from typing import Any, TextIO
 from alerts.cli import positive_int, region_label
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
+from alerts.errors import InvalidInputError
 from alerts.matching import (
     Interest,
     InterestIndex,
     PreparedInterest,
     QueryError,
-    RegionNotFoundError,
+    UnknownRegionError,
     analyze,
     load_gazetteer,
     prepare_interest,
@@ -38,7 +39,7 @@ EXIT_BAD_ARTICLE = 1
 EXIT_BAD_INTEREST = 2
 
 
-class InputError(ValueError):
+class InputError(InvalidInputError):
     """A malformed line in one of the JSONL inputs."""
 
 
@@ -96,9 +97,9 @@ def run_preview_command(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 max_articles=args.max_articles,
             )
-    except RegionNotFoundError as error:
+    except UnknownRegionError as error:
         print(
-            f"alerts interests preview: unknown region {error.region!r}{error.hint}",
+            f"alerts interests preview: unknown region {error.name!r}{error.hint}",
             file=sys.stderr,
         )
         return EXIT_BAD_INTEREST
@@ -182,10 +183,9 @@ def load_interests(
                 file=err,
             )
             failed = True
-        except RegionNotFoundError as exc:
+        except UnknownRegionError as exc:
             print(
-                f"{path}:{number}: interest {interest.id!r}: unknown region {exc.region!r}"
-                f"{exc.hint}",
+                f"{path}:{number}: interest {interest.id!r}: unknown region {exc.name!r}{exc.hint}",
                 file=err,
             )
             failed = True

@@ -15,8 +15,7 @@ from alerts.cli import CLI_ACTOR
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.outbound import send_deliveries
-from alerts.delivery.render import MailRenderer
-from alerts.mailer import default_mailer
+from alerts.mailer import process_mailer, process_renderer
 from alerts.models import Newsletter
 from alerts.newsletters import (
     NewsletterError,
@@ -173,6 +172,7 @@ def run_create(args: argparse.Namespace) -> int:
         with get_database(settings).session_scope() as session:
             newsletter = create_newsletter(
                 session,
+                CLI_ACTOR,
                 subject=args.subject,
                 preheader=args.preheader,
                 intro_markdown=intro,
@@ -254,7 +254,9 @@ def run_preview(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
         with get_database(settings).session_scope() as session:
-            mail = preview(session, args.id, args.subscriber, settings, utcnow(), MailRenderer())
+            mail = preview(
+                session, args.id, args.subscriber, settings, utcnow(), process_renderer()
+            )
     except NewsletterError as error:
         return _refused("preview", error)
     print(f"Subject: {mail.subject}\n")
@@ -268,10 +270,10 @@ def run_test(args: argparse.Namespace) -> int:
     try:
         with database.session_scope() as session:
             _existing(session, args.id)
-            ids = send_test(session, args.id, args.to, settings, utcnow())
+            ids = send_test(session, CLI_ACTOR, args.id, args.to, settings, utcnow())
     except NewsletterError as error:
         return _refused("test", error)
-    report = send_deliveries(database, ids, default_mailer(settings), utcnow)
+    report = send_deliveries(database, ids, process_mailer(settings), utcnow)
     print(f"{report.sent} test mails sent, {report.deferred + report.failed + report.bounced} not")
     return 0 if report.sent == len(ids) else 1
 

@@ -17,14 +17,14 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from alerts.cli import CLI_ACTOR, EXIT_DECLINED, EXIT_USAGE, confirmed, plural, region_label
+from alerts.cli import CLI_ACTOR, EXIT_DECLINED, EXIT_REFUSED, confirmed, plural, region_label
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.ledger import count_sending, recover_stuck, waiting_for_task
 from alerts.delivery.outbound import SendReport, send_deliveries
 from alerts.digest import plan_due_digests
 from alerts.i18n import LANGUAGES
-from alerts.mailer import default_mailer
+from alerts.mailer import process_mailer
 from alerts.models import DeliveryKind, Frequency, Source, Subscriber
 from alerts.progress import Progress, tracked
 from alerts.schedule import latest_slot, period_length
@@ -140,7 +140,7 @@ def run_add(args: argparse.Namespace) -> int:
             print(f"subscriber {subscriber.id}: {subscriber.email} ({subscriber.status.value})")
     except SubscriberError as error:
         print(f"alerts subscribers add: {_one_line(error, args.query)}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_REFUSED
     return 0
 
 
@@ -217,7 +217,7 @@ def run_remove(args: argparse.Namespace) -> int:
             interests = len(subscriber.interests)
     except SubscriberError as error:
         print(f"alerts subscribers remove: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_REFUSED
     question = (
         f"Erase subscriber {subscriber_id} ({email}), their {plural(interests, 'interest')} "
         "and every mail and match they had?"
@@ -228,7 +228,7 @@ def run_remove(args: argparse.Namespace) -> int:
         erased = erase(session, CLI_ACTOR, subscriber_id, utcnow())
     if not erased:
         print(f"alerts subscribers remove: no subscriber {subscriber_id}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_REFUSED
     print(f"subscriber {subscriber_id}: erased")
     return 0
 
@@ -243,7 +243,7 @@ def run_resend_confirmation(args: argparse.Namespace) -> int:
             print(f"subscriber {subscriber.id}: confirmation mail queued to {subscriber.email}")
     except SubscriberError as error:
         print(f"alerts subscribers resend-confirmation: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_REFUSED
     return 0
 
 
@@ -275,7 +275,7 @@ def run_show(args: argparse.Namespace) -> int:
             }
     except SubscriberError as error:
         print(f"alerts subscribers show: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_REFUSED
     if args.json:
         print(json.dumps(row, ensure_ascii=False))
         return 0
@@ -341,23 +341,20 @@ def run_digests_send(args: argparse.Namespace) -> int:
         ]
     todo = sorted([*planned, *left_over])
     report = SendReport()
-    mailer = default_mailer(settings)
+    mailer = process_mailer(settings)
     chunks = range(0, len(todo), settings.send_batch_size)
     with _stop_on_interrupt() as stopping:
-        try:
-            for start in tracked(chunks, len(chunks), "digests"):
-                if stopping.is_set():
-                    break
-                batch = send_deliveries(
-                    database,
-                    todo[start : start + settings.send_batch_size],
-                    mailer,
-                    utcnow,
-                    stop=stopping.is_set,
-                )
-                report.add(batch)
-        finally:
-            mailer.sender.close()
+        for start in tracked(chunks, len(chunks), "digests"):
+            if stopping.is_set():
+                break
+            batch = send_deliveries(
+                database,
+                todo[start : start + settings.send_batch_size],
+                mailer,
+                utcnow,
+                stop=stopping.is_set,
+            )
+            report.add(batch)
     resumed = f" (and {len(left_over)} left over from an earlier run)" if left_over else ""
     print(
         f"{len(planned)} digests planned{resumed}: {report.sent} sent, {report.skipped} empty, "

@@ -10,7 +10,6 @@ import getpass
 import json
 import sys
 
-from alerts import audit
 from alerts.cli import CLI_ACTOR, EXIT_DECLINED, confirmed
 from alerts.db import get_database, utcnow
 from alerts.models import Role
@@ -85,8 +84,7 @@ def run_add(args: argparse.Namespace) -> int:
         role = parse_role(args.role)
         password, generated = _password(args)
         with get_database().session_scope() as session:
-            user = create_user(session, args.email, password, role, utcnow())
-            audit.record(session, CLI_ACTOR, "user.add", "user", user.id, {"role": role.value})
+            user = create_user(session, CLI_ACTOR, args.email, password, role, utcnow())
             print(f"user {user.id}: {user.email} ({user.role.value})")
     except UserError as error:
         print(f"alerts users add: {error}", file=sys.stderr)
@@ -123,8 +121,7 @@ def run_token(args: argparse.Namespace) -> int:
             user = find_user(session, args.email)
             if user is None or not user.active:
                 raise UserError(f"no active user {args.email}")
-            new = create_api_token(session, user, args.name, utcnow())
-            audit.record(session, CLI_ACTOR, "token.create", "api_token", new.token.id)
+            new = create_api_token(session, CLI_ACTOR, user, args.name, utcnow())
     except UserError as error:
         print(f"alerts users token: {error}", file=sys.stderr)
         return EXIT_REFUSED

@@ -6,8 +6,7 @@ import argparse
 import json
 import sys
 
-from alerts import audit
-from alerts.cli import CLI_ACTOR, EXIT_DECLINED, EXIT_USAGE, confirmed
+from alerts.cli import CLI_ACTOR, EXIT_DECLINED, EXIT_REFUSED, confirmed
 from alerts.db import get_database, utcnow
 from alerts.models import WebhookEndpoint
 from alerts.webhooks import EVENTS, WebhookError, add_endpoint, overview, remove_endpoint
@@ -41,15 +40,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_add(args: argparse.Namespace) -> int:
     try:
         with get_database().session_scope() as session:
-            endpoint = add_endpoint(session, args.url, args.event, utcnow())
-            audit.record(
-                session, CLI_ACTOR, "webhook.add", "webhook", endpoint.id, {"events": args.event}
-            )
+            endpoint = add_endpoint(session, CLI_ACTOR, args.url, args.event, utcnow())
             print(f"webhook {endpoint.id}: {endpoint.url}")
             print(f"signing secret (shown once): {endpoint.secret}")
     except WebhookError as error:
         print(f"alerts webhooks add: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_REFUSED
     return 0
 
 
@@ -73,13 +69,13 @@ def run_remove(args: argparse.Namespace) -> int:
         url = None if endpoint is None else endpoint.url
     if url is None:
         print(f"alerts webhooks remove: no webhook {args.id}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_REFUSED
     if not confirmed(f"Remove webhook {args.id} ({url}) and its delivery history?", args.yes):
         return EXIT_DECLINED
     with database.session_scope() as session:
         removed = remove_endpoint(session, CLI_ACTOR, args.id, utcnow())
     if not removed:
         print(f"alerts webhooks remove: no webhook {args.id}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_REFUSED
     print(f"webhook {args.id}: removed")
     return 0

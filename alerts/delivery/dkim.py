@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import dkim
 
+from alerts.errors import InvalidInputError
+
 if TYPE_CHECKING:
     from alerts.config import Settings
 
@@ -42,7 +44,7 @@ CANONICALIZATION = (b"relaxed", b"relaxed")
 _PROBE_MESSAGE = b"From: probe@example.invalid\r\nSubject: probe\r\n\r\nprobe\r\n"
 
 
-class DkimConfigurationError(ValueError):
+class DkimConfigurationError(InvalidInputError):
     """DKIM settings are incomplete or the key cannot be used."""
 
 

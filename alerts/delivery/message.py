@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from email.utils import format_datetime
 
+from alerts.errors import InvalidInputError
+
 CRLF = "\r\n"
 # RFC 5322 2.1.1: lines SHOULD stay within 78 characters and MUST within 998.
 FOLD_AT = 78
@@ -63,7 +65,7 @@ _STRUCTURAL_HEADERS = frozenset(
 )
 
 
-class InvalidAddressError(ValueError):
+class InvalidAddressError(InvalidInputError):
     """An e-mail address we refuse to put in a header or an SMTP envelope."""
 
 

@@ -116,6 +116,10 @@ class Mailer:
         )
         return self.signer.sign(message) if self.signer else message
 
+    def close(self) -> None:
+        """Release the sender's connections."""
+        self.sender.close()
+
 
 # Mail no person wrote (RFC 3834 Auto-Submitted); editors' issues are written by people.
 AUTOMATIC_KINDS = frozenset({DeliveryKind.ALERT, DeliveryKind.DIGEST, DeliveryKind.CONFIRMATION})

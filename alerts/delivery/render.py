@@ -58,6 +58,7 @@ from jinja2 import (
 from markupsafe import Markup, escape
 
 from alerts.config import TEMPLATES_DIR, Settings
+from alerts.errors import AlertsError, NotFoundError
 from alerts.i18n import DEFAULT_LANGUAGE, LANGUAGES, translations
 
 DEFAULT_TEMPLATES_DIR = TEMPLATES_DIR / "email"
@@ -83,11 +84,11 @@ class RenderedMail:
     html: str
 
 
-class UnknownTemplateError(LookupError):
+class UnknownTemplateError(NotFoundError):
     """No template set of that name was loaded."""
 
 
-class TemplateLayoutError(TemplateError):
+class TemplateLayoutError(AlertsError, TemplateError):
     """A template breaks the rules that let CSS be inlined safely (see module doc)."""
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from alerts.delivery.message import InvalidAddressError, validate_address
+from alerts.errors import AlertsError
 
 if TYPE_CHECKING:
     from alerts.config import Settings
@@ -47,7 +48,7 @@ OUTBOX_SUFFIX = ".eml"
 OUTBOX_NAME_HASH_CHARS = 24
 
 
-class DeliveryFailure(Exception):  # noqa: N818 - Temporary/PermanentFailure are the API
+class DeliveryFailure(AlertsError):  # noqa: N818 - Temporary/PermanentFailure are the API
     """A message the server did not take."""
 
     def __init__(self, code: int, reason: str, *, stage: str = "", recipient: str = "") -> None:

@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
+from alerts.errors import AlertsError
 from alerts.ingest.limits import IngestLimits
 from alerts.ingest.text import (
     PARAGRAPH_SEPARATOR,
@@ -31,9 +32,9 @@ from alerts.ingest.text import (
     detect_language,
     html_to_line,
     html_to_text,
-    normalise_language,
     plain_text_paragraphs,
 )
+from alerts.text.analysis import normalise_language
 
 FORMAT_RSS = "rss"
 FORMAT_ATOM = "atom"
@@ -158,11 +159,11 @@ class ParseResult:
     warnings: list[str] = field(default_factory=list)
 
 
-class SourceError(Exception):
+class SourceError(AlertsError):
     """The source as a whole cannot be read or understood; str() is a one-line reason."""
 
 
-class InvalidEntryError(Exception):
+class InvalidEntryError(AlertsError):
     """Raised while building one entry; becomes an EntryError for that entry only."""
 
 

@@ -14,6 +14,8 @@ from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any
 
+from alerts.text.analysis import normalise_language
+
 PARAGRAPH_SEPARATOR = "\n\n"
 
 # Tags whose start or end always ends the current paragraph.
@@ -75,24 +77,6 @@ SKIPPED_TAGS = frozenset(
         "button",
     }
 )
-VOID_TAGS = frozenset(
-    {
-        "area",
-        "base",
-        "br",
-        "col",
-        "embed",
-        "hr",
-        "img",
-        "input",
-        "link",
-        "meta",
-        "param",
-        "source",
-        "track",
-        "wbr",
-    }
-)
 
 TAG_PATTERN = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>")
 ENTITY_PATTERN = re.compile(r"&(?:#\d+|#x[0-9A-Fa-f]+|[A-Za-z][A-Za-z0-9]*);")
@@ -107,7 +91,6 @@ MIN_LETTERS_FOR_DETECTION = 20
 MIN_DETECTION_CONFIDENCE = 0.5
 # Language detection gains nothing from more than a few thousand characters.
 DETECTION_SAMPLE_CHARS = 5000
-LANGUAGE_TAG = re.compile(r"^\s*([A-Za-z]{2})(?:[-_][A-Za-z0-9]+)*\s*$")
 
 FINGERPRINT_WORD = re.compile(r"\w+")
 FINGERPRINT_FIELD_SEPARATOR = "\x1f"
@@ -206,14 +189,6 @@ def body_to_text(value: str, *, is_html: bool | None = None) -> str:
     if is_html is None:
         is_html = looks_like_html(value)
     return html_to_text(value) if is_html else plain_text_paragraphs(value)
-
-
-def normalise_language(code: str | None) -> str | None:
-    """ISO 639-1 code from a declared language tag ("en-US", "de_DE", "RU"), else None."""
-    if not code:
-        return None
-    match = LANGUAGE_TAG.match(code)
-    return match.group(1).lower() if match else None
 
 
 @lru_cache(maxsize=1)

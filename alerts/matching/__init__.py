@@ -18,8 +18,8 @@ from alerts.matching.index import (
     Match,
     PreparedInterest,
     RegionHit,
-    RegionNotFoundError,
     TermHit,
+    UnknownRegionError,
     prepare_interest,
 )
 from alerts.matching.query import Node, QueryError, parse_query, to_text
@@ -37,8 +37,8 @@ __all__ = [
     "PreparedInterest",
     "QueryError",
     "RegionHit",
-    "RegionNotFoundError",
     "TermHit",
+    "UnknownRegionError",
     "analyze",
     "fold",
     "load_gazetteer",

@@ -119,7 +119,7 @@ def analyze(
         lead, body = split_lead(body)
     else:
         lead = repair(lead)
-    lang = normalise_language(language)
+    lang = normalise_language(language) or ""
     zones = [
         ("title", tokenize_with_case(title)),
         ("lead", tokenize_with_case(lead)),

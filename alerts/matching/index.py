@@ -23,7 +23,7 @@ Interests with the same normalised query and regions share one entry.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from alerts.matching.document import (
@@ -72,21 +72,6 @@ MAX_SECONDARY_KEYS = 4
 Clause = tuple[str, ...]
 
 
-class RegionNotFoundError(ValueError):
-    """An interest names a region the gazetteer does not know."""
-
-    def __init__(self, interest_id: str, region: str, suggestions: Sequence[str] = ()) -> None:
-        self.interest_id = interest_id
-        self.region = region
-        self.suggestions = tuple(suggestions)
-        super().__init__(f"interest {interest_id!r}: unknown region {region!r}{self.hint}")
-
-    @property
-    def hint(self) -> str:
-        """``"; did you mean South Ossetia?"`` when the gazetteer has close names."""
-        return f"; did you mean {' or '.join(self.suggestions)}?" if self.suggestions else ""
-
-
 @dataclass(frozen=True, slots=True)
 class Interest:
     """A keyword query and/or regions (names or ids); at least one is given."""
@@ -117,7 +102,7 @@ def prepare_interest(
     max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> PreparedInterest:
     """Parse and resolve an interest; raises :class:`QueryError` or
-    :class:`RegionNotFoundError` naming what is wrong.
+    :class:`UnknownRegionError` naming what is wrong.
 
     The parser bounds the tree's depth (``max_depth``, at most
     ``MAX_DEPTH_CEILING``), which is what keeps the recursive walks below
@@ -146,7 +131,7 @@ def prepare_interest(
         try:
             region_ids.add(_resolve(gazetteer, name))
         except UnknownRegionError as exc:
-            raise RegionNotFoundError(interest.id, name, exc.suggestions) from exc
+            raise UnknownRegionError(name, exc.suggestions, interest_id=interest.id) from exc
     return PreparedInterest(node, frozenset(region_ids))
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Literal
 
+from alerts.errors import InvalidInputError
 from alerts.text.analysis import fold, normalise_language, tokenize
 
 DEFAULT_MAX_LENGTH = 500
@@ -50,7 +51,7 @@ KNOWN_FIELDS = TEXT_FIELDS + VALUE_FIELDS
 TextField = Literal["", "title"]
 
 
-class QueryError(ValueError):
+class QueryError(InvalidInputError):
     """A query that cannot be accepted, with the character offset of the problem."""
 
     def __init__(self, message: str, position: int, query: str) -> None:
@@ -383,7 +384,13 @@ class _Parser:
         return Phrase(tuple(parts), _text_field(field_name), tok.pos)
 
     def field_value(self, name: str, raw: str, pos: int) -> Node:
-        value = normalise_language(raw) if name == "lang" else " ".join(tokenize(raw))
+        if name == "lang":
+            language = normalise_language(raw)
+            if language is None:
+                raise self.error(f"field lang: {raw!r} is not a language code such as en", pos)
+            value = language
+        else:
+            value = " ".join(tokenize(raw))
         if not value:
             raise self.error(f"field {name}: has an empty value", pos)
         self.count_term(pos)

@@ -280,7 +280,7 @@ def preview_interest(
     max_articles: int | None = None,
 ) -> list[PreviewHit]:
     """The stored articles since ``since`` that this interest would have matched,
-    newest first. Raises QueryError or RegionNotFoundError for a bad interest.
+    newest first. Raises QueryError or UnknownRegionError for a bad interest.
 
     Each article is analysed on the spot, so the cost grows with the articles
     looked at: it stops at ``limit`` hits, and ``max_articles`` (the newest

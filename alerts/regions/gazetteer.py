@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from alerts.errors import InvalidInputError
 from alerts.text.analysis import Token, fold, tokenize, tokenize_with_case
 
 GAZETTEER_PATH = Path(__file__).parent / "data" / "gazetteer.json"
@@ -241,14 +242,22 @@ PLACE_FOLLOWERS = frozenset(
 )
 
 
-class UnknownRegionError(ValueError):
+class UnknownRegionError(InvalidInputError):
     """A region name or id that the gazetteer does not know."""
 
-    def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
+    def __init__(
+        self, name: str, suggestions: Sequence[str] = (), *, interest_id: str | None = None
+    ) -> None:
         self.name = name
         self.suggestions = tuple(suggestions)
-        hint = f"; did you mean {' or '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"unknown region {name!r}{hint}")
+        self.interest_id = interest_id
+        where = f"interest {interest_id!r}: " if interest_id is not None else ""
+        super().__init__(f"{where}unknown region {name!r}{self.hint}")
+
+    @property
+    def hint(self) -> str:
+        """``"; did you mean South Ossetia?"`` when the gazetteer has close names."""
+        return f"; did you mean {' or '.join(self.suggestions)}?" if self.suggestions else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,8 @@ _APOSTROPHES = str.maketrans({"’": "'", "ʼ": "'", "‘": "'", "`": "'", "´":
 _SHORT_I = "й"
 _SHORT_I_GUARD = "\ue000"
 _COMBINING_MARKS = {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp))}
+# A primary subtag of two letters, then any subtags ("en", "pt-BR", "de_DE").
+_LANGUAGE_TAG = re.compile(r"^\s*([A-Za-z]{2})(?:[-_][A-Za-z0-9]+)*\s*$")
 _TOKEN_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _POSSESSIVE_SUFFIX = "'s"
 _CYRILLIC_FIRST, _CYRILLIC_LAST = 0x0400, 0x052F
@@ -126,11 +128,16 @@ def _capitalised(first: str) -> bool:
     return first.isupper() or not first.islower()
 
 
-def normalise_language(language: str | None) -> str:
-    """Reduce a language tag such as ``en-GB`` to its primary subtag."""
-    if not language:
-        return ""
-    return language.strip().lower().replace("_", "-").split("-", 1)[0]
+def normalise_language(tag: str | None) -> str | None:
+    """ISO 639-1 code from a language tag ("en-GB", "de_DE", "RU"), else None.
+
+    The one reading of a language tag: feeds, imports and the ``lang:`` query
+    field all go through it, so "english" is refused alike everywhere.
+    """
+    if not tag:
+        return None
+    match = _LANGUAGE_TAG.match(tag)
+    return match.group(1).lower() if match else None
 
 
 def _is_cyrillic(word: str) -> bool:

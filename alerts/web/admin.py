@@ -173,9 +173,7 @@ def subscribers(
 
 @router.get("/subscribers/export.csv")
 def export_subscribers(request: Request, session: SessionDep, user: AdminDep) -> Any:
-    text = admin.export_csv(session)
-    rows = max(text.count("\n") - 1, 0)
-    audit.record(session, user, "subscribers.export", "subscriber", None, {"rows": rows})
+    text = admin.export_csv(session, user)
     stamp = utcnow().strftime("%Y%m%d-%H%M")
     return Response(
         text,
@@ -214,14 +212,6 @@ def import_subscribers(
         report = import_csv_in_batches(get_database(), text, get_settings(), utcnow(), actor=user)
     except ImportStoppedError as stopped:
         report, error = stopped.report, f"{stopped}."
-    audit.record(
-        session,
-        user,
-        "subscribers.import",
-        "subscriber",
-        None,
-        {"added": report.added, "rejected": len(report.errors), "batches": report.batches},
-    )
     context = {
         "user": user,
         "report": report,
@@ -296,13 +286,9 @@ def edit_subscriber(
     )
     subscriber = _subscriber(session, subscriber_id)
     try:
-        changed = admin.edit_subscriber(session, subscriber, changes)
+        admin.edit_subscriber(session, user, subscriber, changes)
     except SubscriberError as error:
         return _subscriber_page(request, session, user, subscriber, str(error), 422)
-    if changed:
-        audit.record(
-            session, user, "subscriber.edit", "subscriber", subscriber.id, {"fields": changed}
-        )
     return see_other(f"/admin/subscribers/{subscriber_id}?notice=saved")
 
 
@@ -311,8 +297,7 @@ def suspend_subscriber(
     request: Request, session: SessionDep, user: AdminDep, subscriber_id: int
 ) -> Any:
     subscriber = _subscriber(session, subscriber_id)
-    if admin.suspend(session, subscriber):
-        audit.record(session, user, "subscriber.suspend", "subscriber", subscriber.id)
+    admin.suspend(session, user, subscriber)
     return see_other(f"/admin/subscribers/{subscriber_id}?notice=suspended")
 
 
@@ -321,15 +306,7 @@ def unsuspend_subscriber(
     request: Request, session: SessionDep, user: AdminDep, subscriber_id: int
 ) -> Any:
     subscriber = _subscriber(session, subscriber_id)
-    if admin.unsuspend(session, subscriber):
-        audit.record(
-            session,
-            user,
-            "subscriber.unsuspend",
-            "subscriber",
-            subscriber.id,
-            {"status": subscriber.status.value},
-        )
+    admin.unsuspend(session, user, subscriber)
     return see_other(f"/admin/subscribers/{subscriber_id}?notice=unsuspended")
 
 
@@ -338,8 +315,7 @@ def reactivate_subscriber(
     request: Request, session: SessionDep, user: AdminDep, subscriber_id: int
 ) -> Any:
     subscriber = _subscriber(session, subscriber_id)
-    if bounces.reactivate(session, subscriber):
-        audit.record(session, user, "subscriber.reactivate", "subscriber", subscriber.id)
+    bounces.reactivate(session, user, subscriber)
     return see_other(f"/admin/subscribers/{subscriber_id}?notice=reactivated")
 
 
@@ -391,17 +367,9 @@ def add_suppression(
     detail: Annotated[str, Form()] = "",
 ) -> Any:
     try:
-        suppression = admin.add_suppression(session, email, detail, utcnow())
+        admin.add_suppression(session, user, email, detail, utcnow())
     except SubscriberError as error:
         return _suppressions_page(request, session, user, "", str(error), 422)
-    audit.record(
-        session,
-        user,
-        "suppression.add",
-        "suppression",
-        suppression.id,
-        {"reason": suppression.reason.value},
-    )
     return see_other("/admin/suppressions?notice=suppressed")
 
 
@@ -412,11 +380,7 @@ def remove_suppression(
     suppression = session.get(Suppression, suppression_id)
     if suppression is None:
         raise HTTPException(status_code=404, detail="No such suppression.")
-    reason = suppression.reason.value
-    admin.remove_suppression(session, suppression)
-    audit.record(
-        session, user, "suppression.remove", "suppression", suppression_id, {"reason": reason}
-    )
+    admin.remove_suppression(session, user, suppression)
     return see_other("/admin/suppressions?notice=unsuppressed")
 
 
@@ -449,10 +413,9 @@ def add_webhook(
 ) -> Any:
     url, events = url.strip(), event or []
     try:
-        endpoint = webhooks.add_endpoint(session, url, events, utcnow())
+        endpoint = webhooks.add_endpoint(session, user, url, events, utcnow())
     except webhooks.WebhookError as error:
         return _webhooks_page(request, session, user, str(error), 422)
-    audit.record(session, user, "webhook.add", "webhook", endpoint.id, {"events": events})
     return render(
         request,
         "secret.html",
@@ -470,9 +433,8 @@ def add_webhook(
 def deactivate_webhook(
     request: Request, session: SessionDep, user: AdminDep, endpoint_id: int
 ) -> Any:
-    if not webhooks.deactivate(session, endpoint_id):
+    if not webhooks.deactivate(session, user, endpoint_id):
         raise HTTPException(status_code=404, detail="No such webhook.")
-    audit.record(session, user, "webhook.deactivate", "webhook", endpoint_id)
     return see_other("/admin/webhooks?notice=saved")
 
 
@@ -518,10 +480,9 @@ def add_user(
 ) -> Any:
     secret = password or users.generate_password()
     try:
-        created = users.create_user(session, email, secret, users.parse_role(role), utcnow())
+        created = users.create_user(session, actor, email, secret, users.parse_role(role), utcnow())
     except users.UserError as error:
         return _users_page(request, session, actor, str(error), 422)
-    audit.record(session, actor, "user.add", "user", created.id, {"role": created.role.value})
     if password:
         return see_other("/admin/users?notice=saved")
     return render(
@@ -550,34 +511,22 @@ def change_role(
         new_role = users.parse_role(role)
     except users.UserError as error:
         raise HTTPException(status_code=422, detail=str(error)) from error
-    old_role = target.role
-    if new_role is not old_role:
-        # The target's open sessions end: they sign in again under the new role.
-        users.set_role(session, target, new_role, utcnow())
-        audit.record(
-            session,
-            actor,
-            "user.role",
-            "user",
-            target.id,
-            {"from": old_role.value, "to": new_role.value},
-        )
+    # The target's open sessions end: they sign in again under the new role.
+    users.set_role(session, actor, target, new_role, utcnow())
     return see_other("/admin/users?notice=role")
 
 
 @router.post("/users/{user_id:int}/deactivate")
 def deactivate_user(request: Request, session: SessionDep, actor: AdminDep, user_id: int) -> Any:
     target = _other_user(session, actor, user_id)
-    users.set_active(session, target, False, utcnow())
-    audit.record(session, actor, "user.deactivate", "user", target.id)
+    users.set_active(session, actor, target, False, utcnow())
     return see_other("/admin/users?notice=deactivated")
 
 
 @router.post("/users/{user_id:int}/activate")
 def activate_user(request: Request, session: SessionDep, actor: AdminDep, user_id: int) -> Any:
     target = _other_user(session, actor, user_id)
-    users.set_active(session, target, True, utcnow())
-    audit.record(session, actor, "user.activate", "user", target.id)
+    users.set_active(session, actor, target, True, utcnow())
     return see_other("/admin/users?notice=activated")
 
 
@@ -585,8 +534,7 @@ def activate_user(request: Request, session: SessionDep, actor: AdminDep, user_i
 def reset_password(request: Request, session: SessionDep, actor: AdminDep, user_id: int) -> Any:
     target = _other_user(session, actor, user_id)
     secret = users.generate_password()
-    users.change_password(session, target, secret, utcnow())
-    audit.record(session, actor, "user.reset_password", "user", target.id)
+    users.change_password(session, actor, target, secret, utcnow())
     return render(
         request,
         "secret.html",
@@ -649,12 +597,11 @@ def change_own_password(
         error = "The two new passwords differ."
     else:
         try:
-            users.change_password(session, user, new, now)
+            users.change_password(session, user, user, new, now)
         except users.UserError as problem:
             error = str(problem)
     if error:
         return _account_page(request, session, user, error, 422)
-    audit.record(session, user, "user.password", "user", user.id, now=now)
     response = see_other("/admin/account?notice=password")
     # Every session of the user was revoked; this browser gets a fresh one.
     start_session(request, response, session, user, now)
@@ -666,10 +613,9 @@ def create_token(
     request: Request, session: SessionDep, user: StaffDep, name: Annotated[str, Form()] = ""
 ) -> Any:
     try:
-        new = users.create_api_token(session, user, name, utcnow())
+        new = users.create_api_token(session, user, user, name, utcnow())
     except users.UserError as error:
         return _account_page(request, session, user, str(error), 422)
-    audit.record(session, user, "token.create", "api_token", new.token.id)
     return render(
         request,
         "secret.html",
@@ -688,6 +634,5 @@ def revoke_token(request: Request, session: SessionDep, user: StaffDep, token_id
     token = session.get(ApiToken, token_id)
     if token is None or token.user_id != user.id:
         raise HTTPException(status_code=404, detail="No such token.")
-    users.revoke_api_token(session, token, utcnow())
-    audit.record(session, user, "token.revoke", "api_token", token.id)
+    users.revoke_api_token(session, user, token, utcnow())
     return see_other("/admin/account?notice=revoked")

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts import admin, audit
+from alerts import admin
 from alerts import sources as source_rules
 from alerts import subscribers as subscriber_rules
 from alerts.config import get_settings
@@ -335,27 +335,13 @@ def update_subscriber(
         paused=data.paused,
     )
     try:
-        changed = admin.edit_subscriber(session, subscriber, changes)
+        admin.edit_subscriber(session, caller, subscriber, changes, via=VIA)
     except SubscriberError as error:
         raise _invalid(error) from error
-    actor = caller
-    if changed:
-        audit.record(
-            session,
-            actor,
-            "subscriber.edit",
-            "subscriber",
-            subscriber.id,
-            {"via": "api", "fields": changed},
-        )
-    if data.status == "suspended" and admin.suspend(session, subscriber):
-        audit.record(
-            session, actor, "subscriber.suspend", "subscriber", subscriber.id, {"via": "api"}
-        )
-    if data.status == "unsuspended" and admin.unsuspend(session, subscriber):
-        audit.record(
-            session, actor, "subscriber.unsuspend", "subscriber", subscriber.id, {"via": "api"}
-        )
+    if data.status == "suspended":
+        admin.suspend(session, caller, subscriber, via=VIA)
+    if data.status == "unsuspended":
+        admin.unsuspend(session, caller, subscriber, via=VIA)
     return SubscriberRead.model_validate(subscriber)
 
 
@@ -434,17 +420,7 @@ def update_interest(
 @router.delete("/interests/{interest_id}", status_code=204, tags=["interests"])
 def delete_interest(interest_id: int, session: SessionDep, caller: AdminDep) -> Response:
     interest = _get(session, Interest, interest_id, "interest")
-    subscriber_id = interest.subscriber_id
-    session.delete(interest)
-    session.flush()
-    audit.record(
-        session,
-        caller,
-        "interest.delete",
-        "interest",
-        interest_id,
-        {"via": "api", "subscriber_id": subscriber_id},
-    )
+    subscriber_rules.delete_interest(session, caller, interest, via=VIA)
     return Response(status_code=204)
 
 
@@ -585,9 +561,7 @@ def _source_refused(error: source_rules.SourceInputError) -> HTTPException:
 @router.delete("/sources/{source_id}", status_code=204, tags=["sources"])
 def delete_source(source_id: int, session: SessionDep, caller: CallerDep) -> Response:
     source = _get(session, Source, source_id, "source")
-    session.delete(source)
-    session.flush()
-    audit.record(session, caller, "source.delete", "source", source_id, {"via": "api"})
+    source_rules.delete_source(session, caller, source, via=VIA)
     return Response(status_code=204)
 
 

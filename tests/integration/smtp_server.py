@@ -2,18 +2,27 @@
 
 Reusable by any test that needs to see what was really sent: it records each
 accepted message and can be told what to answer to RCPT TO or DATA for a given
-recipient, once per attempt or always.
+recipient, once per attempt or always. The ``smtp_server`` fixture in
+tests/integration/conftest.py starts one per test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
 
+from alerts.delivery.senders import SmtpSender
 from tests.conftest import free_port
+
+AnySmtpSender = TypeVar("AnySmtpSender", bound=SmtpSender)
+# Tests send one message at a time; a short timeout makes a hung server fail fast.
+TEST_SENDER_TIMEOUT_SECONDS = 5
 
 # A reply is an SMTP line such as "550 5.1.1 no such user". A list of replies is
 # used up one per attempt (then the recipient is accepted), a string applies always.
@@ -34,6 +43,7 @@ class SmtpTestServer:
         self.data_delay = 0.0
         self._lock = threading.Lock()
         self._controller: Controller | None = None
+        self._senders: list[SmtpSender] = []
 
     @property
     def url(self) -> str:
@@ -51,6 +61,32 @@ class SmtpTestServer:
 
     def recipients(self) -> list[str]:
         return [rcpt for _, rcpts, _ in self.messages for rcpt in rcpts]
+
+    def received(self, to: str | None = None) -> list[EmailMessage]:
+        """The accepted messages as parsed mail, in arrival order; only those
+        whose envelope names ``to`` when it is given."""
+        parser = BytesParser(policy=policy.default)
+        parsed = [
+            parser.parsebytes(data)
+            for _, rcpts, data in self.messages
+            if to is None or to.lower() in (rcpt.lower() for rcpt in rcpts)
+        ]
+        return [message for message in parsed if isinstance(message, EmailMessage)]
+
+    def sender(self) -> SmtpSender:
+        """A real SMTP client for this server, closed when the fixture ends."""
+        return self.adopt(SmtpSender(self.url, pool_size=1, timeout=TEST_SENDER_TIMEOUT_SECONDS))
+
+    def adopt(self, sender: AnySmtpSender) -> AnySmtpSender:
+        """Close ``sender`` (a test's own subclass, say) with the others at the end."""
+        self._senders.append(sender)
+        return sender
+
+    def close_senders(self) -> None:
+        """Close every sender handed out, so no socket is left to the garbage collector."""
+        senders, self._senders = self._senders, []
+        for sender in senders:
+            sender.close()
 
     def next_reply(self, replies: Replies, address: str) -> str | None:
         """The programmed reply for this address, using up one from a list."""

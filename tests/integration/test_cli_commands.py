@@ -11,20 +11,17 @@ import json
 import re
 import sys
 from datetime import timedelta
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from alerts.cli import EXIT_DECLINED, EXIT_USAGE, main
+from alerts.cli import EXIT_DECLINED, EXIT_REFUSED, main
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.delivery.outbound import send_deliveries
-from alerts.mailer import default_mailer
+from alerts.mailer import build_mailer
 from alerts.models import (
     ApiToken,
     Article,
@@ -43,6 +40,7 @@ from alerts.models import (
 from alerts.users import UserError, create_user, remove_user, set_active
 from alerts.web.app import create_app
 from tests.conftest import RecordedJobs
+from tests.integration.smtp_server import SmtpTestServer
 
 
 def answer(monkeypatch: pytest.MonkeyPatch, typed: str) -> None:
@@ -65,18 +63,15 @@ def count(database: Database, model: type[object]) -> int:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def outbox_messages() -> list[EmailMessage]:
-    parser = BytesParser(policy=policy.default)
-    found = sorted(get_settings().resolved_outbox_dir.glob("*.eml"))
-    messages = [parser.parsebytes(path.read_bytes()) for path in found]
-    return [m for m in messages if isinstance(m, EmailMessage)]
-
-
 def send_queued(database: Database, recorded_jobs: RecordedJobs) -> None:
-    """Run the send jobs the command queued after its commit, into the outbox."""
+    """Run the send jobs the command queued after its commit, as a worker would."""
     ids = [i for job in recorded_jobs for i in job[1].get("delivery_ids", [])]
     assert ids, "nothing was queued"
-    send_deliveries(database, ids, default_mailer(get_settings()), utcnow)
+    mailer = build_mailer(get_settings())
+    try:
+        send_deliveries(database, ids, mailer, utcnow)
+    finally:
+        mailer.close()
 
 
 # --- sources remove -------------------------------------------------------------
@@ -107,13 +102,13 @@ def test_sources_remove_asks_keeps_articles_and_audits(
         detail = session.scalars(
             select(AuditEntry.detail).where(AuditEntry.action == "source.delete")
         ).one()
-    assert detail == {"articles_kept": 1}
+    assert detail == {}
     assert audit_actions(database, "source") == [
         ("cli", "source.add", str(source_id)),
         ("cli", "source.delete", str(source_id)),
     ]
 
-    assert main(["sources", "remove", str(source_id), "--yes"]) == EXIT_USAGE
+    assert main(["sources", "remove", str(source_id), "--yes"]) == EXIT_REFUSED
     assert capsys.readouterr().err == f"alerts sources remove: no source {source_id}\n"
 
 
@@ -141,22 +136,28 @@ def test_subscribers_remove_by_address_is_the_audited_erasure(
         ("cli", "subscriber.erase", "1"),
     ]
 
-    assert main(["subscribers", "remove", "leaving@example.org", "--yes"]) == EXIT_USAGE
+    assert main(["subscribers", "remove", "leaving@example.org", "--yes"]) == EXIT_REFUSED
     assert capsys.readouterr().err == (
         "alerts subscribers remove: no subscriber leaving@example.org\n"
     )
-    assert main(["subscribers", "remove", "7", "--yes"]) == EXIT_USAGE
+    assert main(["subscribers", "remove", "7", "--yes"]) == EXIT_REFUSED
     assert capsys.readouterr().err == "alerts subscribers remove: no subscriber 7\n"
 
 
 def test_subscribers_add_mails_the_opt_in_whose_link_confirms(
-    database: Database, recorded_jobs: RecordedJobs, capsys: pytest.CaptureFixture[str]
+    database: Database,
+    recorded_jobs: RecordedJobs,
+    smtp_server: SmtpTestServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    monkeypatch.setenv("ALERTS_SMTP_URL", smtp_server.url)
+    get_settings.cache_clear()
     assert main(["subscribers", "add", "new@example.org", "--region", "Sukhumi"]) == 0
     assert capsys.readouterr().out == "subscriber 1: new@example.org (pending)\n"
     send_queued(database, recorded_jobs)
 
-    [message] = outbox_messages()
+    [message] = smtp_server.received("new@example.org")
     assert message["To"] == "new@example.org"
     body = message.get_body(("plain",))
     assert body is not None
@@ -190,7 +191,7 @@ def test_resend_confirmation_for_pending_readers_only_and_once_an_hour(
     capsys.readouterr()
 
     # The first mail went a minute ago: the sign-up's hourly limit holds here too.
-    assert main(["subscribers", "resend-confirmation", "slow@example.org"]) == EXIT_USAGE
+    assert main(["subscribers", "resend-confirmation", "slow@example.org"]) == EXIT_REFUSED
     [line] = capsys.readouterr().err.splitlines()
     assert "a confirmation went to slow@example.org at" in line
     assert "another can go after" in line
@@ -208,12 +209,12 @@ def test_resend_confirmation_for_pending_readers_only_and_once_an_hour(
     assert keys == ["confirmation.1", "confirmation.1.1"]
     assert ("cli", "subscriber.resend_confirmation", "1") in audit_actions(database, "subscriber")
 
-    assert main(["subscribers", "resend-confirmation", "sure@example.org"]) == EXIT_USAGE
+    assert main(["subscribers", "resend-confirmation", "sure@example.org"]) == EXIT_REFUSED
     assert capsys.readouterr().err == (
         "alerts subscribers resend-confirmation: sure@example.org is confirmed already: "
         "nothing to confirm\n"
     )
-    assert main(["subscribers", "resend-confirmation", "who@example.org"]) == EXIT_USAGE
+    assert main(["subscribers", "resend-confirmation", "who@example.org"]) == EXIT_REFUSED
     assert "no subscriber who@example.org" in capsys.readouterr().err
 
 
@@ -272,7 +273,7 @@ def test_webhooks_remove_deletes_endpoint_and_history_audited(
         ("cli", "webhook.add", str(endpoint_id)),
         ("cli", "webhook.delete", str(endpoint_id)),
     ]
-    assert main(["webhooks", "remove", str(endpoint_id), "--yes"]) == EXIT_USAGE
+    assert main(["webhooks", "remove", str(endpoint_id), "--yes"]) == EXIT_REFUSED
     assert capsys.readouterr().err == f"alerts webhooks remove: no webhook {endpoint_id}\n"
 
 
@@ -287,7 +288,7 @@ def test_users_remove_takes_sessions_and_tokens_but_never_the_last_admin(
     main(["users", "token", "ed@example.org", "--name", "cms"])
     capsys.readouterr()
 
-    assert main(["users", "remove", "boss@example.org", "--yes"]) == EXIT_USAGE
+    assert main(["users", "remove", "boss@example.org", "--yes"]) == EXIT_REFUSED
     assert capsys.readouterr().err == (
         "alerts users remove: boss@example.org is the last active admin; add another admin first\n"
     )
@@ -300,7 +301,7 @@ def test_users_remove_takes_sessions_and_tokens_but_never_the_last_admin(
     assert count(database, ApiToken) == 0
     assert ("cli", "user.delete", "2") in audit_actions(database, "user")
 
-    assert main(["users", "remove", "ed@example.org", "--yes"]) == EXIT_USAGE
+    assert main(["users", "remove", "ed@example.org", "--yes"]) == EXIT_REFUSED
     assert capsys.readouterr().err == "alerts users remove: no user ed@example.org\n"
 
 
@@ -401,11 +402,11 @@ def test_remove_user_refuses_the_actor_themselves_and_counts_only_active_admins(
     """The rule the console would meet too: no self-removal, an active admin stays."""
     now = utcnow()
     with database.session_scope() as session:
-        first = create_user(session, "one@example.org", "a long password", Role.ADMIN, now)
-        second = create_user(session, "two@example.org", "a long password", Role.ADMIN, now)
+        first = create_user(session, "cli", "one@example.org", "a long password", Role.ADMIN, now)
+        second = create_user(session, "cli", "two@example.org", "a long password", Role.ADMIN, now)
         with pytest.raises(UserError, match="your own account"):
             remove_user(session, first, first, now)
-        set_active(session, second, False, now)
+        set_active(session, "cli", second, False, now)
         with pytest.raises(UserError, match="last active admin"):
             remove_user(session, "cli", first, now)
         remove_user(session, first, second, now)  # a deactivated admin may go

@@ -1,7 +1,7 @@
 """Alerts and digests through the ledger, on SQLite and PostgreSQL.
 
-The sender here records instead of speaking SMTP; test_delivery_smtp.py runs
-the same path against a real SMTP server.
+Every mail goes over SMTP to the aiosmtpd server on loopback, and what the
+tests read back is what that server accepted.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from alerts.db import Database
 from alerts.delivery.ledger import sweep
 from alerts.delivery.outbound import Mailer, send_deliveries
 from alerts.delivery.render import MailRenderer
-from alerts.delivery.senders import RecordingSender
 from alerts.delivery.verp import delivery_from_address
 from alerts.digest import compose_digests, plan_due_digests
 from alerts.matching.service import IndexCache
@@ -41,6 +40,7 @@ from alerts.regions import default_gazetteer
 from alerts.subscribers import NewSubscriber, add_subscriber, unsubscribe
 from alerts.tick import run_tick
 from tests.conftest import CountQueries, RecordedJobs
+from tests.integration.smtp_server import SmtpTestServer
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -48,12 +48,13 @@ NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 class Desk:
     """A small newsroom: subscribers, articles, matching and sending in one place."""
 
-    def __init__(self, database: Database, jobs: RecordedJobs) -> None:
+    def __init__(self, database: Database, jobs: RecordedJobs, smtp: SmtpTestServer) -> None:
         self.database = database
         self.jobs = jobs
+        self.smtp = smtp
         self.settings: Settings = get_settings()
         self.cache = IndexCache(default_gazetteer(), self.settings)
-        self.sender = RecordingSender()
+        self.sender = smtp.sender()
         self.mailer = Mailer(
             settings=self.settings,
             sender=self.sender,
@@ -104,12 +105,8 @@ class Desk:
             return plan_due_digests(session, self.settings, self.now)
 
     def messages(self, to: str | None = None) -> list[EmailMessage]:
-        parsed = [
-            BytesParser(policy=policy.default).parsebytes(sent.message)
-            for sent in self.sender.sent
-            if to is None or sent.recipient == to
-        ]
-        return [message for message in parsed if isinstance(message, EmailMessage)]
+        """What the SMTP server accepted, in order (for ``to`` only, if given)."""
+        return self.smtp.received(to)
 
     def deliveries(self) -> list[Delivery]:
         with self.database.session_scope() as session:
@@ -117,8 +114,8 @@ class Desk:
 
 
 @pytest.fixture
-def desk(database: Database, recorded_jobs: RecordedJobs) -> Desk:
-    return Desk(database, recorded_jobs)
+def desk(database: Database, recorded_jobs: RecordedJobs, smtp_server: SmtpTestServer) -> Desk:
+    return Desk(database, recorded_jobs, smtp_server)
 
 
 def bodies(message: EmailMessage) -> tuple[str, str]:
@@ -158,16 +155,19 @@ def test_alert_goes_out_once_with_every_header(desk: Desk) -> None:
             process_new_articles(session, [article_id], desk.cache, desk.settings, desk.now) == []
         )
     assert desk.send().sent == 0
-    assert len(desk.sender.sent) == 1
+    assert len(desk.smtp.messages) == 1
 
 
 def test_mail_says_what_it_is_and_bounces_come_back_to_the_delivery(
-    database: Database, recorded_jobs: RecordedJobs, monkeypatch: pytest.MonkeyPatch
+    database: Database,
+    recorded_jobs: RecordedJobs,
+    smtp_server: SmtpTestServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ALERTS_BOUNCE_DOMAIN", "bounces.news.example.org")
     monkeypatch.setenv("ALERTS_POSTAL_ADDRESS", "Caucasus Desk\n1 Press Row, Tbilisi")
     get_settings.cache_clear()
-    desk = Desk(database, recorded_jobs)
+    desk = Desk(database, recorded_jobs, smtp_server)
     desk.subscribe("reader@example.org", query="tram", frequency="immediate")
     desk.subscribe("digest@example.org", query="tram", frequency="daily")
     desk.publish("Tbilisi approves a tram line", "The council voted for a new tram line.")
@@ -177,12 +177,13 @@ def test_mail_says_what_it_is_and_bounces_come_back_to_the_delivery(
     desk.send([d.id for d in desk.deliveries() if d.kind is DeliveryKind.DIGEST])
     secret = desk.settings.resolved_secret_key
     by_kind = {}
-    for sent in desk.sender.sent:
-        delivery = delivery_from_address(sent.envelope_from, secret)
-        assert delivery is not None, sent.envelope_from
-        assert sent.envelope_from.endswith("@bounces.news.example.org")
-        message = BytesParser(policy=policy.default).parsebytes(sent.message)
-        by_kind[sent.recipient] = message
+    assert len(desk.smtp.messages) == 2
+    for envelope_from, [recipient], data in desk.smtp.messages:
+        delivery = delivery_from_address(envelope_from, secret)
+        assert delivery is not None, envelope_from
+        assert envelope_from.endswith("@bounces.news.example.org")
+        message = BytesParser(policy=policy.default).parsebytes(data)
+        by_kind[recipient] = message
         unsubscribe_mailto = message["List-Unsubscribe"].split("mailto:")[1].rstrip(">")
         assert delivery_from_address(unsubscribe_mailto, secret) == delivery
         sent_at = parsedate_to_datetime(message["Date"])
@@ -392,8 +393,8 @@ def test_temporary_failure_retries_and_permanent_failure_bounces_and_suppresses(
     desk.subscribe("flaky@example.org", query="flood", frequency="immediate")
     desk.subscribe("gone@example.org", query="flood", frequency="immediate")
     desk.subscribe("fine@example.org", query="flood", frequency="immediate")
-    desk.sender.fail("flaky@example.org", 451, "try later", times=1)
-    desk.sender.fail("gone@example.org", 550, "no such user")
+    desk.smtp.rcpt_replies["flaky@example.org"] = ["451 4.3.0 try later"]  # once
+    desk.smtp.rcpt_replies["gone@example.org"] = "550 5.1.1 no such user"  # always
     desk.publish("Flood in Vladikavkaz", "A flood hit the city.")
     report = desk.send()
     assert (report.sent, report.deferred, report.bounced) == (1, 1, 1)
@@ -437,7 +438,8 @@ def test_unsubscribed_and_suppressed_readers_are_never_mailed(desk: Desk) -> Non
         unsubscribe(session, leaving, NOW)
     report = desk.send()
     assert report.sent == 0
-    assert desk.sender.sent == []
+    assert desk.smtp.messages == []
+    assert desk.smtp.ehlo_count == 0  # not even a connection
     assert {d.state for d in desk.deliveries()} <= {DeliveryState.SUPPRESSED}
 
 

@@ -33,7 +33,7 @@ from alerts.delivery.ledger import sweep, touch
 from alerts.delivery.outbound import RESENT_AT_MOST_PER_CONNECTION, send_deliveries
 from alerts.delivery.queueing import queue_sending
 from alerts.digest import plan_due_digests
-from alerts.mailer import default_mailer
+from alerts.mailer import build_mailer
 from alerts.models import (
     Article,
     Delivery,
@@ -49,6 +49,7 @@ from alerts.newsletters import create_newsletter, progress, send_now, start_due_
 from tests.conftest import REPO_ROOT, wait_until
 from tests.integration.smtp_server import SmtpTestServer
 from workers.celery_app import create_app
+from workers.dispatch import sender_for
 
 REDIS_BROKER_DB = 8  # a database of its own, flushed before each test
 WORKER_CONCURRENCY = 2
@@ -158,7 +159,7 @@ def running_stack(
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     app = create_app(get_settings())
-    jobs.set_job_sender(lambda job, arguments: app.send_task(f"alerts.{job}", kwargs=arguments))
+    jobs.set_job_sender(sender_for(app))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTS_")}
     env.update(settings_env, ALERTS_DATA_DIR=str(tmp_path / "var"), PYTHONPATH=str(REPO_ROOT))
     stack = Stack(database, smtp, broker, env, tmp_path)
@@ -431,7 +432,7 @@ def test_smtp_temporary_refusals_retry_and_permanent_ones_bounce(
     stack.smtp.data_replies[emails[1]] = ["421 4.7.0 too busy"]
     stack.smtp.rcpt_replies[emails[2]] = "550 5.1.1 no such user"
     planned = plan_and_queue(stack.database)
-    mailer = default_mailer(get_settings())
+    mailer = build_mailer(get_settings())
     now = utcnow()
     report = send_deliveries(stack.database, planned, mailer, lambda: now)
     assert (report.sent, report.deferred, report.bounced) == (3, 2, 1)
@@ -463,6 +464,7 @@ def test_newsletter_to_ten_thousand_reaches_each_once_despite_a_killed_worker(
         article_ids = list(session.scalars(select(Article.id)))
         issue = create_newsletter(
             session,
+            "test",
             subject="Caucasus Weekly",
             intro_markdown="This week on the desk.",
             sections=[{"title": "Floods", "article_ids": article_ids}],

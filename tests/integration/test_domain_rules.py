@@ -11,6 +11,7 @@ from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.models import AuditEntry, Newsletter, NewsletterStatus, Source, Subscriber
 from alerts.newsletters import create_newsletter
+from tests.factories import SETUP_ACTOR
 from tests.integration.test_api import admin_auth, client, editor_auth  # noqa: F401
 
 
@@ -18,13 +19,17 @@ def audit_rows(database: Database) -> list[tuple[str, str, str | None]]:
     with database.session_scope() as session:
         return [
             (e.actor, e.action, e.target_id)
-            for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+            for e in session.scalars(
+                select(AuditEntry).where(AuditEntry.actor != SETUP_ACTOR).order_by(AuditEntry.id)
+            )
         ]
 
 
 def draft(database: Database) -> int:
     with database.session_scope() as session:
-        issue = create_newsletter(session, subject="Weekly", settings=get_settings(), now=utcnow())
+        issue = create_newsletter(
+            session, "test", subject="Weekly", settings=get_settings(), now=utcnow()
+        )
         return issue.id
 
 

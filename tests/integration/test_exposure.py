@@ -26,7 +26,7 @@ from alerts.db import Database, utcnow
 from alerts.delivery.message import build_message
 from alerts.delivery.outbound import send_deliveries
 from alerts.health import exposure_warnings, is_loopback
-from alerts.mailer import default_mailer
+from alerts.mailer import build_mailer
 from alerts.models import (
     Article,
     Delivery,
@@ -61,7 +61,7 @@ def csrf(client: TestClient, path: str) -> str:
 
 def signed_in(database: Database, email: str, role: Role) -> TestClient:
     with database.session_scope() as session:
-        create_user(session, email, PASSWORD, role, utcnow())
+        create_user(session, "test", email, PASSWORD, role, utcnow())
     client = TestClient(create_app())
     response = client.post(
         "/admin/login",
@@ -90,7 +90,7 @@ def reader_signs_up(database: Database) -> None:
             session.scalars(select(Delivery.id).where(Delivery.kind == DeliveryKind.CONFIRMATION))
         )
     settings = get_settings()
-    assert send_deliveries(database, ids, default_mailer(settings), utcnow).sent == 1
+    assert send_deliveries(database, ids, build_mailer(settings), utcnow).sent == 1
 
 
 def outbox_names(data_dir: Path) -> list[str]:

@@ -39,6 +39,7 @@ from tests.conftest import REPO_ROOT, wait_until
 from tests.integration.private_redis import PrivateRedis
 from tests.integration.smtp_server import SmtpTestServer
 from workers.celery_app import create_app
+from workers.dispatch import sender_for
 
 READERS = 20
 STORIES = ("Harbour cranes arrive in Poti", "Harbour strike ends", "Harbour fees cut")
@@ -161,7 +162,7 @@ def fault_stack(
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     app = create_app(get_settings())
-    jobs.set_job_sender(lambda job, arguments: app.send_task(f"alerts.{job}", kwargs=arguments))
+    jobs.set_job_sender(sender_for(app))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTS_")}
     env.update(settings_env, ALERTS_DATA_DIR=str(tmp_path / "var"), PYTHONPATH=str(REPO_ROOT))
     stack = FaultStack(postgres_database, private_redis, smtp, env, tmp_path)

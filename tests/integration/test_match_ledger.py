@@ -29,6 +29,7 @@ from alerts.subscribers import NewSubscriber, add_subscriber
 from alerts.tick import run_tick
 from tests.conftest import POSTGRES_ADMIN_URL, RecordedJobs, free_port, service_missing
 from workers.celery_app import create_app
+from workers.dispatch import sender_for
 
 MIGRATION = "0007_match_ledger"
 
@@ -81,7 +82,7 @@ def broker_down(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALERTS_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
     get_settings.cache_clear()
     app = create_app(get_settings())
-    jobs.set_job_sender(lambda job, arguments: app.send_task(f"alerts.{job}", kwargs=arguments))
+    jobs.set_job_sender(sender_for(app))
 
 
 def test_ingest_with_the_broker_down_succeeds_warns_and_is_swept_later(

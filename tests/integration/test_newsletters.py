@@ -16,7 +16,7 @@ from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.delivery.outbound import Mailer, send_deliveries
 from alerts.delivery.render import MailRenderer
-from alerts.delivery.senders import RecordingSender
+from alerts.delivery.senders import Sender
 from alerts.models import Article, DeliveryKind, Newsletter, NewsletterStatus
 from alerts.newsletters import (
     NewsletterError,
@@ -35,6 +35,7 @@ from alerts.newsletters import (
 )
 from tests.conftest import RecordedJobs
 from tests.integration.newsroom import seed_newsroom
+from tests.integration.smtp_server import SmtpTestServer
 
 NOW = datetime(2026, 3, 25, 9, 0, tzinfo=UTC)
 
@@ -49,18 +50,19 @@ def create(database: Database, **fields: object) -> int:
     with database.session_scope() as session:
         return create_newsletter(
             session,
+            "test",
             settings=get_settings(),
             now=NOW,
             **fields,  # type: ignore[arg-type]
         ).id
 
 
-def mailer() -> Mailer:
+def mailer(sender: Sender) -> Mailer:
     composers = {
         DeliveryKind.NEWSLETTER: compose_newsletters,
         DeliveryKind.TEST: compose_newsletters,
     }
-    return Mailer(get_settings(), RecordingSender(), MailRenderer(), composers)  # type: ignore[arg-type]
+    return Mailer(get_settings(), sender, MailRenderer(), composers)  # type: ignore[arg-type]
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -69,7 +71,9 @@ def parse(raw: bytes) -> EmailMessage:
     return message
 
 
-def test_issue_goes_to_the_segment_once_and_preview_equals_the_mail(newsroom: Database) -> None:
+def test_issue_goes_to_the_segment_once_and_preview_equals_the_mail(
+    newsroom: Database, smtp_server: SmtpTestServer
+) -> None:
     issue = create(
         newsroom,
         subject="Caucasus briefing for {date}",
@@ -90,12 +94,12 @@ def test_issue_goes_to_the_segment_once_and_preview_equals_the_mail(newsroom: Da
     with newsroom.session_scope() as session:
         assert start_due_issues(session, get_settings(), NOW + timedelta(minutes=6)) == []
     assert len(ids) == 2
-    sending = mailer()
+    sending = mailer(smtp_server.sender())
     report = send_deliveries(newsroom, ids, sending, lambda: NOW + timedelta(minutes=5))
     assert report.sent == 2
     assert send_deliveries(newsroom, ids, sending, lambda: NOW).sent == 0
-    sent = {m.recipient: parse(m.message) for m in sending.sender.sent}  # type: ignore[attr-defined]
-    assert set(sent) == {"tbilisi@example.org", "sukhumi@example.org"}
+    assert sorted(smtp_server.recipients()) == ["sukhumi@example.org", "tbilisi@example.org"]
+    sent = {recipient: parse(data) for _, [recipient], data in smtp_server.messages}
 
     mail = sent["sukhumi@example.org"]
     # {date} is written in each reader's language: this one reads German.
@@ -205,16 +209,18 @@ def test_recurring_issue_follows_local_time_and_two_clocks_make_one(newsroom: Da
         assert start_due_issues(session, get_settings(), datetime(2026, 4, 1, tzinfo=UTC)) == []
 
 
-def test_test_send_goes_only_to_the_given_addresses(newsroom: Database) -> None:
+def test_test_send_goes_only_to_the_given_addresses(
+    newsroom: Database, smtp_server: SmtpTestServer
+) -> None:
     issue = create(newsroom, subject="Draft", sections=[{"title": "All", "query": "tram"}])
-    sending = mailer()
+    sending = mailer(smtp_server.sender())
     with newsroom.session_scope() as session:
-        ids = send_test(session, issue, ["editor@example.org"], get_settings(), NOW)
+        ids = send_test(session, "test", issue, ["editor@example.org"], get_settings(), NOW)
         with pytest.raises(NewsletterError):
-            send_test(session, issue, ["not an address"], get_settings(), NOW)
+            send_test(session, "test", issue, ["not an address"], get_settings(), NOW)
     report = send_deliveries(newsroom, ids, sending, lambda: NOW)
     assert report.sent == 1
-    assert [m.recipient for m in sending.sender.sent] == ["editor@example.org"]  # type: ignore[attr-defined]
+    assert smtp_server.recipients() == ["editor@example.org"]
 
 
 @pytest.mark.parametrize(

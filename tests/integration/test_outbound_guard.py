@@ -208,7 +208,7 @@ def test_a_webhook_to_the_servers_own_network_is_refused_when_added(
         database.session_scope() as session,
         pytest.raises(WebhookError, match="address not allowed"),
     ):
-        add_endpoint(session, url, ["newsletter.sent"], utcnow())
+        add_endpoint(session, "test", url, ["newsletter.sent"], utcnow())
 
 
 def test_the_console_refuses_a_loopback_webhook(database: Database, no_allow_list: None) -> None:
@@ -231,7 +231,7 @@ def test_a_webhook_post_to_loopback_is_refused_without_a_request(
     try:
         hook = receiver.url("/hook")
         with database.session_scope() as session:
-            add_endpoint(session, hook, ["newsletter.sent"], utcnow())
+            add_endpoint(session, "test", hook, ["newsletter.sent"], utcnow())
             ids = emit(session, "newsletter.sent", {"newsletter_id": 1}, utcnow())
         monkeypatch.delenv("ALERTS_FETCH_ALLOWED_NETWORKS")
         get_settings.cache_clear()

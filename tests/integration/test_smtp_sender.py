@@ -21,13 +21,6 @@ SENDER = "alerts@news.example.org"
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[SmtpTestServer]:
-    server = SmtpTestServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def sender(smtp_server: SmtpTestServer) -> Iterator[SmtpSender]:
     sender = SmtpSender(smtp_server.url, pool_size=2, timeout=5)
     yield sender

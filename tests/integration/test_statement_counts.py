@@ -6,29 +6,33 @@ the count grow with the rows and fails here, however fast the machine is.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete
+from sqlalchemy.orm import Session
 
 from alerts.alerting import plan_alerts, process_new_articles
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.delivery.outbound import send_deliveries
 from alerts.digest import plan_due_digests
-from alerts.mailer import default_mailer
+from alerts.mailer import build_mailer
 from alerts.matching.service import IndexCache, match_articles
 from alerts.models import (
     AuditEntry,
     Base,
+    DeliveryState,
     Frequency,
     Role,
     Source,
     Suppression,
     SuppressionReason,
+    WebhookDelivery,
     WebhookEndpoint,
 )
 from alerts.newsletters import create_newsletter, schedule, start_due_issues
 from alerts.regions import default_gazetteer
+from alerts.webhooks import overview
 from tests.conftest import CountQueries, RecordedJobs
 from tests.factories import (
     add_user,
@@ -131,6 +135,7 @@ def test_start_due_issues_costs_the_same_for_n_and_3n_recipients(
         with database.session_scope() as session:
             issue = create_newsletter(
                 session,
+                "test",
                 subject="Morning briefing",
                 sections=[{"title": "Floods", "query": "flood"}],
                 settings=settings,
@@ -150,7 +155,7 @@ def test_send_deliveries_costs_a_fixed_number_of_statements_per_message(
 ) -> None:
     """Sending has to write each outcome, so the count grows by the same
     number per message; the preparation (load, block, compose) stays fixed."""
-    mailer = default_mailer(get_settings())  # the outbox folder: no SMTP is configured
+    mailer = build_mailer(get_settings())  # the outbox folder: no SMTP is configured
 
     def cost(readers: int) -> int:
         emptied(database)
@@ -169,12 +174,86 @@ def test_send_deliveries_costs_a_fixed_number_of_statements_per_message(
 
 # --- the console's list pages ------------------------------------------------------
 
+
+def webhook_with_deliveries(
+    session: Session, url: str, delivered: int, now: datetime
+) -> WebhookEndpoint:
+    """An endpoint with ``delivered`` sent events, one that failed an hour ago
+    (its last answer) and one still queued, never tried, that came in later."""
+    endpoint = WebhookEndpoint(url=url, events=["newsletter.sent"], secret="s")
+    session.add(endpoint)
+    session.flush()
+    hour = timedelta(hours=1)
+    ledger = [
+        WebhookDelivery(
+            event_id=f"sent-{n}",
+            state=DeliveryState.SENT,
+            attempts=1,
+            last_status=200,
+            last_response="ok",
+            updated_at=now - 2 * hour - n * timedelta(minutes=1),
+        )
+        for n in range(delivered)
+    ]
+    ledger.append(
+        WebhookDelivery(
+            event_id="failed",
+            state=DeliveryState.FAILED,
+            attempts=3,
+            last_status=502,
+            last_response=f"gateway {url}",
+            updated_at=now - hour,
+        )
+    )
+    ledger.append(WebhookDelivery(event_id="queued", state=DeliveryState.QUEUED, updated_at=now))
+    for delivery in ledger:
+        delivery.endpoint_id = endpoint.id
+        delivery.event = "newsletter.sent"
+    session.add_all(ledger)
+    return endpoint
+
+
+def test_webhook_overview_costs_the_same_for_n_and_3n_endpoints(
+    database: Database, count_queries: CountQueries
+) -> None:
+    """Each endpoint's own counts and last answer, whatever the number of endpoints."""
+
+    def cost(endpoints: int) -> int:
+        emptied(database)
+        now = utcnow()
+        urls = [f"https://hooks.example.org/{n}" for n in range(endpoints)]
+        with database.session_scope() as session:
+            for n, url in enumerate(urls):
+                webhook_with_deliveries(session, url, n + 1, now)
+            session.add(WebhookEndpoint(url="https://hooks.example.org/new", events=[], secret="s"))
+        with count_queries(database) as statements, database.session_scope() as session:
+            rows = overview(session)
+        assert [row["url"] for row in rows] == [*urls, "https://hooks.example.org/new"]
+        for n, (url, row) in enumerate(zip(urls, rows, strict=False)):
+            assert row["deliveries"] == {"failed": 1, "queued": 1, "sent": n + 1}, row
+            assert (row["last_event"], row["last_status"], row["last_response"]) == (
+                "newsletter.sent",
+                502,
+                f"gateway {url}",
+            )
+            assert row["last_at"] == (now - timedelta(hours=1)).isoformat()
+        untouched = rows[-1]
+        assert untouched["deliveries"] == {}
+        assert (untouched["last_event"], untouched["last_at"], untouched["last_status"]) == (
+            None,
+            None,
+            None,
+        )
+        return len(statements)
+
+    assert cost(SMALL) == cost(LARGE)
+
+
 CONSOLE_LISTS = (
     "/admin/subscribers",
     "/admin/suppressions",
     "/admin/audit",
-    # /admin/webhooks is left out: it runs two statements per endpoint (10 for 4
-    # endpoints, 26 for 12), an N+1 still to fix in alerts/web/admin.py.
+    "/admin/webhooks",
     "/admin/users",
     "/editor",
     "/editor/sources",
@@ -194,11 +273,11 @@ def more_console_rows(database: Database, count: int, key: str) -> None:
                 Suppression(email=f"{key}-gone{n}@example.org", reason=SuppressionReason.MANUAL)
             )
             session.add(AuditEntry(actor="boss@example.org", action="test.seed", target_id=str(n)))
-            session.add(
-                WebhookEndpoint(url=f"https://hooks.example.org/{key}{n}", events=[], secret="s")
-            )
+            webhook_with_deliveries(session, f"https://hooks.example.org/{key}{n}", n + 1, now)
             session.add(Source(name=f"Desk {key}{n}", url=f"https://feeds.example.org/{key}{n}"))
-            create_newsletter(session, subject=f"Issue {key}{n}", settings=get_settings(), now=now)
+            create_newsletter(
+                session, "test", subject=f"Issue {key}{n}", settings=get_settings(), now=now
+            )
 
 
 def test_console_lists_cost_the_same_for_n_and_3n_rows(

@@ -127,7 +127,7 @@ def test_export_neutralises_formula_cells_in_every_free_text_column(database: Da
         )
         session.add(subscriber)
     with database.session_scope() as session:
-        exported = export_csv(session)
+        exported = export_csv(session, "test")
     [row] = list(csv.DictReader(io.StringIO(exported)))
     assert list(row) == list(EXPORT_COLUMNS)
     for column, cell in row.items():
@@ -143,7 +143,7 @@ def test_an_export_imports_as_it_was(database: Database) -> None:
     with database.session_scope() as session:
         assert import_csv(session, upload, settings, utcnow()).added == 2
     with database.session_scope() as session:
-        exported = export_csv(session)
+        exported = export_csv(session, "test")
         session.execute(text("DELETE FROM subscribers"))
     assert "'=1+2@example.org,'-rain flood," in exported
     with database.session_scope() as session:
@@ -175,7 +175,7 @@ def test_the_import_commits_once_per_batch_and_reports_lines_across_batches(
     report = import_csv_in_batches(
         database, readers_csv(8, bad_lines=(3, 7)), small_batches, utcnow(), on_batch=committed
     )
-    assert len(commits) == 3  # rows 2-4, 5-7, 8-9
+    assert len(commits) == 4  # rows 2-4, 5-7, 8-9, then the audit entry of the outcome
     assert progress == [(1, 4, 2), (2, 7, 4), (3, 9, 6)]
     assert (report.added, report.batches) == (6, 3)
     assert [line for line, _ in report.errors] == [3, 7]

@@ -38,6 +38,7 @@ from alerts.users import LOGIN_FREE_FAILURES, create_user
 from alerts.web.app import create_app
 from alerts.web.security import SESSION_COOKIE
 from alerts.webhooks import emit
+from tests.factories import audit_actions
 
 ADMIN = "boss@example.org"
 EDITOR = "writer@example.org"
@@ -78,7 +79,7 @@ ADMIN_POSTS = (
 
 def add_user(database: Database, email: str, role: Role, password: str = PASSWORD) -> int:
     with database.session_scope() as session:
-        return create_user(session, email, password, role, utcnow()).id
+        return create_user(session, "test", email, password, role, utcnow()).id
 
 
 def add_reader(database: Database, email: str, query: str = "flood", confirmed: bool = True) -> int:
@@ -117,12 +118,6 @@ def post(client: TestClient, path: str, **fields: str) -> Response:
         data={**fields, "csrf_token": form_token(client, "/admin/account")},
         follow_redirects=False,
     )
-
-
-def audit_actions(database: Database) -> list[tuple[str, str | None, str | None]]:
-    with database.session_scope() as session:
-        rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id))
-        return [(entry.action, entry.target_type, entry.target_id) for entry in rows]
 
 
 def status_of(database: Database, subscriber_id: int) -> SubscriberStatus | None:

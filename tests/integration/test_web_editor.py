@@ -20,7 +20,7 @@ from alerts.delivery.outbound import send_deliveries
 from alerts.delivery.render import MailRenderer
 from alerts.i18n import ReaderLocale
 from alerts.ingest.service import claim_due_sources
-from alerts.mailer import default_mailer
+from alerts.mailer import build_mailer
 from alerts.models import (
     Article,
     AuditEntry,
@@ -39,6 +39,7 @@ from alerts.newsletters import (
 )
 from alerts.users import create_user
 from alerts.web.app import create_app
+from tests import factories
 from tests.conftest import RecordedJobs
 from tests.integration.newsroom import READERS, seed_newsroom
 
@@ -68,7 +69,7 @@ QUERY_ISSUE = {
 
 def add_user(database: Database, email: str, role: Role) -> None:
     with database.session_scope() as session:
-        create_user(session, email, PASSWORD, role, utcnow())
+        create_user(session, "test", email, PASSWORD, role, utcnow())
 
 
 def form_token(client: TestClient, path: str = "/admin/login") -> str:
@@ -118,10 +119,7 @@ def issue(database: Database, newsletter_id: int) -> Newsletter:
 
 
 def audit_actions(database: Database) -> list[str]:
-    with database.session_scope() as session:
-        return [
-            entry.action for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id))
-        ]
+    return [action for action, _, _ in factories.audit_actions(database)]
 
 
 def outbox(data_dir: Path) -> list[tuple[str, str]]:
@@ -138,7 +136,7 @@ def start_and_send(database: Database) -> list[int]:
     settings = get_settings()
     with database.session_scope() as session:
         ids = start_due_issues(session, settings, utcnow())
-    send_deliveries(database, ids, default_mailer(settings), utcnow)
+    send_deliveries(database, ids, build_mailer(settings), utcnow)
     return ids
 
 

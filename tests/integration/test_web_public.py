@@ -11,9 +11,7 @@ import html
 import json
 import re
 from datetime import timedelta
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 from typing import Any
 
 import pytest
@@ -29,7 +27,7 @@ from alerts.delivery.ledger import Promise, alert_key, promise
 from alerts.delivery.outbound import Mailer, send_deliveries
 from alerts.delivery.queueing import message_id_for
 from alerts.delivery.render import MailRenderer
-from alerts.delivery.senders import RecordingSender
+from alerts.delivery.senders import Sender
 from alerts.links import CONFIRM_PURPOSE, PREFERENCES_PURPOSE
 from alerts.models import (
     Article,
@@ -52,6 +50,7 @@ from alerts.signup import (
 from alerts.tokens import reader_subject, sign_token
 from alerts.web.app import create_app
 from tests.conftest import RecordedJobs
+from tests.integration.smtp_server import SmtpTestServer
 
 SCRIPT = "<script>alert(1)</script>"
 ATTRIBUTE_BREAK = '"><img src=x onerror=alert(1)>'
@@ -147,7 +146,7 @@ def confirmed_reader(site: Site, email: str = "reader@example.org", **fields: An
     return subscriber.id
 
 
-def mailer(sender: RecordingSender) -> Mailer:
+def mailer(sender: Sender) -> Mailer:
     return Mailer(
         settings=get_settings(),
         sender=sender,
@@ -157,11 +156,6 @@ def mailer(sender: RecordingSender) -> Mailer:
             DeliveryKind.ALERT: compose_alerts,
         },
     )
-
-
-def sent_messages(sender: RecordingSender) -> list[EmailMessage]:
-    parsed = [BytesParser(policy=policy.default).parsebytes(s.message) for s in sender.sent]
-    return [m for m in parsed if isinstance(m, EmailMessage)]
 
 
 def text_part(message: EmailMessage) -> str:
@@ -223,7 +217,7 @@ def test_bad_input_is_shown_on_the_form_and_stores_nothing(site: Site) -> None:
 
 
 def test_confirmation_mail_renders_with_the_link_and_nothing_else_reaches_a_pending_reader(
-    site: Site, recorded_jobs: RecordedJobs
+    site: Site, recorded_jobs: RecordedJobs, smtp_server: SmtpTestServer
 ) -> None:
     site.sign_up("reader@example.org")
     subscriber = site.subscriber("reader@example.org")
@@ -248,13 +242,13 @@ def test_confirmation_mail_renders_with_the_link_and_nothing_else_reaches_a_pend
             ],
             utcnow(),
         )
-    sender = RecordingSender()
     ids = [d.id for d in site.deliveries()]
 
-    report = send_deliveries(site.database, ids, mailer(sender), utcnow)
+    report = send_deliveries(site.database, ids, mailer(smtp_server.sender()), utcnow)
 
     assert (report.sent, report.suppressed) == (1, 1)
-    [message] = sent_messages(sender)
+    assert smtp_server.recipients() == ["reader@example.org"]
+    [message] = smtp_server.received()
     assert message["To"] == "reader@example.org"
     assert message["Subject"] == "Please confirm your news alerts subscription"
     body = text_part(message)
@@ -719,12 +713,14 @@ def test_sign_up_pages_follow_the_browser_and_the_switcher(site: Site) -> None:
     assert '<html lang="en">' in staff.text  # staff pages are not translated
 
 
-def test_a_russian_sign_up_gets_a_russian_confirmation(site: Site) -> None:
+def test_a_russian_sign_up_gets_a_russian_confirmation(
+    site: Site, smtp_server: SmtpTestServer
+) -> None:
     assert site.sign_up("chitatel@example.org", language="ru").status_code == 303
-    sender = RecordingSender()
     ids = [d.id for d in site.deliveries(DeliveryKind.CONFIRMATION)]
-    assert send_deliveries(site.database, ids, mailer(sender), utcnow).sent == 1
-    [message] = sent_messages(sender)
+    assert send_deliveries(site.database, ids, mailer(smtp_server.sender()), utcnow).sent == 1
+    [message] = smtp_server.received("chitatel@example.org")
+    assert len(smtp_server.messages) == 1
     assert message["Subject"] == "Пожалуйста, подтвердите подписку на новостные оповещения"
     body = text_part(message)
     assert "Ссылка действует 48 часов." in body

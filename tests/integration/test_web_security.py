@@ -23,7 +23,6 @@ from alerts.cli.processes import run_web
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.delivery.outbound import send_deliveries
-from alerts.delivery.senders import RecordingSender
 from alerts.links import CONFIRM_PURPOSE, PREFERENCES_PURPOSE, UNSUBSCRIBE_PURPOSE, subscriber_links
 from alerts.models import (
     DeliveryKind,
@@ -38,6 +37,7 @@ from alerts.users import LOGIN_FAILURES_PER_CLIENT, LOGIN_FREE_FAILURES, create_
 from alerts.web.app import create_app
 from alerts.web.security import CSRF_COOKIE, SESSION_COOKIE
 from tests.conftest import RecordedJobs, free_port, wait_until
+from tests.integration.smtp_server import SmtpTestServer
 from tests.integration.test_web_admin import (
     ADMIN,
     EDITOR,
@@ -53,7 +53,6 @@ from tests.integration.test_web_public import (
     Site,
     confirmed_reader,
     mailer,
-    sent_messages,
     text_part,
     token_for,
 )
@@ -388,17 +387,18 @@ def test_links_in_mail_expire(site: Site) -> None:
 # --- sign-up for an existing address -----------------------------------------------
 
 
-def confirmation_link(site: Site, sender: RecordingSender) -> tuple[str, EmailMessage]:
+def confirmation_link(site: Site, smtp: SmtpTestServer) -> tuple[str, EmailMessage]:
+    """Send the confirmations due over SMTP; the link in the last one the server took."""
     ids = [d.id for d in site.deliveries(DeliveryKind.CONFIRMATION)]
-    send_deliveries(site.database, ids, mailer(sender), utcnow)
-    message = sent_messages(sender)[-1]
+    send_deliveries(site.database, ids, mailer(smtp.sender()), utcnow)
+    message = smtp.received()[-1]
     link = re.search(r"http://\S+(/confirm/\S+)", text_part(message))
     assert link
     return link.group(1), message
 
 
 def test_a_sign_up_for_a_confirmed_address_changes_nothing_until_confirmed(
-    site: Site, monkeypatch: pytest.MonkeyPatch
+    site: Site, smtp_server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reader_id = confirmed_reader(site, query="flood")
     before = reader(site, "reader@example.org")
@@ -414,7 +414,7 @@ def test_a_sign_up_for_a_confirmed_address_changes_nothing_until_confirmed(
     assert [i.query for i in site.interests(reader_id)] == ["flood"]
     assert (after.status, after.frequency) == (SubscriberStatus.CONFIRMED, before.frequency)
     # The reader is told, and the mail says what was asked for.
-    link, message = confirmation_link(site, RecordingSender())
+    link, message = confirmation_link(site, smtp_server)
     assert message["To"] == "reader@example.org"
     assert "already receives news alerts" in text_part(message)
     assert "Asked for: referendum" in text_part(message)
@@ -428,7 +428,7 @@ def test_a_sign_up_for_a_confirmed_address_changes_nothing_until_confirmed(
 
 
 def test_a_sign_up_for_an_unsubscribed_address_keeps_their_choices_until_confirmed(
-    site: Site, monkeypatch: pytest.MonkeyPatch
+    site: Site, smtp_server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reader_id = confirmed_reader(site, query="flood")
     assert site.client.post(f"/unsubscribe/{token_for(UNSUBSCRIBE_PURPOSE, reader_id)}").is_success
@@ -439,7 +439,7 @@ def test_a_sign_up_for_an_unsubscribed_address_keeps_their_choices_until_confirm
     assert reader(site, "reader@example.org").status is SubscriberStatus.UNSUBSCRIBED
     assert [i.query for i in site.interests(reader_id)] == ["flood"]
 
-    link, _ = confirmation_link(site, RecordingSender())
+    link, _ = confirmation_link(site, smtp_server)
     assert site.post(link).status_code == 200
     assert reader(site, "reader@example.org").status is SubscriberStatus.CONFIRMED
     assert [i.query for i in site.interests(reader_id)] == ["referendum"]
@@ -509,7 +509,7 @@ def test_interests_per_reader_are_capped(site: Site, monkeypatch: pytest.MonkeyP
         )
         session.add(admin)
         session.flush()
-        secret = create_api_token(session, admin, "t", utcnow()).secret
+        secret = create_api_token(session, "test", admin, "t", utcnow()).secret
     api = site.client.post(
         "/api/interests",
         json={"subscriber_id": reader_id, "query": "storm", "regions": []},
@@ -541,7 +541,7 @@ def test_api_paging_out_of_range_is_a_clean_422(database: Database) -> None:
         admin = User(email=ADMIN, password_hash="x", role=Role.ADMIN, password_changed_at=utcnow())
         session.add(admin)
         session.flush()
-        secret = create_api_token(session, admin, "t", utcnow()).secret
+        secret = create_api_token(session, "test", admin, "t", utcnow()).secret
     client = TestClient(create_app())
     auth = {"Authorization": f"Bearer {secret}"}
     for query in ("offset=99999999999999999999", "limit=99999999999999999999", "offset=-1"):

@@ -58,8 +58,8 @@ def stored_sources(database: Database, url: str) -> Callable[[], int]:
 
 def editor_token(database: Database) -> dict[str, str]:
     with database.session_scope() as session:
-        user = create_user(session, "writer@example.org", PASSWORD, Role.EDITOR, utcnow())
-        secret = create_api_token(session, user, "tests", utcnow()).secret
+        user = create_user(session, "test", "writer@example.org", PASSWORD, Role.EDITOR, utcnow())
+        secret = create_api_token(session, "test", user, "tests", utcnow()).secret
     return {"Authorization": f"Bearer {secret}"}
 
 

@@ -68,7 +68,9 @@ def test_signed_event_reaches_the_receiver_and_verifies(
 ) -> None:
     now = utcnow()
     with database.session_scope() as session:
-        endpoint = add_endpoint(session, receiver.url("/hook"), ["subscriber.unsubscribed"], now)
+        endpoint = add_endpoint(
+            session, "test", receiver.url("/hook"), ["subscriber.unsubscribed"], now
+        )
         secret = endpoint.secret
         subscriber = add_subscriber(
             session,
@@ -103,7 +105,7 @@ def test_failing_receiver_gets_retries_with_backoff(
     now = utcnow()
     receiver.status = 500
     with database.session_scope() as session:
-        add_endpoint(session, receiver.url("/hook"), ["source.failing"], now)
+        add_endpoint(session, "test", receiver.url("/hook"), ["source.failing"], now)
         ids = emit(session, "source.failing", {"source_id": 3}, now)
     client = guard()
     assert [a.status for a in deliver(database, ids, client, lambda: now)] == [500]
@@ -123,9 +125,9 @@ def test_failing_receiver_gets_retries_with_backoff(
 def test_bad_endpoints_are_refused(database: Database) -> None:
     with database.session_scope() as session:
         with pytest.raises(WebhookError, match="http"):
-            add_endpoint(session, "ftp://example.org", ["newsletter.sent"], utcnow())
+            add_endpoint(session, "test", "ftp://example.org", ["newsletter.sent"], utcnow())
         with pytest.raises(WebhookError, match="events"):
-            add_endpoint(session, "https://example.org", ["everything"], utcnow())
+            add_endpoint(session, "test", "https://example.org", ["everything"], utcnow())
 
 
 def test_confirming_emits_subscriber_confirmed_once(
@@ -135,7 +137,7 @@ def test_confirming_emits_subscriber_confirmed_once(
     now = utcnow()
     settings = get_settings()
     with database.session_scope() as session:
-        add_endpoint(session, "https://hooks.example.org/in", ["subscriber.confirmed"], now)
+        add_endpoint(session, "test", "https://hooks.example.org/in", ["subscriber.confirmed"], now)
         reader = add_subscriber(
             session, NewSubscriber(email="reader@example.org", query="flood"), settings, now
         )

@@ -11,7 +11,7 @@ from importlib.metadata import version
 import pytest
 
 from alerts.cli import (
-    EXIT_USAGE,
+    EXIT_REFUSED,
     build_parser,
     confirmed,
     main,
@@ -84,7 +84,7 @@ def test_a_bad_command_line_is_one_line_with_argparse_exit_code(
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["sources", "remove", "three"])
-    assert exit_.value.code == EXIT_USAGE
+    assert exit_.value.code == EXIT_REFUSED
     err = capsys.readouterr().err
     assert err.splitlines() == [
         "alerts sources remove: argument id: invalid int value: 'three' "
@@ -107,7 +107,7 @@ def test_counts_and_ports_are_refused_before_anything_runs(
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(argv)
-    assert exit_.value.code == EXIT_USAGE
+    assert exit_.value.code == EXIT_REFUSED
     [line] = capsys.readouterr().err.splitlines()
     assert "1 or more" in line or "not a port" in line
 

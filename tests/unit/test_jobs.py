@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from celery import Celery
 from kombu.exceptions import OperationalError
 from sqlalchemy import func, select
 
@@ -57,3 +59,64 @@ def test_a_rolled_back_job_is_never_sent() -> None:
         failing_unit_of_work()
     assert sent == []
     assert [(queued.sent, queued.error) for queued in handles] == [(False, None)]
+
+
+def test_queueing_without_a_sender_is_refused_inside_the_transaction() -> None:
+    jobs.set_job_sender(None)
+    database = get_database()
+
+    def add_and_queue() -> None:
+        with database.session_scope() as session:
+            session.add(Source(url="https://news.test/feed", name="News"))
+            session.flush()
+            jobs.enqueue_after_commit(session, jobs.Job.POLL_SOURCE, source_id=1)
+
+    with pytest.raises(jobs.NoJobSenderError, match="no job sender is installed"):
+        add_and_queue()
+    with database.session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Source)) == 0
+    with pytest.raises(jobs.NoJobSenderError):
+        jobs.enqueue_now(jobs.Job.POLL_SOURCE, source_id=1)
+
+
+class RecordingCelery(Celery):
+    """A Celery app that notes the task names it is asked to send."""
+
+    def __init__(self) -> None:
+        super().__init__("recording")
+        self.sent: list[str] = []
+
+    def send_task(self, name: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.sent.append(name)
+
+
+def test_each_entry_point_installs_the_celery_sender() -> None:
+    from alerts.cli import main, send_through_workers
+    from alerts.web.app import create_app
+    from workers import tasks
+    from workers.dispatch import send_job
+
+    jobs.set_job_sender(None)
+    create_app()
+    assert jobs._current_sender() is send_job
+
+    jobs.set_job_sender(None)
+    assert main(["regions", "resolve", "Georgia"]) == 0
+    assert jobs._current_sender() is send_through_workers
+
+    jobs.set_job_sender(None)
+    worker_app = RecordingCelery()
+    tasks.queue_follow_up_jobs(sender=SimpleNamespace(app=worker_app))
+    jobs._current_sender()(jobs.Job.MATCH_ARTICLES, {"article_ids": [1]})
+    assert worker_app.sent == ["alerts.match_articles"]
+
+
+def test_an_embedding_process_keeps_its_own_sender() -> None:
+    from alerts.web.app import create_app
+
+    def mine(job: str, arguments: dict[str, Any]) -> None:
+        """A benchmark's or test's own sender."""
+
+    jobs.set_job_sender(mine)
+    create_app()
+    assert jobs._current_sender() is mine

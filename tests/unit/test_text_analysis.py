@@ -94,9 +94,10 @@ def test_stem_variants_cover_every_language() -> None:
 
 
 @pytest.mark.parametrize(
-    ("tag", "expected"), [("en-GB", "en"), ("DE", "de"), ("ru_RU", "ru"), (None, ""), ("", "")]
+    ("tag", "expected"),
+    [("en-GB", "en"), ("DE", "de"), ("ru_RU", "ru"), (None, None), ("", None), ("english", None)],
 )
-def test_normalise_language(tag: str | None, expected: str) -> None:
+def test_normalise_language(tag: str | None, expected: str | None) -> None:
     assert normalise_language(tag) == expected
 
 

@@ -17,18 +17,15 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts import audit
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.outbound import send_deliveries
-from alerts.delivery.render import MailRenderer
 from alerts.i18n import LANGUAGES, ReaderLocale
-from alerts.mailer import default_mailer
+from alerts.mailer import process_mailer, process_renderer
 from alerts.models import Article, Frequency, Newsletter, NewsletterStatus, User
 from alerts.newsletters import (
     NOT_STARTED,
     PLACEHOLDERS,
-    TEST_AUDIT_ACTION,
     NewsletterError,
     NotRecurrableError,
     SampleReader,
@@ -172,6 +169,7 @@ def create_issue(request: Request, session: SessionDep, user: EditorDep, data: F
         return _compose_page(request, session, user, form, None, errors, status_code=422)
     newsletter = create_newsletter(
         session,
+        user,
         subject=clean.subject,
         preheader=clean.preheader,
         intro_markdown=clean.intro,
@@ -179,15 +177,6 @@ def create_issue(request: Request, session: SessionDep, user: EditorDep, data: F
         audience=clean.audience,
         settings=settings,
         now=utcnow(),
-        created_by_id=user.id,
-    )
-    audit.record(
-        session,
-        user,
-        "newsletter.create",
-        "newsletter",
-        newsletter.id,
-        {"sections": len(clean.sections), "segment": sorted(clean.audience)},
     )
     return see_other(f"{HOME_PATH}/newsletters/{newsletter.id}?notice=created")
 
@@ -216,14 +205,10 @@ def edit_issue(
         "audience": clean.audience,
     }
     try:
-        changed = revise(session, newsletter_id, values)
+        revise(session, user, newsletter_id, values)
     except NewsletterError as refusal:
         return _compose_page(
             request, session, user, form, newsletter, error=str(refusal), status_code=409
-        )
-    if changed:
-        audit.record(
-            session, user, "newsletter.edit", "newsletter", newsletter_id, {"fields": changed}
         )
     return see_other(_issue_url(newsletter_id, "saved"))
 
@@ -283,7 +268,9 @@ def preview_page(
     newsletter = _issue(session, newsletter_id)
     samples = _samples(session, newsletter)
     index, locale = _chosen(samples, sample)
-    mail = preview_sample(session, newsletter_id, locale, get_settings(), utcnow(), MailRenderer())
+    mail = preview_sample(
+        session, newsletter_id, locale, get_settings(), utcnow(), process_renderer()
+    )
     return render(
         request,
         "preview.html",
@@ -302,7 +289,9 @@ def preview_html(session: SessionDep, user: EditorDep, newsletter_id: int, sampl
     """The HTML part alone, framed by the preview page under a policy of its own."""
     newsletter = _issue(session, newsletter_id)
     _, locale = _chosen(_samples(session, newsletter), sample)
-    mail = preview_sample(session, newsletter_id, locale, get_settings(), utcnow(), MailRenderer())
+    mail = preview_sample(
+        session, newsletter_id, locale, get_settings(), utcnow(), process_renderer()
+    )
     return framed_mail(mail.html)
 
 
@@ -318,23 +307,13 @@ def test_issue(
         return _refused(request, session, user, newsletter, "test", "give an address")
     now = utcnow()
     try:
-        ids = send_test(session, newsletter_id, addresses, settings, now, editor_id=user.id)
+        ids = send_test(session, user, newsletter_id, addresses, settings, now)
     except NewsletterError as error:
         return _refused(request, session, user, newsletter, "test", str(error))
-    # The hourly cap counts these entries (alerts.newsletters.remaining_test_sends).
-    audit.record(
-        session,
-        user,
-        TEST_AUDIT_ACTION,
-        "newsletter",
-        newsletter_id,
-        {"recipients": len(ids)},
-        now=now,
-    )
     # The sender claims the promised rows in its own transactions: they must be
     # committed first, and this request's transaction must not stay open meanwhile.
     session.commit()
-    report = send_deliveries(get_database(settings), ids, default_mailer(settings), utcnow)
+    report = send_deliveries(get_database(settings), ids, process_mailer(settings), utcnow)
     return see_other(
         _issue_url(newsletter_id, "tested" if report.sent == len(ids) else "test_deferred")
     )

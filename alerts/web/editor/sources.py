@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from alerts import audit
 from alerts import sources as source_rules
 from alerts.config import get_settings
 from alerts.db import utcnow
@@ -133,16 +132,10 @@ def edit_source(
     return see_other(f"{HOME_PATH}/sources/{source_id}?notice=source_saved")
 
 
-def _source_action(session: Session, user: User, source_id: int, action: str) -> RedirectResponse:
-    now = utcnow()
-    source = _source(session, source_id)
-    if action == "poll":
-        source_rules.poll_now(source, now)
-        changed = True
-    else:
-        changed = source_rules.set_active(source, action == "resume", now)
-    if changed:
-        audit.record(session, user, f"source.{action}", "source", source.id)
+def _source_action(
+    session: Session, user: User, source_id: int, action: source_rules.SourceAction
+) -> RedirectResponse:
+    source_rules.act_on_source(session, user, _source(session, source_id), action, utcnow())
     notices = {"poll": "polling", "pause": "paused", "resume": "resumed"}
     return see_other(f"{HOME_PATH}/sources?notice={notices[action]}")
 

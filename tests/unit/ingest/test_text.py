@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alerts.ingest import content_fingerprint, detect_language, html_to_text
-from alerts.ingest.text import html_to_line, normalise_language, plain_text_paragraphs
+from alerts.ingest.text import html_to_line, plain_text_paragraphs
 
 
 def test_html_to_text_keeps_paragraphs_and_drops_scripts() -> None:
@@ -57,10 +57,3 @@ def test_detect_language_en_de_ru() -> None:
 def test_detect_language_refuses_short_text() -> None:
     assert detect_language("Tbilisi") is None
     assert detect_language("") is None
-
-
-def test_normalise_language_tags() -> None:
-    assert normalise_language("en-US") == "en"
-    assert normalise_language("DE_at") == "de"
-    assert normalise_language("english") is None
-    assert normalise_language(None) is None

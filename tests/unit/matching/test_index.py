@@ -10,7 +10,7 @@ from alerts.matching import (
     Interest,
     InterestIndex,
     QueryError,
-    RegionNotFoundError,
+    UnknownRegionError,
     analyze,
 )
 
@@ -177,10 +177,10 @@ def test_bad_interests_are_refused(gz: Gazetteer) -> None:
         index.add(Interest(id="empty"))
     with pytest.raises(QueryError):
         index.add(Interest(id="neg", query="-foo"))
-    with pytest.raises(RegionNotFoundError) as info:
+    with pytest.raises(UnknownRegionError) as info:
         index.add(Interest(id="r", query="foo", regions=("Atlantis",)))
     assert info.value.interest_id == "r"
-    assert info.value.region == "Atlantis"
+    assert info.value.name == "Atlantis"
     with pytest.raises(QueryError) as qinfo:
         index.add(Interest(id="q", query="foo region:atlantis"))
     assert qinfo.value.position == 11  # the caret points at the region name

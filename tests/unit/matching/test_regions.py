@@ -210,9 +210,9 @@ def test_typo_gets_did_you_mean(gz: Gazetteer) -> None:
 
 
 def test_unknown_region_in_interest_carries_suggestions(gz: Gazetteer) -> None:
-    from alerts.matching import Interest, RegionNotFoundError, prepare_interest
+    from alerts.matching import Interest, UnknownRegionError, prepare_interest
 
-    with pytest.raises(RegionNotFoundError) as info:
+    with pytest.raises(UnknownRegionError) as info:
         prepare_interest(Interest("i", regions=("Swizerland",)), gz)
     assert "Switzerland" in info.value.suggestions
     assert "did you mean Switzerland" in str(info.value)
