@@ -29,7 +29,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from alerts import subscribers
+from alerts import audit, subscribers
+from alerts.audit import Actor
 from alerts.compose import reader_locales
 from alerts.config import Settings
 from alerts.delivery.queueing import queue_sending
@@ -222,13 +223,65 @@ def sign_up(
     return ids
 
 
-def _recently_asked(session: Session, subscriber: Subscriber, now: datetime) -> bool:
-    latest = session.scalar(
+def _last_confirmation_at(session: Session, subscriber: Subscriber) -> datetime | None:
+    return session.scalar(
         select(func.max(Delivery.created_at)).where(
             Delivery.subscriber_id == subscriber.id, Delivery.kind == DeliveryKind.CONFIRMATION
         )
     )
+
+
+def _recently_asked(session: Session, subscriber: Subscriber, now: datetime) -> bool:
+    latest = _last_confirmation_at(session, subscriber)
     return latest is not None and latest > now - CONFIRMATION_RESEND_AFTER
+
+
+def resend_confirmation(
+    session: Session,
+    actor: Actor,
+    id_or_email: str,
+    settings: Settings,
+    now: datetime,
+    *,
+    via: str | None = None,
+) -> Subscriber:
+    """Promise a pending reader the double opt-in mail again, audited; flush only.
+
+    For an admin whose reader lost the first mail. The sign-up's own limit
+    holds (one confirmation an hour per reader), so nobody's mailbox is
+    flooded from here either. SubscriberError names why nothing was sent: no
+    such reader, a reader who is confirmed or no longer pending, or a mail
+    within the hour.
+    """
+    subscriber = subscribers.find_subscriber(session, id_or_email)
+    if subscriber is None:
+        raise SubscriberError(f"no subscriber {id_or_email.strip()}")
+    if subscriber.status is SubscriberStatus.CONFIRMED:
+        raise SubscriberError(f"{subscriber.email} is confirmed already: nothing to confirm")
+    if subscriber.status is not SubscriberStatus.PENDING:
+        raise SubscriberError(
+            f"{subscriber.email} is {subscriber.status.value}: only a pending reader "
+            "is sent a confirmation"
+        )
+    ids = promise_confirmation(session, subscriber, settings, now)
+    if not ids:
+        latest = _last_confirmation_at(session, subscriber) or now
+        again = latest + CONFIRMATION_RESEND_AFTER
+        raise SubscriberError(
+            f"a confirmation went to {subscriber.email} at {latest:%H:%M} UTC; "
+            f"another can go after {again:%H:%M} UTC"
+        )
+    queue_sending(session, ids, settings, urgent=True)
+    audit.record(
+        session,
+        actor,
+        "subscriber.resend_confirmation",
+        "subscriber",
+        subscriber.id,
+        now=now,
+        via=via,
+    )
+    return subscriber
 
 
 def _apply_pending(

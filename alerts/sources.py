@@ -277,7 +277,7 @@ def act_on_source(
 def delete_source(
     session: Session, actor: Actor, source: Source, *, via: str | None = None
 ) -> None:
-    """Remove a source and, with it, its articles (the schema cascades), audited."""
+    """Remove a source, audited; its stored articles stay, with no source (SET NULL)."""
     source_id = source.id
     session.delete(source)
     session.flush()

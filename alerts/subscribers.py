@@ -332,6 +332,18 @@ def erase(
     return True
 
 
+def find_subscriber(session: Session, id_or_email: str) -> Subscriber | None:
+    """The subscriber an admin names by id or by address (checked like any address).
+
+    SubscriberError for something that is neither; None when nobody has it.
+    """
+    text = id_or_email.strip()
+    if text.isdigit():
+        return session.get(Subscriber, int(text))
+    email = normalised_address(text)
+    return session.scalar(select(Subscriber).where(Subscriber.email == email))
+
+
 # --- interests ----------------------------------------------------------------------
 
 

@@ -186,6 +186,29 @@ def set_active(session: Session, actor: Actor, user: User, active: bool, now: da
     audit.record(session, actor, action, "user", user.id, now=now)
 
 
+def remove_user(
+    session: Session, actor: Actor, user: User, now: datetime, *, via: str | None = None
+) -> None:
+    """Delete a staff account (its sessions and tokens go with it) and audit it.
+
+    The audit log keeps what they did under their address; newsletters they
+    wrote stay, without an author. Nobody removes themselves, and the last
+    active admin stays, so the console always has someone who can manage it.
+    """
+    if isinstance(actor, User) and actor.id == user.id:
+        raise UserError("ask another admin to remove your own account")
+    if user.role is Role.ADMIN and user.active:
+        admins = session.scalar(
+            select(func.count(User.id)).where(User.role == Role.ADMIN, User.active.is_(True))
+        )
+        if (admins or 0) <= 1:
+            raise UserError(f"{user.email} is the last active admin; add another admin first")
+    user_id, role = user.id, user.role.value
+    session.delete(user)
+    session.flush()
+    audit.record(session, actor, "user.delete", "user", user_id, {"role": role}, now, via=via)
+
+
 # --- login throttle -------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from alerts import audit
@@ -324,3 +324,31 @@ def deactivate(session: Session, actor: Actor, endpoint_id: int) -> bool:
     if found:
         audit.record(session, actor, "webhook.deactivate", "webhook", endpoint_id)
     return found
+
+
+def remove_endpoint(
+    session: Session, actor: Actor, endpoint_id: int, now: datetime, *, via: str | None = None
+) -> bool:
+    """Delete an endpoint, and with it (by cascade) its deliveries, and audit it.
+
+    The one removal for every edge; a POST already in flight finds its row gone
+    and records nothing. False when there is no such endpoint.
+    """
+    if session.get(WebhookEndpoint, endpoint_id) is None:
+        return False
+    deliveries = session.scalar(
+        select(func.count(WebhookDelivery.id)).where(WebhookDelivery.endpoint_id == endpoint_id)
+    )
+    audit.record(
+        session,
+        actor,
+        "webhook.delete",
+        "webhook",
+        endpoint_id,
+        {"deliveries_removed": int(deliveries or 0)},
+        now,
+        via=via,
+    )
+    session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id))
+    session.expire_all()
+    return True

@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
@@ -24,9 +24,11 @@ from alerts.storage import storage_fault
 CLI_ACTOR = "cli"
 # A storage fault (a full disk, a read-only folder) is reported in one line with this code.
 EXIT_STORAGE_FAULT = 1
-
 # A command refused what it was given (argparse's own code for bad usage).
 EXIT_REFUSED = 2
+# A question answered "no" (or not answered): nothing was changed.
+EXIT_DECLINED = 1
+MAX_PORT = 65535
 
 # Each module adds its subcommands; a subcommand's handler returns the exit code.
 COMMAND_MODULES = (
@@ -50,8 +52,78 @@ DESCRIPTION = (
 )
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse with a one-line complaint: the usage block buries the reason.
+
+    Subcommand parsers are made from the same class, so every command in the
+    tree answers a bad command line the same way, with argparse's exit code.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_REFUSED, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def positive_int(text: str) -> int:
+    """A count or size given on the command line: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port to listen on."""
+    value = positive_int(text)
+    if value > MAX_PORT:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1 to {MAX_PORT})")
+    return value
+
+
+def confirmed(question: str, assume_yes: bool) -> bool:
+    """Ask ``question`` on the terminal unless ``--yes`` was given; no answer is "no".
+
+    A script without ``--yes`` reads end-of-file and so removes nothing.
+    """
+    if assume_yes:
+        return True
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    try:
+        answer = input()
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() in {"y", "yes"}:
+        return True
+    print("nothing changed", file=sys.stderr)
+    return False
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """ "1 interest", "2 interests": the command line speaks English."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def region_label(region_id: str) -> str:
+    """A region as people know it: its name, with where it lies when the name is
+    shared ("Georgia (United States)"), and the id only for one the gazetteer lost."""
+    from alerts.regions import default_gazetteer
+
+    gazetteer = default_gazetteer()
+    region = gazetteer.regions.get(region_id)
+    if region is None:
+        return region_id
+    try:
+        unique = gazetteer.resolve(region.name).id == region_id
+    except ValueError:
+        unique = False
+    parent = gazetteer.regions.get(region.parents[0]) if region.parents else None
+    return region.name if unique or parent is None else f"{region.name} ({parent.name})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alerts", description=DESCRIPTION)
+    parser = CommandParser(prog="alerts", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"alerts {version('alerts')}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

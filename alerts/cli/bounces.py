@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.bounce_mailbox import Mailbox, MailboxError, poll
 from alerts.bounces import MAX_BOUNCE_BYTES, bounce_domain, classify, take_in
+from alerts.cli import port_number
 from alerts.config import Settings, get_settings
 from alerts.db import get_database
 from alerts.logs import configure_logging
@@ -43,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "serve", help="receive the bounce domain's mail from the MTA and record it"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
+    serve.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help=f"port to listen on ({DEFAULT_PORT})"
+    )
     serve.add_argument(
         "--protocol", choices=("lmtp", "smtp"), default="lmtp", help="what the MTA speaks"
     )

@@ -6,18 +6,25 @@ import argparse
 import json
 import sys
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from alerts.cli import CLI_ACTOR
+from alerts.cli import CLI_ACTOR, EXIT_DECLINED, EXIT_REFUSED, confirmed, plural
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.ingest.fetch import read_source
 from alerts.ingest.formats import SourceError
 from alerts.ingest.service import ingest_document, limits_from
 from alerts.ingest.store import IngestReport
-from alerts.models import Source
+from alerts.models import Article, Source
 from alerts.progress import tracked
-from alerts.sources import SourceForm, SourceInputError, create_source
+from alerts.sources import (
+    MAX_POLL_MINUTES,
+    MIN_POLL_MINUTES,
+    SourceForm,
+    SourceInputError,
+    create_source,
+    delete_source,
+)
 from alerts.transactions import run_in_transaction
 
 EXIT_UNREADABLE = 1
@@ -40,14 +47,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sources = subparsers.add_parser("sources", help="sources the clock polls")
     actions = sources.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="register a feed or page to poll")
-    add.add_argument("url")
+    add.add_argument("url", help="http(s) address of the feed, page or JSON file")
     add.add_argument("--name", help="shown to editors and in mail (default: the URL)")
-    add.add_argument("--every", type=int, metavar="MINUTES", help="poll interval")
+    add.add_argument(
+        "--every",
+        metavar="MINUTES",
+        help=f"poll interval, {MIN_POLL_MINUTES} to {MAX_POLL_MINUTES} "
+        "(default: ALERTS_SOURCE_DEFAULT_POLL_MINUTES)",
+    )
     add.add_argument("--tag", action="append", default=[], help="tag added to every article")
     add.set_defaults(handler=run_sources_add)
     listing = actions.add_parser("list", help="registered sources and their last poll")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print them as one JSON array")
     listing.set_defaults(handler=run_sources_list)
+    remove = actions.add_parser(
+        "remove", help="stop polling a source and delete it; its articles stay"
+    )
+    remove.add_argument("id", type=int, help="the source's id (see `sources list`)")
+    remove.add_argument("--yes", action="store_true", help="do not ask; remove at once")
+    remove.set_defaults(handler=run_sources_remove)
 
 
 def run_ingest(args: argparse.Namespace) -> int:
@@ -103,7 +121,9 @@ def run_ingest(args: argparse.Namespace) -> int:
 def run_sources_add(args: argparse.Namespace) -> int:
     """The editor's and the API's rules: guarded host, interval and tag limits, audited."""
     settings = get_settings()
-    form = SourceForm(args.name or "", args.url, args.every or "", args.tag)
+    # --every 0 is refused by the interval rule, not taken for "the default".
+    every = "" if args.every is None else args.every
+    form = SourceForm(args.name or "", args.url, every, args.tag)
     try:
         with get_database(settings).session_scope() as session:
             source = create_source(session, CLI_ACTOR, form, settings, utcnow())
@@ -111,6 +131,29 @@ def run_sources_add(args: argparse.Namespace) -> int:
     except SourceInputError as error:
         print(f"alerts sources add: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_sources_remove(args: argparse.Namespace) -> int:
+    database = get_database()
+    with database.session_scope() as session:
+        source = session.get(Source, args.id)
+        found = None if source is None else (source.name, source.url)
+        stored = session.scalar(select(func.count(Article.id)).where(Article.source_id == args.id))
+    if found is None:
+        print(f"alerts sources remove: no source {args.id}", file=sys.stderr)
+        return EXIT_REFUSED
+    name, url = found
+    kept = plural(int(stored or 0), "stored article")
+    if not confirmed(f"Remove source {args.id} ({name}, {url})? Its {kept} stay.", args.yes):
+        return EXIT_DECLINED
+    with database.session_scope() as session:
+        source = session.get(Source, args.id)
+        if source is None:  # removed by someone else while the question was open
+            print(f"alerts sources remove: no source {args.id}", file=sys.stderr)
+            return EXIT_REFUSED
+        delete_source(session, CLI_ACTOR, source)
+    print(f"source {args.id}: removed")
     return 0
 
 

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from alerts.cli import positive_int, region_label
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.errors import InvalidInputError
@@ -64,11 +65,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="R",
         help="a region the interest follows (repeat for several)",
     )
-    preview.add_argument("--days", type=int, default=7, help="how far back to look")
-    preview.add_argument("--limit", type=int, default=50, help="most articles listed")
+    preview.add_argument(
+        "--days", type=positive_int, default=7, help="how far back to look (default: 7)"
+    )
+    preview.add_argument(
+        "--limit", type=positive_int, default=50, help="most articles listed (default: 50)"
+    )
     preview.add_argument(
         "--max-articles",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="look through the newest N stored articles at most (default: all in --days)",
@@ -99,7 +104,9 @@ def run_preview_command(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INTEREST
     except QueryError as error:
-        print(f"alerts interests preview: {error}", file=sys.stderr)
+        # With no query typed there is nothing for a caret to point under.
+        reason = error if (args.query or "").strip() else error.message
+        print(f"alerts interests preview: {reason}", file=sys.stderr)
         return EXIT_BAD_INTEREST
     for hit in hits:
         why = dataclasses.asdict(hit.explanation)
@@ -107,7 +114,9 @@ def run_preview_command(args: argparse.Namespace) -> int:
             print(json.dumps({"article": hit.article_id, "title": hit.title, "why": why}))
         else:
             when = f"{hit.published:%Y-%m-%d}" if hit.published else "undated"
-            found = [t["term"] for t in why["terms"]] + [r["region_id"] for r in why["regions"]]
+            # Region names for people; the JSON line keeps the ids for scripts.
+            regions = [region_label(r["region_id"]) for r in why["regions"]]
+            found = [t["term"] for t in why["terms"]] + regions
             print(f"{hit.article_id:>6}  {when}  {hit.title}  [{', '.join(found)}]")
     if not args.json:
         print(f"{len(hits)} articles in the last {args.days} days")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from alerts.cli import CLI_ACTOR
 from alerts.config import get_settings
@@ -29,8 +30,10 @@ from alerts.newsletters import (
     send_now,
     send_test,
 )
+from alerts.subscribers import SubscriberError, parse_frequency, parse_language
 
 EXIT_REFUSED = 2
+ISSUE_ID_HELP = "the issue's id (see `newsletters list`)"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,8 +41,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = newsletters.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     create = actions.add_parser("create", help="compose a draft issue")
-    create.add_argument("--subject", required=True)
-    create.add_argument("--preheader", default="")
+    create.add_argument("--subject", required=True, help="the mail's subject line")
+    create.add_argument(
+        "--preheader", default="", help="the preview line mail programs show after the subject"
+    )
     create.add_argument(
         "--intro-file", type=Path, help="Markdown intro ({email}, {date}... allowed)"
     )
@@ -59,14 +64,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     create.add_argument("--region", action="append", default=[], help="audience: readers of R")
     create.add_argument("--word", action="append", default=[], help="audience: interest word")
-    create.add_argument("--language", action="append", default=[], help="audience: language")
-    create.add_argument("--frequency", action="append", default=[], help="audience: frequency")
+    create.add_argument(
+        "--language", action="append", default=[], help="audience: readers of language L"
+    )
+    create.add_argument(
+        "--frequency", action="append", default=[], help="audience: readers with frequency F"
+    )
     create.set_defaults(handler=run_create)
 
     at = actions.add_parser("schedule", help="schedule or reschedule an issue")
-    at.add_argument("id", type=int)
-    at.add_argument("--at", required=True, metavar="'YYYY-MM-DD HH:MM'")
-    at.add_argument("--timezone", default="UTC")
+    at.add_argument("id", type=int, help=ISSUE_ID_HELP)
+    at.add_argument(
+        "--at", required=True, metavar="'YYYY-MM-DD HH:MM'", help="when to send, local time"
+    )
+    at.add_argument("--timezone", default="UTC", help="IANA zone of --at (default: UTC)")
     at.set_defaults(handler=run_schedule)
 
     for name, handler, text in (
@@ -75,29 +86,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ("approve", run_approve, "let a held recurring issue go"),
     ):
         action = actions.add_parser(name, help=text)
-        action.add_argument("id", type=int)
+        action.add_argument("id", type=int, help=ISSUE_ID_HELP)
         action.set_defaults(handler=handler)
 
     recur = actions.add_parser("recur", help="make an issue a recurring template")
-    recur.add_argument("id", type=int)
+    recur.add_argument("id", type=int, help=ISSUE_ID_HELP)
     recur.add_argument("--cron", required=True, help="crontab, e.g. '0 7 * * mon'")
-    recur.add_argument("--timezone", default="UTC")
+    recur.add_argument("--timezone", default="UTC", help="IANA zone of --cron (default: UTC)")
     recur.add_argument("--approval", action="store_true", help="hold each issue for approval")
     recur.set_defaults(handler=run_recur)
 
     show = actions.add_parser("preview", help="the issue as one reader would get it")
-    show.add_argument("id", type=int)
-    show.add_argument("--subscriber", required=True, metavar="EMAIL")
+    show.add_argument("id", type=int, help=ISSUE_ID_HELP)
+    show.add_argument(
+        "--subscriber", required=True, metavar="EMAIL", help="the reader whose copy to show"
+    )
     show.add_argument("--html", action="store_true", help="print the HTML part, not the text")
     show.set_defaults(handler=run_preview)
 
     test = actions.add_parser("test", help="send a test to given addresses now")
-    test.add_argument("id", type=int)
-    test.add_argument("--to", action="append", required=True, metavar="EMAIL")
+    test.add_argument("id", type=int, help=ISSUE_ID_HELP)
+    test.add_argument(
+        "--to",
+        action="append",
+        required=True,
+        metavar="EMAIL",
+        help="an address to send the test to (repeat for several)",
+    )
     test.set_defaults(handler=run_test)
 
     listing = actions.add_parser("list", help="issues with their status and progress")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print them as one JSON array")
     listing.set_defaults(handler=run_list)
 
 
@@ -114,22 +133,41 @@ def _section(spec: str, picked: bool) -> dict[str, Any]:
 
 
 def _refused(action: str, error: Exception) -> int:
-    print(f"alerts newsletters {action}: {error}", file=sys.stderr)
+    # The first line says it all; a query's caret drawing under it suits a form.
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    print(f"alerts newsletters {action}: {reason}", file=sys.stderr)
     return EXIT_REFUSED
+
+
+def _existing(session: Session, newsletter_id: int) -> None:
+    """NewsletterError for an id that names no issue, before a command acts on it."""
+    if session.get(Newsletter, newsletter_id) is None:
+        raise NewsletterError(f"no newsletter {newsletter_id}")
+
+
+def _intro(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise NewsletterError(f"cannot read {path}: {reason}") from error
 
 
 def run_create(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
-        intro = args.intro_file.read_text(encoding="utf-8") if args.intro_file else ""
+        intro = _intro(args.intro_file)
         sections = [_section(s, False) for s in args.section] + [
             _section(s, True) for s in args.pick
         ]
         audience = {
             "regions": args.region,
             "words": args.word,
-            "languages": args.language,
-            "frequencies": args.frequency,
+            # The readers' own rules for a language and a frequency.
+            "languages": [parse_language(language) for language in args.language],
+            "frequencies": [parse_frequency(f).value for f in args.frequency],
         }
         with get_database(settings).session_scope() as session:
             newsletter = create_newsletter(
@@ -144,7 +182,7 @@ def run_create(args: argparse.Namespace) -> int:
                 now=utcnow(),
             )
             print(f"newsletter {newsletter.id}: draft")
-    except (NewsletterError, OSError) as error:
+    except (NewsletterError, SubscriberError) as error:
         return _refused("create", error)
     return 0
 
@@ -153,6 +191,7 @@ def run_schedule(args: argparse.Namespace) -> int:
     try:
         at = local_moment(args.at, args.timezone)
         with get_database().session_scope() as session:
+            _existing(session, args.id)
             newsletter = schedule(session, args.id, at, args.timezone, utcnow(), actor=CLI_ACTOR)
             print(f"newsletter {newsletter.id}: scheduled for {at:%Y-%m-%d %H:%M} UTC")
     except NewsletterError as error:
@@ -163,6 +202,7 @@ def run_schedule(args: argparse.Namespace) -> int:
 def run_send_now(args: argparse.Namespace) -> int:
     try:
         with get_database().session_scope() as session:
+            _existing(session, args.id)
             send_now(session, args.id, utcnow(), actor=CLI_ACTOR)
     except NewsletterError as error:
         return _refused("send-now", error)
@@ -193,6 +233,7 @@ def run_approve(args: argparse.Namespace) -> int:
 def run_recur(args: argparse.Namespace) -> int:
     try:
         with get_database().session_scope() as session:
+            _existing(session, args.id)
             newsletter = make_recurring(
                 session,
                 args.id,
@@ -228,6 +269,7 @@ def run_test(args: argparse.Namespace) -> int:
     database = get_database(settings)
     try:
         with database.session_scope() as session:
+            _existing(session, args.id)
             ids = send_test(session, CLI_ACTOR, args.id, args.to, settings, utcnow())
     except NewsletterError as error:
         return _refused("test", error)

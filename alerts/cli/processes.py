@@ -15,6 +15,7 @@ import time
 from types import FrameType
 from urllib.parse import urlsplit
 
+from alerts.cli import port_number, positive_int
 from alerts.config import get_settings
 from alerts.db import get_database
 from alerts.health import all_checks, is_loopback
@@ -42,19 +43,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     web.set_defaults(handler=run_web)
 
     worker = subparsers.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--concurrency", type=int, help="threads or processes")
+    worker.add_argument(
+        "--concurrency",
+        type=positive_int,
+        help="threads or processes (default: ALERTS_WORKER_CONCURRENCY)",
+    )
     worker.add_argument(
         "--pool",
         choices=["prefork", "threads", "solo"],
         help="Celery pool (default: threads on the embedded broker, prefork otherwise)",
     )
     worker.add_argument(
-        "--metrics-port", type=int, help="serve this machine's metrics (for workers on other hosts)"
+        "--metrics-port",
+        type=port_number,
+        help="serve this machine's metrics (for workers on other hosts)",
     )
     worker.add_argument("--queues", help="comma-separated queues to consume (default: all of them)")
     worker.add_argument(
         "--max-memory-per-child",
-        type=int,
+        type=positive_int,
         metavar="MB",
         help="prefork: replace a process whose memory passed this, once its task is done",
     )
@@ -96,7 +103,10 @@ def _add_bind_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 for every interface)",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})"
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"port to listen on (default {DEFAULT_PORT})",
     )
 
 

@@ -13,26 +13,32 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from sqlalchemy import func, select
 
-from alerts.cli import CLI_ACTOR
+from alerts.cli import CLI_ACTOR, EXIT_DECLINED, EXIT_REFUSED, confirmed, plural, region_label
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.delivery.ledger import count_sending, recover_stuck, waiting_for_task
 from alerts.delivery.outbound import SendReport, send_deliveries
 from alerts.digest import plan_due_digests
+from alerts.i18n import LANGUAGES
 from alerts.mailer import process_mailer
 from alerts.models import DeliveryKind, Frequency, Source, Subscriber
 from alerts.progress import Progress, tracked
 from alerts.schedule import latest_slot, period_length
+from alerts.signup import resend_confirmation
 from alerts.subscribers import (
+    CSV_COLUMNS,
     ImportReport,
     ImportStoppedError,
+    InterestError,
     NewSubscriber,
     SubscriberError,
     create_subscriber,
     erase,
+    find_subscriber,
     import_csv_in_batches,
 )
 
@@ -41,27 +47,63 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     subscribers = subparsers.add_parser("subscribers", help="manage subscribers")
     actions = subscribers.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    add = actions.add_parser("add", help="add one subscriber")
-    add.add_argument("email")
+    add = actions.add_parser(
+        "add", help="add one subscriber; mails the opt-in confirmation unless --confirmed"
+    )
+    add.add_argument("email", help="the reader's address")
     add.add_argument("--query", help="keyword query of the subscriber's interest")
-    add.add_argument("--region", action="append", default=[], metavar="NAME")
-    add.add_argument("--frequency", choices=[f.value for f in Frequency], default="daily")
+    add.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a region the interest follows, by any of its names (repeat for several)",
+    )
+    add.add_argument(
+        "--frequency",
+        default=Frequency.DAILY.value,
+        help=f"{' | '.join(f.value for f in Frequency)} (default: daily)",
+    )
     add.add_argument("--timezone", default="UTC", metavar="TZ", help="IANA name, e.g. Asia/Tbilisi")
     add.add_argument("--send-at", default="07:00", metavar="HH:MM", help="local digest time")
-    add.add_argument("--language", default="en")
+    add.add_argument(
+        "--language",
+        default="en",
+        help=f"language of their mail and pages: {' | '.join(LANGUAGES)} (default: en)",
+    )
     add.add_argument("--confirmed", action="store_true", help="skip double opt-in (consent given)")
     add.set_defaults(handler=run_add)
 
     importing = actions.add_parser("import", help="add subscribers from a CSV file")
-    importing.add_argument("file", type=Path)
+    importing.add_argument(
+        "file", type=Path, help=f"UTF-8 CSV with a header row: {', '.join(CSV_COLUMNS)}"
+    )
     importing.set_defaults(handler=run_import)
 
     erasing = actions.add_parser("erase", help="delete a subscriber and all they left, audited")
-    erasing.add_argument("id", type=int)
+    erasing.add_argument("id", type=int, help="the subscriber's id (see `subscribers list`)")
     erasing.set_defaults(handler=run_erase)
 
+    removing = actions.add_parser(
+        "remove", help="erase a subscriber, named by id or address, after asking"
+    )
+    removing.add_argument("subscriber", metavar="ID|EMAIL", help="the subscriber's id or address")
+    removing.add_argument("--yes", action="store_true", help="do not ask; erase at once")
+    removing.set_defaults(handler=run_remove)
+
+    resend = actions.add_parser(
+        "resend-confirmation", help="mail a pending subscriber the opt-in confirmation again"
+    )
+    resend.add_argument("subscriber", metavar="EMAIL|ID", help="the subscriber's address or id")
+    resend.set_defaults(handler=run_resend_confirmation)
+
+    show = actions.add_parser("show", help="one subscriber with their settings and interests")
+    show.add_argument("subscriber", metavar="ID|EMAIL", help="the subscriber's id or address")
+    show.add_argument("--json", action="store_true", help="print it as one JSON object")
+    show.set_defaults(handler=run_show)
+
     listing = actions.add_parser("list", help="every subscriber with their status")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print them as one JSON array")
     listing.set_defaults(handler=run_list)
 
     digests = subparsers.add_parser("digests", help="digest runs")
@@ -97,9 +139,18 @@ def run_add(args: argparse.Namespace) -> int:
             subscriber = create_subscriber(session, CLI_ACTOR, data, settings, utcnow())
             print(f"subscriber {subscriber.id}: {subscriber.email} ({subscriber.status.value})")
     except SubscriberError as error:
-        print(f"alerts subscribers add: {error}", file=sys.stderr)
-        return 2
+        print(f"alerts subscribers add: {_one_line(error, args.query)}", file=sys.stderr)
+        return EXIT_REFUSED
     return 0
+
+
+def _one_line(error: SubscriberError, query: str | None) -> str:
+    """The reason in one line: a query's caret drawing suits a form, not a terminal."""
+    if not isinstance(error, InterestError) or error.position is None:
+        return str(error)
+    if not (query or "").strip():
+        return error.message
+    return f"query: {error.message} (at character {error.position + 1})"
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -152,6 +203,92 @@ def run_erase(args: argparse.Namespace) -> int:
         print(f"alerts subscribers erase: no subscriber {args.id}", file=sys.stderr)
         return 2
     print(f"subscriber {args.id}: erased")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    """``erase`` by id or address, after a question: the same audited erasure."""
+    try:
+        with get_database().session_scope() as session:
+            subscriber = find_subscriber(session, args.subscriber)
+            if subscriber is None:
+                raise SubscriberError(f"no subscriber {args.subscriber.strip()}")
+            subscriber_id, email = subscriber.id, subscriber.email
+            interests = len(subscriber.interests)
+    except SubscriberError as error:
+        print(f"alerts subscribers remove: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    question = (
+        f"Erase subscriber {subscriber_id} ({email}), their {plural(interests, 'interest')} "
+        "and every mail and match they had?"
+    )
+    if not confirmed(question, args.yes):
+        return EXIT_DECLINED
+    with get_database().session_scope() as session:
+        erased = erase(session, CLI_ACTOR, subscriber_id, utcnow())
+    if not erased:
+        print(f"alerts subscribers remove: no subscriber {subscriber_id}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"subscriber {subscriber_id}: erased")
+    return 0
+
+
+def run_resend_confirmation(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    try:
+        with get_database(settings).session_scope() as session:
+            subscriber = resend_confirmation(
+                session, CLI_ACTOR, args.subscriber, settings, utcnow()
+            )
+            print(f"subscriber {subscriber.id}: confirmation mail queued to {subscriber.email}")
+    except SubscriberError as error:
+        print(f"alerts subscribers resend-confirmation: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Regions by name for people, with ids in the JSON for scripts."""
+    try:
+        with get_database().session_scope() as session:
+            subscriber = find_subscriber(session, args.subscriber)
+            if subscriber is None:
+                raise SubscriberError(f"no subscriber {args.subscriber.strip()}")
+            row: dict[str, Any] = {
+                "id": subscriber.id,
+                "email": subscriber.email,
+                "status": subscriber.status.value,
+                "frequency": subscriber.frequency.value,
+                "timezone": subscriber.timezone,
+                "send_at": subscriber.send_at.strftime("%H:%M"),
+                "language": subscriber.language,
+                "paused": subscriber.paused,
+                "interests": [
+                    {
+                        "id": interest.id,
+                        "query": interest.query,
+                        "regions": list(interest.regions or []),
+                        "region_names": [region_label(r) for r in interest.regions or []],
+                    }
+                    for interest in sorted(subscriber.interests, key=lambda i: i.id)
+                ],
+            }
+    except SubscriberError as error:
+        print(f"alerts subscribers show: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    if args.json:
+        print(json.dumps(row, ensure_ascii=False))
+        return 0
+    paused = ", paused" if row["paused"] else ""
+    print(f"subscriber {row['id']}: {row['email']} ({row['status']}{paused})")
+    print(f"  {row['frequency']} at {row['send_at']} {row['timezone']}, language {row['language']}")
+    interests = row["interests"]
+    print(f"  {plural(len(interests), 'interest')}:")
+    for interest in interests:
+        parts = [f"query {interest['query']}"] if interest["query"] else []
+        if interest["region_names"]:
+            parts.append(f"regions {', '.join(interest['region_names'])}")
+        print(f"    {interest['id']:>6}  {'; '.join(parts)}")
     return 0
 
 

@@ -10,7 +10,7 @@ import getpass
 import json
 import sys
 
-from alerts.cli import CLI_ACTOR
+from alerts.cli import CLI_ACTOR, EXIT_DECLINED, confirmed
 from alerts.db import get_database, utcnow
 from alerts.models import Role
 from alerts.users import (
@@ -21,6 +21,9 @@ from alerts.users import (
     find_user,
     generate_password,
     list_users,
+    normalise_email,
+    parse_role,
+    remove_user,
 )
 
 EXIT_REFUSED = 2
@@ -34,9 +37,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("email", help="the staff member's address, also their sign-in name")
     add.add_argument(
         "--role",
-        choices=[r.value for r in Role],
         default=Role.EDITOR.value,
-        help="what they may do (default: editor)",
+        help=f"what they may do: {' | '.join(r.value for r in Role)} (default: editor)",
     )
     source = add.add_mutually_exclusive_group()
     source.add_argument(
@@ -56,6 +58,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     token.add_argument("--name", required=True, help="what the token is for, e.g. 'cms sync'")
     token.set_defaults(handler=run_token)
 
+    remove = actions.add_parser(
+        "remove", help="delete a console user with their sessions and API tokens"
+    )
+    remove.add_argument("email", help="the user's address (see `users list`)")
+    remove.add_argument("--yes", action="store_true", help="do not ask; remove at once")
+    remove.set_defaults(handler=run_remove)
+
 
 def _password(args: argparse.Namespace) -> tuple[str, bool]:
     """The password and whether it was generated (and so must be shown)."""
@@ -72,9 +81,10 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
 
 def run_add(args: argparse.Namespace) -> int:
     try:
+        role = parse_role(args.role)
         password, generated = _password(args)
         with get_database().session_scope() as session:
-            user = create_user(session, CLI_ACTOR, args.email, password, Role(args.role), utcnow())
+            user = create_user(session, CLI_ACTOR, args.email, password, role, utcnow())
             print(f"user {user.id}: {user.email} ({user.role.value})")
     except UserError as error:
         print(f"alerts users add: {error}", file=sys.stderr)
@@ -116,4 +126,28 @@ def run_token(args: argparse.Namespace) -> int:
         print(f"alerts users token: {error}", file=sys.stderr)
         return EXIT_REFUSED
     print(new.secret)
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    database = get_database()
+    try:
+        address = normalise_email(args.email)
+        with database.session_scope() as session:
+            user = find_user(session, address)
+            if user is None:
+                raise UserError(f"no user {address}")
+            question = f"Remove {user.role.value} {user.email} (user {user.id})?"
+        if not confirmed(question, args.yes):
+            return EXIT_DECLINED
+        with database.session_scope() as session:
+            user = find_user(session, address)
+            if user is None:
+                raise UserError(f"no user {address}")
+            user_id = user.id
+            remove_user(session, CLI_ACTOR, user, utcnow())
+    except UserError as error:
+        print(f"alerts users remove: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"user {user_id}: removed")
     return 0
