@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,33 @@ def test_the_postal_address_is_in_every_mail_when_set(renderer: MailRenderer) ->
         without = renderer.render(name, context)
         assert "postal-address" not in without.html, name
         assert "Press Row" not in without.text, name
+
+
+def visible_text(html: str) -> str:
+    """The words a reader sees in the HTML part: no tags, so no href values."""
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+@pytest.mark.parametrize("already_subscribed", [False, True])
+def test_a_confirmation_names_the_address_once_in_each_part(
+    renderer: MailRenderer, already_subscribed: bool
+) -> None:
+    """Its lead names the reader's address, so the footer does not repeat it;
+    the button is the HTML part's one link to confirm, the text part shows the URL once."""
+    context = {**contexts()["confirmation"], "already_subscribed": already_subscribed}
+    mail = renderer.render("confirmation", context)
+    address, confirm_url = "reader@example.org", context["confirm_url"]
+    assert mail.text.count(address) == 1
+    assert visible_text(mail.html).count(address) == 1
+    assert "This mail went to" not in mail.text + mail.html
+    assert mail.text.count(confirm_url) == 1
+    assert confirm_url not in visible_text(mail.html)
+    assert mail.html.count(f'href="{confirm_url}"') == 1
+
+
+def test_other_mail_still_says_which_address_it_went_to(renderer: MailRenderer) -> None:
+    for name, context in contexts().items():
+        if name != "confirmation":
+            mail = renderer.render(name, context)
+            assert "This mail went to reader@example.org." in mail.text, name
+            assert "This mail went to reader@example.org." in mail.html, name
