@@ -8,14 +8,15 @@ the planners' own code in the way.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from alerts.config import get_settings
@@ -28,6 +29,7 @@ from alerts.models import (
     Delivery,
     DeliveryKind,
     DeliveryState,
+    DistinctInterest,
     Frequency,
     Interest,
     Match,
@@ -43,6 +45,8 @@ from alerts.web.app import create_app
 PASSWORD = "correct horse battery"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 MATCH_INSERT_CHUNK = 10_000  # rows per INSERT: below every driver's parameter limit
+# Test interests reach their matches from long before any test's moment.
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 # --- single rows ----------------------------------------------------------------------
@@ -211,27 +215,52 @@ def insert_articles(
     )
 
 
+def shared_distinct(session: Session, name: str) -> int:
+    """A distinct interest for tests, named ``name`` (its key is the name's SHA-256)."""
+    key = hashlib.sha256(f"test-interest:{name}".encode()).hexdigest()
+    distinct = DistinctInterest(match_key=key)
+    session.add(distinct)
+    session.flush()
+    return distinct.id
+
+
 def insert_matches(
     session: Session,
-    matched: Iterable[tuple[int, int, int]],
+    interest_ids: Sequence[int],
+    article_ids: Iterable[int],
     term: str,
     matched_at: datetime,
-) -> None:
-    """(subscriber id, interest id, article id) matches on ``term`` in the title."""
+) -> int:
+    """Every interest in ``interest_ids`` shares one distinct interest, which
+    matched each article on ``term`` in the title: one stored row per article,
+    reached by every reader. Returns the distinct interest's id."""
+    distinct_id = shared_distinct(session, term)
+    for start in range(0, len(interest_ids), MATCH_INSERT_CHUNK):
+        chunk = interest_ids[start : start + MATCH_INSERT_CHUNK]
+        session.execute(
+            update(Interest)
+            .where(Interest.id.in_(chunk))
+            .values(
+                distinct_id=distinct_id,
+                distinct_since=LONG_AGO,
+                # not an edit: the match worker would file the interests again
+                updated_at=Interest.updated_at,
+            )
+        )
     explanation = {"terms": [{"term": term, "zones": ["title"]}], "regions": []}
     rows = [
         {
             "article_id": article_id,
-            "interest_id": interest_id,
-            "subscriber_id": subscriber_id,
+            "distinct_id": distinct_id,
             "score": 3.0,
             "explanation": explanation,
             "matched_at": matched_at,
         }
-        for subscriber_id, interest_id, article_id in matched
+        for article_id in article_ids
     ]
     for start in range(0, len(rows), MATCH_INSERT_CHUNK):
         session.execute(insert(Match), rows[start : start + MATCH_INSERT_CHUNK])
+    return distinct_id
 
 
 def readers_with_due_digests(
@@ -247,16 +276,7 @@ def readers_with_due_digests(
         interest_ids = insert_interests(session, subscriber_ids, ["flood"] * count, since)
         stories = [(f"Flood report {n}", f"Water rose in district {n}.") for n in range(articles)]
         article_ids = insert_articles(session, stories, f"{prefix}-flood", since)
-        insert_matches(
-            session,
-            (
-                (subscriber_id, interest_id, article_id)
-                for subscriber_id, interest_id in zip(subscriber_ids, interest_ids, strict=True)
-                for article_id in article_ids
-            ),
-            "flood",
-            since + timedelta(hours=1),
-        )
+        insert_matches(session, interest_ids, article_ids, "flood", since + timedelta(hours=1))
     return emails
 
 
@@ -300,3 +320,31 @@ def alert_burst(
             now,
         )
     return emails, sorted(ids)
+
+
+def stored_match(
+    session: Session,
+    interest_id: int,
+    article_id: int,
+    *,
+    matched_at: datetime,
+    score: float = 0.0,
+    explanation: dict[str, Any] | None = None,
+) -> Match:
+    """A match as the worker stores it: under the interest's distinct interest
+    (one of its own, reaching it since long ago, when it has none yet)."""
+    interest = session.get(Interest, interest_id)
+    assert interest is not None
+    if interest.distinct_id is None:
+        interest.distinct_id = shared_distinct(session, f"interest-{interest_id}")
+        interest.distinct_since = LONG_AGO
+    match = Match(
+        article_id=article_id,
+        distinct_id=interest.distinct_id,
+        score=score,
+        explanation=explanation or {},
+        matched_at=matched_at,
+    )
+    session.add(match)
+    session.flush()
+    return match

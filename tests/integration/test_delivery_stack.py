@@ -38,6 +38,7 @@ from alerts.models import (
     Article,
     Delivery,
     DeliveryState,
+    DistinctInterest,
     Frequency,
     Interest,
     LeaderLease,
@@ -205,8 +206,12 @@ def seed_due_digests(database: Database, count: int) -> list[str]:
                 for email in emails
             ],
         ).all()
-        interest_ids = session.scalars(
-            insert(Interest).returning(Interest.id, sort_by_parameter_order=True),
+        # Every reader follows the same words: one distinct interest they all share.
+        shared = DistinctInterest(match_key="flood-for-the-stack-test", created_at=since)
+        session.add(shared)
+        session.flush()
+        session.execute(
+            insert(Interest),
             [
                 {
                     "subscriber_id": s,
@@ -214,10 +219,12 @@ def seed_due_digests(database: Database, count: int) -> list[str]:
                     "regions": [],
                     "created_at": since,
                     "updated_at": since,
+                    "distinct_id": shared.id,
+                    "distinct_since": since,
                 }
                 for s in subscriber_ids
             ],
-        ).all()
+        )
         article_ids = session.scalars(
             insert(Article).returning(Article.id, sort_by_parameter_order=True),
             [
@@ -242,13 +249,11 @@ def seed_due_digests(database: Database, count: int) -> list[str]:
             [
                 {
                     "article_id": a,
-                    "interest_id": i,
-                    "subscriber_id": s,
+                    "distinct_id": shared.id,
                     "score": 3.0,
                     "explanation": explanation,
                     "matched_at": since + timedelta(hours=1),
                 }
-                for s, i in zip(subscriber_ids, interest_ids, strict=True)
                 for a in article_ids
             ],
         )

@@ -1,0 +1,259 @@
+"""matches stored per distinct interest
+
+Revision ID: 0009_distinct_matches
+Revises: 0008_bounce_events
+
+Interests that mean the same (normalised query and regions, the index's shared
+entry) point at one ``distinct_interests`` row, and a match is stored once per
+(article, distinct interest). Existing matches are converted: each interest is
+keyed with the matching code itself (an interest that no longer parses gets a
+distinct interest of its own, so its old matches stay readable), and each
+(article, distinct interest) keeps one of its rows. Only matches found since the
+interest's last edit are carried over: older ones were found for a meaning it
+no longer has.
+"""
+
+import hashlib
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+import alerts.models
+
+revision = "0009_distinct_matches"
+down_revision = "0008_bounce_events"
+branch_labels = None
+depends_on = None
+
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+UTC_TIME = alerts.models.UTCDateTime(timezone=True)
+CHUNK = 1_000
+
+
+def _key(query: str | None, regions: Any, interest_id: int, gazetteer: Any) -> str:
+    from alerts.matching.index import Interest, match_key, prepare_interest
+    from alerts.matching.query import QueryError
+
+    try:
+        prepared = prepare_interest(Interest(str(interest_id), query, tuple(regions or ())), gazetteer)
+    except (QueryError, ValueError):
+        return hashlib.sha256(f"unparsed:{interest_id}".encode()).hexdigest()
+    return match_key(prepared)
+
+
+def upgrade() -> None:
+    from alerts.db import utcnow
+    from alerts.regions import default_gazetteer as gazetteer
+
+    op.create_table(
+        "distinct_interests",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("match_key", sa.String(length=64), nullable=False),
+        sa.Column("created_at", UTC_TIME, nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_distinct_interests")),
+        sa.UniqueConstraint("match_key", name=op.f("uq_distinct_interests_match_key")),
+    )
+    with op.batch_alter_table("interests") as batch:
+        batch.add_column(sa.Column("distinct_id", BIG_ID, nullable=True))
+        batch.add_column(sa.Column("distinct_since", UTC_TIME, nullable=True))
+        batch.create_foreign_key(
+            op.f("fk_interests_distinct_id_distinct_interests"),
+            "distinct_interests",
+            ["distinct_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
+        batch.create_index(op.f("ix_interests_distinct_id"), ["distinct_id"])
+
+    connection = op.get_bind()
+    interests = sa.table(
+        "interests",
+        sa.column("id", BIG_ID),
+        sa.column("query", sa.String()),
+        sa.column("regions", JSON),
+        sa.column("updated_at", UTC_TIME),
+        sa.column("distinct_id", BIG_ID),
+        sa.column("distinct_since", UTC_TIME),
+    )
+    distinct = sa.table(
+        "distinct_interests",
+        sa.column("id", BIG_ID),
+        sa.column("match_key", sa.String()),
+        sa.column("created_at", UTC_TIME),
+    )
+    rows = connection.execute(
+        sa.select(interests.c.id, interests.c.query, interests.c.regions, interests.c.updated_at)
+    ).all()
+    places = gazetteer() if rows else None
+    keys = {row.id: _key(row.query, row.regions, row.id, places) for row in rows}
+    now = utcnow()
+    unique_keys = sorted(set(keys.values()))
+    for start in range(0, len(unique_keys), CHUNK):
+        connection.execute(
+            sa.insert(distinct),
+            [{"match_key": k, "created_at": now} for k in unique_keys[start : start + CHUNK]],
+        )
+    ids = dict(connection.execute(sa.select(distinct.c.match_key, distinct.c.id)).all())
+    links = [
+        {"interest": row.id, "distinct": ids[keys[row.id]], "since": row.updated_at}
+        for row in rows
+    ]
+    for start in range(0, len(links), CHUNK):
+        connection.execute(
+            sa.update(interests)
+            .where(interests.c.id == sa.bindparam("interest"))
+            .values(distinct_id=sa.bindparam("distinct"), distinct_since=sa.bindparam("since")),
+            links[start : start + CHUNK],
+        )
+
+    # One row of each (article, distinct interest), found since its interest's last edit.
+    op.create_table(
+        "converted_matches",
+        sa.Column("article_id", BIG_ID, nullable=False),
+        sa.Column("distinct_id", BIG_ID, nullable=False),
+        sa.Column("score", sa.Double(), nullable=False),
+        sa.Column("explanation", JSON, nullable=False),
+        sa.Column("matched_at", UTC_TIME, nullable=False),
+        sa.Column("old_id", BIG_ID, nullable=False),
+    )
+    connection.execute(
+        sa.text(
+            "INSERT INTO converted_matches"
+            " (article_id, distinct_id, score, explanation, matched_at, old_id)"
+            " SELECT m.article_id, i.distinct_id, m.score, m.explanation, m.matched_at, m.id"
+            " FROM matches m JOIN interests i ON i.id = m.interest_id"
+            " WHERE m.id IN (SELECT min(m2.id) FROM matches m2"
+            "  JOIN interests i2 ON i2.id = m2.interest_id"
+            "  WHERE m2.matched_at >= i2.distinct_since"
+            "  GROUP BY m2.article_id, i2.distinct_id)"
+        )
+    )
+    op.drop_table("matches")
+    op.create_table(
+        "matches",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("article_id", BIG_ID, nullable=False),
+        sa.Column("distinct_id", BIG_ID, nullable=False),
+        sa.Column("score", sa.Double(), nullable=False),
+        sa.Column("explanation", JSON, nullable=False),
+        sa.Column("matched_at", UTC_TIME, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["article_id"],
+            ["articles.id"],
+            name=op.f("fk_matches_article_id_articles"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["distinct_id"],
+            ["distinct_interests.id"],
+            name=op.f("fk_matches_distinct_id_distinct_interests"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_matches")),
+        sa.UniqueConstraint("article_id", "distinct_id", name=op.f("uq_matches_article_id")),
+    )
+    op.create_index("ix_matches_distinct_matched_at", "matches", ["distinct_id", "matched_at"])
+    connection.execute(
+        sa.text(
+            "INSERT INTO matches (article_id, distinct_id, score, explanation, matched_at)"
+            " SELECT article_id, distinct_id, score, explanation, matched_at"
+            " FROM converted_matches ORDER BY old_id"
+        )
+    )
+    op.drop_table("converted_matches")
+
+
+def downgrade() -> None:
+    """Fan the stored matches out to every interest that reaches them again."""
+    op.create_table(
+        "matches_per_interest",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("article_id", BIG_ID, nullable=False),
+        sa.Column("interest_id", BIG_ID, nullable=False),
+        sa.Column("subscriber_id", BIG_ID, nullable=False),
+        sa.Column("score", sa.Double(), nullable=False),
+        sa.Column("explanation", JSON, nullable=False),
+        sa.Column("matched_at", UTC_TIME, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["article_id"],
+            ["articles.id"],
+            name="fk_matches_per_interest_article_id_articles",
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["interest_id"],
+            ["interests.id"],
+            name="fk_matches_per_interest_interest_id_interests",
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["subscriber_id"],
+            ["subscribers.id"],
+            name="fk_matches_per_interest_subscriber_id_subscribers",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_matches_per_interest"),
+    )
+    op.get_bind().execute(
+        sa.text(
+            "INSERT INTO matches_per_interest"
+            " (article_id, interest_id, subscriber_id, score, explanation, matched_at)"
+            " SELECT m.article_id, i.id, i.subscriber_id, m.score, m.explanation, m.matched_at"
+            " FROM matches m JOIN interests i ON i.distinct_id = m.distinct_id"
+            " WHERE m.matched_at >= i.distinct_since ORDER BY m.id, i.id"
+        )
+    )
+    op.drop_table("matches")
+    op.create_table(
+        "matches",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("article_id", BIG_ID, nullable=False),
+        sa.Column("interest_id", BIG_ID, nullable=False),
+        sa.Column("subscriber_id", BIG_ID, nullable=False),
+        sa.Column("score", sa.Double(), nullable=False),
+        sa.Column("explanation", JSON, nullable=False),
+        sa.Column("matched_at", UTC_TIME, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["article_id"],
+            ["articles.id"],
+            name=op.f("fk_matches_article_id_articles"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["interest_id"],
+            ["interests.id"],
+            name=op.f("fk_matches_interest_id_interests"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["subscriber_id"],
+            ["subscribers.id"],
+            name=op.f("fk_matches_subscriber_id_subscribers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_matches")),
+        sa.UniqueConstraint("article_id", "interest_id", name=op.f("uq_matches_article_id")),
+    )
+    op.create_index(
+        "ix_matches_subscriber_matched_at", "matches", ["subscriber_id", "matched_at"]
+    )
+    op.get_bind().execute(
+        sa.text(
+            "INSERT INTO matches"
+            " (article_id, interest_id, subscriber_id, score, explanation, matched_at)"
+            " SELECT article_id, interest_id, subscriber_id, score, explanation, matched_at"
+            " FROM matches_per_interest ORDER BY id"
+        )
+    )
+    op.drop_table("matches_per_interest")
+    with op.batch_alter_table("interests") as batch:
+        batch.drop_index(op.f("ix_interests_distinct_id"))
+        batch.drop_constraint(
+            op.f("fk_interests_distinct_id_distinct_interests"), type_="foreignkey"
+        )
+        batch.drop_column("distinct_since")
+        batch.drop_column("distinct_id")
+    op.drop_table("distinct_interests")
