@@ -8,7 +8,6 @@ the planners' own code in the way.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
@@ -23,6 +22,9 @@ from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.delivery.ledger import Promise, alert_key, promise
 from alerts.delivery.queueing import message_id_for
+from alerts.matching import Interest as IndexedInterest
+from alerts.matching import prepare_interest
+from alerts.matching.index import match_key
 from alerts.models import (
     Article,
     AuditEntry,
@@ -38,6 +40,7 @@ from alerts.models import (
     SubscriberStatus,
     WebhookEndpoint,
 )
+from alerts.regions import default_gazetteer
 from alerts.subscribers import NewSubscriber, add_subscriber
 from alerts.users import create_user
 from alerts.web.app import create_app
@@ -215,9 +218,15 @@ def insert_articles(
     )
 
 
-def shared_distinct(session: Session, name: str) -> int:
-    """A distinct interest for tests, named ``name`` (its key is the name's SHA-256)."""
-    key = hashlib.sha256(f"test-interest:{name}".encode()).hexdigest()
+def distinct_of(session: Session, query: str | None, regions: Sequence[str] = ()) -> int:
+    """The distinct interest of (query, regions), created when new, under the key
+    the match worker files it by: a worker that refreshes its index later finds
+    the interests already pointing at the right one and leaves them be."""
+    prepared = prepare_interest(IndexedInterest("key", query, tuple(regions)), default_gazetteer())
+    key = match_key(prepared)
+    existing = session.scalar(select(DistinctInterest.id).where(DistinctInterest.match_key == key))
+    if existing is not None:
+        return existing
     distinct = DistinctInterest(match_key=key)
     session.add(distinct)
     session.flush()
@@ -231,10 +240,10 @@ def insert_matches(
     term: str,
     matched_at: datetime,
 ) -> int:
-    """Every interest in ``interest_ids`` shares one distinct interest, which
-    matched each article on ``term`` in the title: one stored row per article,
-    reached by every reader. Returns the distinct interest's id."""
-    distinct_id = shared_distinct(session, term)
+    """Every interest in ``interest_ids`` (whose query is ``term``) shares one
+    distinct interest, which matched each article on ``term`` in the title: one
+    stored row per article, reached by every reader. Returns its id."""
+    distinct_id = distinct_of(session, term)
     for start in range(0, len(interest_ids), MATCH_INSERT_CHUNK):
         chunk = interest_ids[start : start + MATCH_INSERT_CHUNK]
         session.execute(
@@ -332,12 +341,20 @@ def stored_match(
     explanation: dict[str, Any] | None = None,
 ) -> Match:
     """A match as the worker stores it: under the interest's distinct interest
-    (one of its own, reaching it since long ago, when it has none yet)."""
+    (linked to it, reaching it since long ago, when it has none yet). An
+    (article, distinct interest) already stored is returned as it is."""
     interest = session.get(Interest, interest_id)
     assert interest is not None
     if interest.distinct_id is None:
-        interest.distinct_id = shared_distinct(session, f"interest-{interest_id}")
+        interest.distinct_id = distinct_of(session, interest.query, interest.regions)
         interest.distinct_since = LONG_AGO
+    stored = session.scalar(
+        select(Match).where(
+            Match.article_id == article_id, Match.distinct_id == interest.distinct_id
+        )
+    )
+    if stored is not None:
+        return stored
     match = Match(
         article_id=article_id,
         distinct_id=interest.distinct_id,

@@ -38,7 +38,6 @@ from alerts.models import (
     Article,
     Delivery,
     DeliveryState,
-    DistinctInterest,
     Frequency,
     Interest,
     LeaderLease,
@@ -48,6 +47,7 @@ from alerts.models import (
 )
 from alerts.newsletters import create_newsletter, progress, send_now, start_due_issues
 from tests.conftest import REPO_ROOT, wait_until
+from tests.factories import distinct_of
 from tests.integration.smtp_server import SmtpTestServer
 from workers.celery_app import create_app
 
@@ -207,9 +207,7 @@ def seed_due_digests(database: Database, count: int) -> list[str]:
             ],
         ).all()
         # Every reader follows the same words: one distinct interest they all share.
-        shared = DistinctInterest(match_key="flood-for-the-stack-test", created_at=since)
-        session.add(shared)
-        session.flush()
+        shared_id = distinct_of(session, "flood")
         session.execute(
             insert(Interest),
             [
@@ -219,7 +217,7 @@ def seed_due_digests(database: Database, count: int) -> list[str]:
                     "regions": [],
                     "created_at": since,
                     "updated_at": since,
-                    "distinct_id": shared.id,
+                    "distinct_id": shared_id,
                     "distinct_since": since,
                 }
                 for s in subscriber_ids
@@ -249,7 +247,7 @@ def seed_due_digests(database: Database, count: int) -> list[str]:
             [
                 {
                     "article_id": a,
-                    "distinct_id": shared.id,
+                    "distinct_id": shared_id,
                     "score": 3.0,
                     "explanation": explanation,
                     "matched_at": since + timedelta(hours=1),
