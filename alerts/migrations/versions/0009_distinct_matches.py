@@ -44,10 +44,31 @@ def _key(query: str | None, regions: Any, interest_id: int, gazetteer: Any) -> s
     return match_key(prepared)
 
 
+def _matches_table(name: str, *owner: sa.Column[Any], keys: bool) -> None:
+    """A ``matches`` table; ``owner`` are the columns that say whose match it is.
+
+    Scratch copies are made without keys: on SQLite a batch operation recreates
+    ``interests`` (drop and rename), and a cascading foreign key to it would
+    empty the copy on the way.
+    """
+    columns: list[Any] = [
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("article_id", BIG_ID, nullable=False),
+        *owner,
+        sa.Column("score", sa.Double(), nullable=False),
+        sa.Column("explanation", JSON, nullable=False),
+        sa.Column("matched_at", UTC_TIME, nullable=False),
+    ]
+    if keys:
+        columns.append(sa.PrimaryKeyConstraint("id", name=op.f(f"pk_{name}")))
+    op.create_table(name, *columns)
+
+
 def upgrade() -> None:
     from alerts.db import utcnow
-    from alerts.regions import default_gazetteer as gazetteer
+    from alerts.regions import default_gazetteer
 
+    connection = op.get_bind()
     op.create_table(
         "distinct_interests",
         sa.Column("id", BIG_ID, nullable=False),
@@ -56,19 +77,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_distinct_interests")),
         sa.UniqueConstraint("match_key", name=op.f("uq_distinct_interests_match_key")),
     )
-    with op.batch_alter_table("interests") as batch:
-        batch.add_column(sa.Column("distinct_id", BIG_ID, nullable=True))
-        batch.add_column(sa.Column("distinct_since", UTC_TIME, nullable=True))
-        batch.create_foreign_key(
-            op.f("fk_interests_distinct_id_distinct_interests"),
-            "distinct_interests",
-            ["distinct_id"],
-            ["id"],
-            ondelete="SET NULL",
-        )
-        batch.create_index(op.f("ix_interests_distinct_id"), ["distinct_id"])
-
-    connection = op.get_bind()
     interests = sa.table(
         "interests",
         sa.column("id", BIG_ID),
@@ -87,7 +95,7 @@ def upgrade() -> None:
     rows = connection.execute(
         sa.select(interests.c.id, interests.c.query, interests.c.regions, interests.c.updated_at)
     ).all()
-    places = gazetteer() if rows else None
+    places = default_gazetteer() if rows else None
     keys = {row.id: _key(row.query, row.regions, row.id, places) for row in rows}
     now = utcnow()
     unique_keys = sorted(set(keys.values()))
@@ -97,41 +105,69 @@ def upgrade() -> None:
             [{"match_key": k, "created_at": now} for k in unique_keys[start : start + CHUNK]],
         )
     ids = dict(connection.execute(sa.select(distinct.c.match_key, distinct.c.id)).all())
+
+    # Each interest's link, kept aside while ``interests`` is altered (recreated on SQLite).
+    op.create_table(
+        "interest_links",
+        sa.Column("interest_id", BIG_ID, nullable=False),
+        sa.Column("distinct_id", BIG_ID, nullable=False),
+        sa.Column("since", UTC_TIME, nullable=False),
+    )
+    links_table = sa.table(
+        "interest_links",
+        sa.column("interest_id", BIG_ID),
+        sa.column("distinct_id", BIG_ID),
+        sa.column("since", UTC_TIME),
+    )
     links = [
-        {"interest": row.id, "distinct": ids[keys[row.id]], "since": row.updated_at}
+        {"interest_id": row.id, "distinct_id": ids[keys[row.id]], "since": row.updated_at}
         for row in rows
     ]
     for start in range(0, len(links), CHUNK):
-        connection.execute(
-            sa.update(interests)
-            .where(interests.c.id == sa.bindparam("interest"))
-            .values(distinct_id=sa.bindparam("distinct"), distinct_since=sa.bindparam("since")),
-            links[start : start + CHUNK],
-        )
+        connection.execute(sa.insert(links_table), links[start : start + CHUNK])
 
-    # One row of each (article, distinct interest), found since its interest's last edit.
-    op.create_table(
-        "converted_matches",
-        sa.Column("article_id", BIG_ID, nullable=False),
-        sa.Column("distinct_id", BIG_ID, nullable=False),
-        sa.Column("score", sa.Double(), nullable=False),
-        sa.Column("explanation", JSON, nullable=False),
-        sa.Column("matched_at", UTC_TIME, nullable=False),
-        sa.Column("old_id", BIG_ID, nullable=False),
+    # One row of each (article, distinct interest), found since its interest's
+    # last edit, moved aside before the old table goes.
+    _matches_table(
+        "converted_matches", sa.Column("distinct_id", BIG_ID, nullable=False), keys=False
     )
     connection.execute(
         sa.text(
             "INSERT INTO converted_matches"
-            " (article_id, distinct_id, score, explanation, matched_at, old_id)"
-            " SELECT m.article_id, i.distinct_id, m.score, m.explanation, m.matched_at, m.id"
-            " FROM matches m JOIN interests i ON i.id = m.interest_id"
+            " (id, article_id, distinct_id, score, explanation, matched_at)"
+            " SELECT m.id, m.article_id, l.distinct_id, m.score, m.explanation, m.matched_at"
+            " FROM matches m JOIN interest_links l ON l.interest_id = m.interest_id"
             " WHERE m.id IN (SELECT min(m2.id) FROM matches m2"
-            "  JOIN interests i2 ON i2.id = m2.interest_id"
-            "  WHERE m2.matched_at >= i2.distinct_since"
-            "  GROUP BY m2.article_id, i2.distinct_id)"
+            "  JOIN interest_links l2 ON l2.interest_id = m2.interest_id"
+            "  WHERE m2.matched_at >= l2.since"
+            "  GROUP BY m2.article_id, l2.distinct_id)"
         )
     )
     op.drop_table("matches")
+
+    with op.batch_alter_table("interests") as batch:
+        batch.add_column(sa.Column("distinct_id", BIG_ID, nullable=True))
+        batch.add_column(sa.Column("distinct_since", UTC_TIME, nullable=True))
+        batch.create_foreign_key(
+            op.f("fk_interests_distinct_id_distinct_interests"),
+            "distinct_interests",
+            ["distinct_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
+        batch.create_index(op.f("ix_interests_distinct_id"), ["distinct_id"])
+    for start in range(0, len(links), CHUNK):
+        connection.execute(
+            sa.update(interests)
+            .where(interests.c.id == sa.bindparam("interest"))
+            .values(distinct_id=sa.bindparam("distinct"), distinct_since=sa.bindparam("at")),
+            [
+                {"interest": link["interest_id"], "distinct": link["distinct_id"], "at": link["since"]}
+                for link in links[start : start + CHUNK]
+            ],
+        )
+    op.drop_table("interest_links")
+
     op.create_table(
         "matches",
         sa.Column("id", BIG_ID, nullable=False),
@@ -160,7 +196,7 @@ def upgrade() -> None:
         sa.text(
             "INSERT INTO matches (article_id, distinct_id, score, explanation, matched_at)"
             " SELECT article_id, distinct_id, score, explanation, matched_at"
-            " FROM converted_matches ORDER BY old_id"
+            " FROM converted_matches ORDER BY id"
         )
     )
     op.drop_table("converted_matches")
@@ -168,45 +204,30 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Fan the stored matches out to every interest that reaches them again."""
-    op.create_table(
-        "matches_per_interest",
-        sa.Column("id", BIG_ID, nullable=False),
-        sa.Column("article_id", BIG_ID, nullable=False),
+    owner = (
         sa.Column("interest_id", BIG_ID, nullable=False),
         sa.Column("subscriber_id", BIG_ID, nullable=False),
-        sa.Column("score", sa.Double(), nullable=False),
-        sa.Column("explanation", JSON, nullable=False),
-        sa.Column("matched_at", UTC_TIME, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["article_id"],
-            ["articles.id"],
-            name="fk_matches_per_interest_article_id_articles",
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["interest_id"],
-            ["interests.id"],
-            name="fk_matches_per_interest_interest_id_interests",
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["subscriber_id"],
-            ["subscribers.id"],
-            name="fk_matches_per_interest_subscriber_id_subscribers",
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name="pk_matches_per_interest"),
     )
+    _matches_table("matches_per_interest", *owner, keys=False)
     op.get_bind().execute(
         sa.text(
             "INSERT INTO matches_per_interest"
-            " (article_id, interest_id, subscriber_id, score, explanation, matched_at)"
-            " SELECT m.article_id, i.id, i.subscriber_id, m.score, m.explanation, m.matched_at"
+            " (id, article_id, interest_id, subscriber_id, score, explanation, matched_at)"
+            " SELECT row_number() OVER (ORDER BY m.id, i.id),"
+            " m.article_id, i.id, i.subscriber_id, m.score, m.explanation, m.matched_at"
             " FROM matches m JOIN interests i ON i.distinct_id = m.distinct_id"
-            " WHERE m.matched_at >= i.distinct_since ORDER BY m.id, i.id"
+            " WHERE m.matched_at >= i.distinct_since"
         )
     )
     op.drop_table("matches")
+    with op.batch_alter_table("interests") as batch:
+        batch.drop_index(op.f("ix_interests_distinct_id"))
+        batch.drop_constraint(
+            op.f("fk_interests_distinct_id_distinct_interests"), type_="foreignkey"
+        )
+        batch.drop_column("distinct_since")
+        batch.drop_column("distinct_id")
+    op.drop_table("distinct_interests")
     op.create_table(
         "matches",
         sa.Column("id", BIG_ID, nullable=False),
@@ -249,11 +270,3 @@ def downgrade() -> None:
         )
     )
     op.drop_table("matches_per_interest")
-    with op.batch_alter_table("interests") as batch:
-        batch.drop_index(op.f("ix_interests_distinct_id"))
-        batch.drop_constraint(
-            op.f("fk_interests_distinct_id_distinct_interests"), type_="foreignkey"
-        )
-        batch.drop_column("distinct_since")
-        batch.drop_column("distinct_id")
-    op.drop_table("distinct_interests")
