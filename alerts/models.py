@@ -300,6 +300,31 @@ class DistinctInterest(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class InterestLink(Base):
+    """One stretch of time an interest meant a distinct interest.
+
+    The open link (``until`` NULL) is the interest's current meaning, the one
+    ``Interest.distinct_id`` names. An edit closes it and opens another, so the
+    matches found under the old meaning stay the reader's, as they were when
+    matches were stored per reader; closed links go with the prune once the
+    matches they could reach are past their retention.
+    """
+
+    __tablename__ = "interest_links"
+    __table_args__ = (
+        # Reaching a reader's matches starts from their interests' links.
+        Index("ix_interest_links_interest_id", "interest_id", "since"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    interest_id: Mapped[int] = mapped_column(ForeignKey("interests.id", ondelete="CASCADE"))
+    distinct_id: Mapped[int] = mapped_column(
+        ForeignKey("distinct_interests.id", ondelete="CASCADE"), index=True
+    )
+    since: Mapped[datetime]
+    until: Mapped[datetime | None]
+
+
 class Match(Base):
     """An article matched one distinct interest; readers reach it through their
     interests (``alerts.matching.service.reached_matches``)."""

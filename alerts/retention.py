@@ -41,6 +41,7 @@ from alerts.models import (
     DeliveryState,
     DistinctInterest,
     Interest,
+    InterestLink,
     Match,
     RateEvent,
     WebhookDelivery,
@@ -62,6 +63,7 @@ class PruneReport:
     articles: int = 0
     matches: int = 0
     distinct_interests: int = 0
+    interest_links: int = 0
     deliveries: int = 0
     webhook_deliveries: int = 0
     rate_events: int = 0
@@ -143,14 +145,33 @@ PRUNE_ORDER = (
 
 
 def _orphans() -> Select[Any]:
-    """Distinct interests no interest points at, oldest first."""
+    """Distinct interests no interest points at or was linked to, oldest first."""
     followed = select(Interest.id).where(Interest.distinct_id == DistinctInterest.id).exists()
-    return select(DistinctInterest.id).where(~followed).order_by(DistinctInterest.id)
+    linked = select(InterestLink.id).where(InterestLink.distinct_id == DistinctInterest.id).exists()
+    return select(DistinctInterest.id).where(~followed, ~linked).order_by(DistinctInterest.id)
 
 
-def prune_orphans(session: Session, *, batch: int, dry_run: bool = False) -> PruneReport:
-    """Delete up to ``batch`` matches of unfollowed distinct interests, and once
-    they have none left, up to ``batch`` of the distinct interests themselves.
+def _closed_links(before: datetime) -> Select[Any]:
+    """Links an edit closed before ``before``: every match they reach is older
+    than that, so past the matches' retention nothing can reach through them."""
+    return (
+        select(InterestLink.id)
+        .where(InterestLink.until.is_not(None), InterestLink.until < before)
+        .order_by(InterestLink.id)
+    )
+
+
+def prune_orphans(
+    session: Session,
+    *,
+    batch: int,
+    dry_run: bool = False,
+    links_closed_before: datetime | None = None,
+) -> PruneReport:
+    """Delete up to ``batch`` links closed before ``links_closed_before`` (the
+    matches' cutoff; None keeps them), up to ``batch`` matches of unfollowed
+    distinct interests, and once they have none left, up to ``batch`` of the
+    distinct interests themselves.
 
     On PostgreSQL orphans are locked with SKIP LOCKED: a match worker holds the
     distinct interests it is linking or matching with FOR KEY SHARE
@@ -158,6 +179,17 @@ def prune_orphans(session: Session, *, batch: int, dry_run: bool = False) -> Pru
     skipped, never deleted under it.
     """
     report = PruneReport()
+    if links_closed_before is not None:
+        closed = _closed_links(links_closed_before)
+        if dry_run:
+            report.interest_links = (
+                session.scalar(select(func.count()).select_from(closed.subquery())) or 0
+            )
+        else:
+            link_ids = list(session.scalars(closed.limit(batch)))
+            if link_ids:
+                session.execute(delete(InterestLink).where(InterestLink.id.in_(link_ids)))
+            report.interest_links = len(link_ids)
     orphans = _orphans()
     if dry_run:
         report.distinct_interests = (
@@ -192,8 +224,10 @@ def prune_batch(
 
     In a dry run nothing is deleted and every row that would go is counted at once.
     """
-    report = prune_orphans(session, batch=batch, dry_run=dry_run)
     moments = cutoffs(settings, now)
+    report = prune_orphans(
+        session, batch=batch, dry_run=dry_run, links_closed_before=moments.get("matches")
+    )
     report.cutoffs = {kind: moment.isoformat() for kind, moment in moments.items()}
     for kind in PRUNE_ORDER:
         if kind not in moments:

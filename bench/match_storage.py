@@ -11,8 +11,9 @@ with those regions, and every (article, interest) the matching index finds is
 stored as 0008 stored it: one row per reader's interest. The figures are taken,
 then the database is upgraded to 0009 (the migration converts the rows) and
 taken again: rows and bytes (``pg_total_relation_size``, indexes and TOAST
-included) per article for ``matches``, plus ``distinct_interests`` and the
-growth of ``interests`` (its two new columns and index) after. It checks that
+included) per article for ``matches``, plus what is paid once, not per
+article: ``distinct_interests``, ``interest_links`` (one an interest) and the
+growth of ``interests`` (its two new columns and index). It checks that
 the readers reach as many (reader interest, article) matches after as there
 were rows before.
 """
@@ -205,12 +206,13 @@ def main() -> None:
         old_rows = seed(engine, args.readers, args.articles)
         before = sizes(engine, ["matches", "interests"])
         command.upgrade(config, "0009_distinct_matches")
-        after = sizes(engine, ["matches", "distinct_interests", "interests"])
+        after = sizes(engine, ["matches", "distinct_interests", "interest_links", "interests"])
         with engine.connect() as connection:
             reached = connection.scalar(
                 sa.text(
-                    "SELECT count(*) FROM interests i JOIN matches m"
-                    " ON m.distinct_id = i.distinct_id AND m.matched_at >= i.distinct_since"
+                    "SELECT count(*) FROM interest_links l JOIN matches m"
+                    " ON m.distinct_id = l.distinct_id AND m.matched_at >= l.since"
+                    " AND (l.until IS NULL OR m.matched_at < l.until)"
                 )
             )
     finally:
@@ -229,6 +231,7 @@ def main() -> None:
     rows_after, bytes_after = after["matches"]
     distinct_rows, distinct_bytes = after["distinct_interests"]
     grown = after["interests"][1] - before["interests"][1]
+    link_rows, link_bytes = after["interest_links"]
     print(
         f"  0008 per reader:   {rows_before / per:9,.1f} rows/article"
         f"  {bytes_before / per / 1024:9,.1f} KiB/article (matches)"
@@ -239,7 +242,8 @@ def main() -> None:
     )
     print(
         f"  once, not per article: distinct_interests {distinct_rows} rows"
-        f" {distinct_bytes / 1024:,.0f} KiB; interests grew {grown / 1024:,.0f} KiB"
+        f" {distinct_bytes / 1024:,.0f} KiB; interest_links {link_rows:,} rows"
+        f" {link_bytes / 1024:,.0f} KiB; interests grew {grown / 1024:,.0f} KiB"
         " (distinct_id, distinct_since, index)"
     )
     print(

@@ -34,6 +34,7 @@ from alerts.models import (
     DistinctInterest,
     Frequency,
     Interest,
+    InterestLink,
     Match,
     Role,
     Subscriber,
@@ -233,6 +234,27 @@ def distinct_of(session: Session, query: str | None, regions: Sequence[str] = ()
     return distinct.id
 
 
+def link(session: Session, interest_ids: Sequence[int], distinct_id: int, since: datetime) -> None:
+    """Point interests at a distinct interest from ``since`` on, as the match
+    worker's refresh does: the interest's columns and its open link."""
+    for start in range(0, len(interest_ids), MATCH_INSERT_CHUNK):
+        chunk = interest_ids[start : start + MATCH_INSERT_CHUNK]
+        session.execute(
+            update(Interest)
+            .where(Interest.id.in_(chunk))
+            .values(
+                distinct_id=distinct_id,
+                distinct_since=since,
+                # not an edit: the match worker would file the interests again
+                updated_at=Interest.updated_at,
+            )
+        )
+        session.execute(
+            insert(InterestLink),
+            [{"interest_id": i, "distinct_id": distinct_id, "since": since} for i in chunk],
+        )
+
+
 def insert_matches(
     session: Session,
     interest_ids: Sequence[int],
@@ -244,18 +266,7 @@ def insert_matches(
     distinct interest, which matched each article on ``term`` in the title: one
     stored row per article, reached by every reader. Returns its id."""
     distinct_id = distinct_of(session, term)
-    for start in range(0, len(interest_ids), MATCH_INSERT_CHUNK):
-        chunk = interest_ids[start : start + MATCH_INSERT_CHUNK]
-        session.execute(
-            update(Interest)
-            .where(Interest.id.in_(chunk))
-            .values(
-                distinct_id=distinct_id,
-                distinct_since=LONG_AGO,
-                # not an edit: the match worker would file the interests again
-                updated_at=Interest.updated_at,
-            )
-        )
+    link(session, interest_ids, distinct_id, LONG_AGO)
     explanation = {"terms": [{"term": term, "zones": ["title"]}], "regions": []}
     rows = [
         {
@@ -346,8 +357,10 @@ def stored_match(
     interest = session.get(Interest, interest_id)
     assert interest is not None
     if interest.distinct_id is None:
-        interest.distinct_id = distinct_of(session, interest.query, interest.regions)
-        interest.distinct_since = LONG_AGO
+        link(
+            session, [interest_id], distinct_of(session, interest.query, interest.regions), LONG_AGO
+        )
+        session.refresh(interest)
     stored = session.scalar(
         select(Match).where(
             Match.article_id == article_id, Match.distinct_id == interest.distinct_id

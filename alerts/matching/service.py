@@ -17,7 +17,18 @@ from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.types.json import JsonbDumper
-from sqlalchemy import ColumnElement, Select, Text, bindparam, cast, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -33,7 +44,7 @@ from alerts.metrics import (
     MATCHES_PER_ARTICLE,
     PREVIEW_ARTICLES,
 )
-from alerts.models import Article, DistinctInterest, Interest, Match, MatchState
+from alerts.models import Article, DistinctInterest, Interest, InterestLink, Match, MatchState
 from alerts.regions.gazetteer import Gazetteer
 
 # Ranking weights: a hit in the title says more than one in the body.
@@ -204,27 +215,44 @@ def link_interests(
     """Point interests at their distinct interests; ``links`` maps an interest id to
     (its match key, the distinct id it points at now). Returns how many moved.
 
-    ``updated_at`` is written back unchanged: linking is not an edit, and an
-    edit is what makes every worker file the interest again.
+    A move closes the interest's open link at ``now`` and opens one to the new
+    distinct interest (``InterestLink``): what the old meaning matched stays
+    the reader's. ``updated_at`` is written back unchanged: linking is not an
+    edit, and an edit is what makes every worker file the interest again.
     """
     ids = distinct_ids(session, (key for key, _ in links.values()))
     moves = [
-        {"interest": interest_id, "distinct": ids[key], "since": now}
+        {"interest": interest_id, "distinct": ids[key], "moment": now}
         for interest_id, (key, current) in links.items()
         if current != ids[key]
     ]
     table = Interest.metadata.tables[Interest.__tablename__]
-    statement = (
+    link_table = InterestLink.metadata.tables[InterestLink.__tablename__]
+    point = (
         update(table)
         .where(table.c.id == bindparam("interest"))
         .values(
             distinct_id=bindparam("distinct"),
-            distinct_since=bindparam("since"),
+            distinct_since=bindparam("moment"),
             updated_at=table.c.updated_at,
         )
     )
+    close = (
+        update(link_table)
+        .where(link_table.c.interest_id == bindparam("interest"), link_table.c.until.is_(None))
+        .values(until=bindparam("moment"))
+    )
+    open_ = insert(link_table).values(
+        interest_id=bindparam("interest"),
+        distinct_id=bindparam("distinct"),
+        since=bindparam("moment"),
+    )
+    connection = session.connection()
     for start in range(0, len(moves), LINK_CHUNK):
-        session.connection().execute(statement, moves[start : start + LINK_CHUNK])
+        chunk = moves[start : start + LINK_CHUNK]
+        connection.execute(close, chunk)
+        connection.execute(open_, chunk)
+        connection.execute(point, chunk)
     return len(moves)
 
 
@@ -388,12 +416,14 @@ def reached_matches(
     pair, as a statement callers may join further (``Subscriber`` and
     ``Interest`` are in it) and run.
 
-    A reader reaches the matches of their interests' distinct interests found
-    since the interest was linked to it (``distinct_since``): what an interest
-    matched before its reader followed it was never theirs. ``since`` and
-    ``until`` bound ``matched_at`` (until exclusive); ``explanation_as_text``
-    hands the JSON over undecoded, so callers decode each distinct one once.
-    Served by ``ix_interests_subscriber_id`` and ``ix_matches_distinct_matched_at``.
+    A reader reaches a distinct interest's matches found while one of their
+    interests was linked to it (``InterestLink``, since inclusive, until
+    exclusive): what it matched before the reader followed it was never
+    theirs, and what an edited interest matched under its old meaning still
+    is. ``since`` and ``until`` bound ``matched_at`` (until exclusive);
+    ``explanation_as_text`` hands the JSON over undecoded, so callers decode
+    each distinct one once. Served by ``ix_interests_subscriber_id``,
+    ``ix_interest_links_interest_id`` and ``ix_matches_distinct_matched_at``.
     """
     explanation: Any = (
         cast(Match.explanation, Text).label("explanation")
@@ -410,8 +440,12 @@ def reached_matches(
             Match.matched_at,
         )
         .select_from(Interest)
-        .join(Match, Match.distinct_id == Interest.distinct_id)
-        .where(Match.matched_at >= Interest.distinct_since)
+        .join(InterestLink, InterestLink.interest_id == Interest.id)
+        .join(Match, Match.distinct_id == InterestLink.distinct_id)
+        .where(
+            Match.matched_at >= InterestLink.since,
+            or_(InterestLink.until.is_(None), Match.matched_at < InterestLink.until),
+        )
     )
     if subscriber_ids is not None:
         statement = statement.where(Interest.subscriber_id.in_(subscriber_ids))

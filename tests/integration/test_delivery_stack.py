@@ -47,7 +47,7 @@ from alerts.models import (
 )
 from alerts.newsletters import create_newsletter, progress, send_now, start_due_issues
 from tests.conftest import REPO_ROOT, wait_until
-from tests.factories import distinct_of
+from tests.factories import distinct_of, link
 from tests.integration.smtp_server import SmtpTestServer
 from workers.celery_app import create_app
 
@@ -208,8 +208,8 @@ def seed_due_digests(database: Database, count: int) -> list[str]:
         ).all()
         # Every reader follows the same words: one distinct interest they all share.
         shared_id = distinct_of(session, "flood")
-        session.execute(
-            insert(Interest),
+        interest_ids = session.scalars(
+            insert(Interest).returning(Interest.id, sort_by_parameter_order=True),
             [
                 {
                     "subscriber_id": s,
@@ -217,12 +217,11 @@ def seed_due_digests(database: Database, count: int) -> list[str]:
                     "regions": [],
                     "created_at": since,
                     "updated_at": since,
-                    "distinct_id": shared_id,
-                    "distinct_since": since,
                 }
                 for s in subscriber_ids
             ],
-        )
+        ).all()
+        link(session, interest_ids, shared_id, since)
         article_ids = session.scalars(
             insert(Article).returning(Article.id, sort_by_parameter_order=True),
             [

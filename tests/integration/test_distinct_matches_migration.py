@@ -39,7 +39,10 @@ INTERESTS = [
     (4, 3, "((unbalanced", []),
     (5, 3, None, ["ge-so"]),
     (6, 4, None, ["ge-so"]),
+    (7, 4, "flood", []),
 ]
+# Interest 7 was edited (to "flood") after the worker had matched it as "storm".
+EDITED_AT = {7: NOW - timedelta(days=1)}
 # (article id, interest id, explanation): what the 0008 worker stored per reader.
 OLD_MATCHES = [
     (1, 1, {"terms": [{"term": "flood", "zones": ["title"]}], "regions": []}),
@@ -50,6 +53,7 @@ OLD_MATCHES = [
     (3, 4, {"terms": [{"term": "unbalanced", "zones": ["body"]}], "regions": []}),
     (3, 5, {"terms": [], "regions": [{"region_id": "ge-so", "zones": ["tag"]}]}),
     (3, 6, {"terms": [], "regions": [{"region_id": "ge-so", "zones": ["tag"]}]}),
+    (1, 7, {"terms": [{"term": "storm", "zones": ["title"]}], "regions": []}),
 ]
 
 
@@ -161,7 +165,7 @@ def _seed_0008(connection: sa.Connection) -> None:
                 "query": q,
                 "regions": r,
                 "created_at": created,
-                "updated_at": created,
+                "updated_at": at(EDITED_AT[i]) if i in EDITED_AT else created,
             }
             for i, s, q, r in INTERESTS
         ],
@@ -235,10 +239,11 @@ def test_upgrade_stores_each_match_once_and_every_reader_reaches_the_same(
             sa.text("SELECT article_id, distinct_id FROM matches ORDER BY article_id, distinct_id")
         ).all()
         links = dict(connection.execute(sa.text("SELECT id, distinct_id FROM interests")).all())
-    # 8 per-reader rows become 5: the two spellings of "flood" share rows, and
-    # so do the two readers of South Ossetia; the unparsable interest keeps its own.
-    assert len(stored) == 5
-    assert links[1] == links[2]
+    # 9 per-reader rows become 6: the two spellings of "flood" share rows, and
+    # so do the two readers of South Ossetia; the unparsable interest keeps its
+    # own, and so does what interest 7 matched before its edit.
+    assert len(stored) == 6
+    assert links[1] == links[2] == links[7]
     assert links[5] == links[6]
     assert len({links[1], links[3], links[4], links[5]}) == 4
 

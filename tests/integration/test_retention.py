@@ -21,8 +21,10 @@ from alerts.models import (
     Delivery,
     DeliveryKind,
     DeliveryState,
+    DistinctInterest,
     Frequency,
     Interest,
+    InterestLink,
     Match,
     Newsletter,
     RateEvent,
@@ -95,6 +97,29 @@ def _seed(session: Session) -> Subscriber:
     session.flush()
     stored_match(session, gone.id, _article(session, RECENT).id, matched_at=RECENT)
     session.delete(gone)
+    # An interest edited twice: the link it had until long ago goes, and then its
+    # distinct interest; the one closed recently still reaches recent matches.
+    edited = Interest(subscriber_id=reader.id, query="edited")
+    session.add(edited)
+    old_meaning, recent_meaning = (
+        DistinctInterest(match_key="a" * 64),
+        DistinctInterest(match_key="b" * 64),
+    )
+    session.add_all([old_meaning, recent_meaning])
+    session.flush()
+    session.add_all(
+        [
+            InterestLink(
+                interest_id=edited.id,
+                distinct_id=old_meaning.id,
+                since=OLD - timedelta(days=1),
+                until=OLD,
+            ),
+            InterestLink(
+                interest_id=edited.id, distinct_id=recent_meaning.id, since=OLD, until=RECENT
+            ),
+        ]
+    )
     for state in (DeliveryState.SENT, DeliveryState.BOUNCED, DeliveryState.SKIPPED):
         _delivery(session, reader, DeliveryKind.DIGEST, state, OLD)
     _delivery(session, reader, DeliveryKind.ALERT, DeliveryState.QUEUED, OLD)  # still promised
@@ -152,11 +177,12 @@ def test_a_dry_run_counts_what_would_go_and_deletes_nothing(seeded: Database) ->
         "articles": 2,
         "matches": 3,
         "distinct_interests": 1,
+        "interest_links": 1,
         "deliveries": 3,
         "webhook_deliveries": 1,
         "rate_events": 3,
         "audit_entries": 0,
-        "total": 13,
+        "total": 14,
         "cutoffs": None,
     }
     with seeded.session_scope() as session:
@@ -166,7 +192,7 @@ def test_a_dry_run_counts_what_would_go_and_deletes_nothing(seeded: Database) ->
 def test_pruning_removes_settled_history_in_batches_and_keeps_the_rest(seeded: Database) -> None:
     report = prune_all(get_settings(), NOW)
     assert (report.articles, report.matches, report.deliveries) == (2, 3, 3)
-    assert report.distinct_interests == 1
+    assert (report.interest_links, report.distinct_interests) == (1, 2)
     assert (report.webhook_deliveries, report.rate_events, report.audit_entries) == (1, 3, 0)
     with seeded.session_scope() as session:
         assert _counts(session) == {

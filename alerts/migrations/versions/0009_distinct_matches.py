@@ -8,9 +8,16 @@ entry) point at one ``distinct_interests`` row, and a match is stored once per
 (article, distinct interest). Existing matches are converted: each interest is
 keyed with the matching code itself (an interest that no longer parses gets a
 distinct interest of its own, so its old matches stay readable), and each
-(article, distinct interest) keeps one of its rows. Only matches found since the
-interest's last edit are carried over: older ones were found for a meaning it
-no longer has.
+(article, distinct interest) keeps one of its rows. ``interest_links`` says
+from when (and, once an edit closed it, until when) an interest reached a
+distinct interest's matches: each interest gets an open link from its last
+edit, and one edited after some of its matches also gets a closed link to a
+distinct interest of its own holding those older rows (what they matched then
+stays the reader's, as it did with a row per reader).
+
+On SQLite ``interests`` is recreated by the batch alter, and dropping it would
+cascade into every table with a foreign key to it: the links and the rows are
+set aside in key-less scratch tables first.
 """
 
 import hashlib
@@ -106,40 +113,84 @@ def upgrade() -> None:
         )
     ids = dict(connection.execute(sa.select(distinct.c.match_key, distinct.c.id)).all())
 
-    # Each interest's link, kept aside while ``interests`` is altered (recreated on SQLite).
+    # Each interest's links, kept aside while ``interests`` is altered (recreated
+    # on SQLite): an open one from its last edit, and for an interest edited
+    # after some of its matches, a closed one to a distinct interest of their
+    # own, so what the old meaning matched stays the reader's.
     op.create_table(
-        "interest_links",
+        "migrating_links",
         sa.Column("interest_id", BIG_ID, nullable=False),
         sa.Column("distinct_id", BIG_ID, nullable=False),
         sa.Column("since", UTC_TIME, nullable=False),
+        sa.Column("until", UTC_TIME, nullable=True),
     )
     links_table = sa.table(
-        "interest_links",
+        "migrating_links",
         sa.column("interest_id", BIG_ID),
         sa.column("distinct_id", BIG_ID),
         sa.column("since", UTC_TIME),
+        sa.column("until", UTC_TIME),
     )
+    old_matches = sa.table(
+        "matches", sa.column("interest_id", BIG_ID), sa.column("matched_at", UTC_TIME)
+    )
+    edited = dict(
+        connection.execute(
+            sa.select(old_matches.c.interest_id, sa.func.min(old_matches.c.matched_at))
+            .join(interests, interests.c.id == old_matches.c.interest_id)
+            .where(old_matches.c.matched_at < interests.c.updated_at)
+            .group_by(old_matches.c.interest_id)
+        ).all()
+    )
+    edited_keys = {
+        interest_id: hashlib.sha256(f"edited:{interest_id}".encode()).hexdigest()
+        for interest_id in edited
+    }
+    keys_in_order = sorted(edited_keys.values())
+    for start in range(0, len(keys_in_order), CHUNK):
+        connection.execute(
+            sa.insert(distinct),
+            [{"match_key": k, "created_at": now} for k in keys_in_order[start : start + CHUNK]],
+        )
+    ids = dict(connection.execute(sa.select(distinct.c.match_key, distinct.c.id)).all())
     links = [
-        {"interest_id": row.id, "distinct_id": ids[keys[row.id]], "since": row.updated_at}
+        {
+            "interest_id": row.id,
+            "distinct_id": ids[keys[row.id]],
+            "since": row.updated_at,
+            "until": None,
+        }
         for row in rows
+    ]
+    updated = {row.id: row.updated_at for row in rows}
+    links += [
+        {
+            "interest_id": interest_id,
+            "distinct_id": ids[key],
+            "since": edited[interest_id],
+            "until": updated[interest_id],
+        }
+        for interest_id, key in edited_keys.items()
     ]
     for start in range(0, len(links), CHUNK):
         connection.execute(sa.insert(links_table), links[start : start + CHUNK])
 
-    # One row of each (article, distinct interest), found since its interest's
-    # last edit, moved aside before the old table goes.
+    # One row of each (article, distinct interest), moved aside before the old table goes.
     _matches_table(
         "converted_matches", sa.Column("distinct_id", BIG_ID, nullable=False), keys=False
+    )
+    within = (
+        " ON l{n}.interest_id = m{n}.interest_id AND m{n}.matched_at >= l{n}.since"
+        " AND (l{n}.until IS NULL OR m{n}.matched_at < l{n}.until)"
     )
     connection.execute(
         sa.text(
             "INSERT INTO converted_matches"
             " (id, article_id, distinct_id, score, explanation, matched_at)"
             " SELECT m.id, m.article_id, l.distinct_id, m.score, m.explanation, m.matched_at"
-            " FROM matches m JOIN interest_links l ON l.interest_id = m.interest_id"
+            " FROM matches m JOIN migrating_links l" + within.format(n="") +
             " WHERE m.id IN (SELECT min(m2.id) FROM matches m2"
-            "  JOIN interest_links l2 ON l2.interest_id = m2.interest_id"
-            "  WHERE m2.matched_at >= l2.since"
+            "  JOIN migrating_links l2" + within.format(n="2") +
             "  GROUP BY m2.article_id, l2.distinct_id)"
         )
     )
@@ -156,17 +207,48 @@ def upgrade() -> None:
             ondelete="SET NULL",
         )
         batch.create_index(op.f("ix_interests_distinct_id"), ["distinct_id"])
-    for start in range(0, len(links), CHUNK):
+    current = [link for link in links if link["until"] is None]
+    for start in range(0, len(current), CHUNK):
         connection.execute(
             sa.update(interests)
             .where(interests.c.id == sa.bindparam("interest"))
             .values(distinct_id=sa.bindparam("distinct"), distinct_since=sa.bindparam("at")),
             [
                 {"interest": link["interest_id"], "distinct": link["distinct_id"], "at": link["since"]}
-                for link in links[start : start + CHUNK]
+                for link in current[start : start + CHUNK]
             ],
         )
-    op.drop_table("interest_links")
+    op.create_table(
+        "interest_links",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("interest_id", BIG_ID, nullable=False),
+        sa.Column("distinct_id", BIG_ID, nullable=False),
+        sa.Column("since", UTC_TIME, nullable=False),
+        sa.Column("until", UTC_TIME, nullable=True),
+        sa.ForeignKeyConstraint(
+            ["distinct_id"],
+            ["distinct_interests.id"],
+            name=op.f("fk_interest_links_distinct_id_distinct_interests"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["interest_id"],
+            ["interests.id"],
+            name=op.f("fk_interest_links_interest_id_interests"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_interest_links")),
+    )
+    op.create_index(op.f("ix_interest_links_distinct_id"), "interest_links", ["distinct_id"])
+    op.create_index("ix_interest_links_interest_id", "interest_links", ["interest_id", "since"])
+    connection.execute(
+        sa.text(
+            "INSERT INTO interest_links (interest_id, distinct_id, since, until)"
+            " SELECT interest_id, distinct_id, since, until FROM migrating_links"
+            " ORDER BY interest_id, since"
+        )
+    )
+    op.drop_table("migrating_links")
 
     op.create_table(
         "matches",
@@ -213,13 +295,15 @@ def downgrade() -> None:
         sa.text(
             "INSERT INTO matches_per_interest"
             " (id, article_id, interest_id, subscriber_id, score, explanation, matched_at)"
-            " SELECT row_number() OVER (ORDER BY m.id, i.id),"
+            " SELECT row_number() OVER (ORDER BY m.id, i.id, l.id),"
             " m.article_id, i.id, i.subscriber_id, m.score, m.explanation, m.matched_at"
-            " FROM matches m JOIN interests i ON i.distinct_id = m.distinct_id"
-            " WHERE m.matched_at >= i.distinct_since"
+            " FROM matches m JOIN interest_links l ON l.distinct_id = m.distinct_id"
+            " JOIN interests i ON i.id = l.interest_id"
+            " WHERE m.matched_at >= l.since AND (l.until IS NULL OR m.matched_at < l.until)"
         )
     )
     op.drop_table("matches")
+    op.drop_table("interest_links")
     with op.batch_alter_table("interests") as batch:
         batch.drop_index(op.f("ix_interests_distinct_id"))
         batch.drop_constraint(
