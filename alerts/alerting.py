@@ -22,13 +22,13 @@ from alerts.delivery.ledger import Promise, alert_key, promise
 from alerts.delivery.queueing import message_id_for, queue_sending
 from alerts.i18n import ENGLISH_UTC
 from alerts.links import link_versions, subscriber_links
-from alerts.matching.service import IndexCache, NewMatch, match_articles
+from alerts.matching.service import IndexCache, NewMatch, match_articles, reached_matches
 from alerts.models import (
     Article,
     Delivery,
     DeliveryKind,
     Frequency,
-    Match,
+    Interest,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -39,33 +39,91 @@ from alerts.schedule import in_quiet_hours, quiet_hours_end
 THROTTLE_WINDOW = timedelta(hours=1)
 
 
+# Readers planned per slice: a distinct interest a million readers follow is
+# planned in statements of this many readers, never one giant one.
+ALERT_PLAN_SLICE = 5_000
+
+
 def plan_alerts(
     session: Session, matches: Sequence[NewMatch], settings: Settings, now: datetime
 ) -> list[int]:
     """Promise one alert per (subscriber, article) for immediate subscribers.
 
+    Readers are reached through the interests that point at the matched
+    distinct interests, in slices of ``ALERT_PLAN_SLICE`` readers by id, so each
+    slice's statements stay small however popular an interest is.
     Returns the ids of new ledger rows that are due now (held ones are picked
     up by the sweeper when their quiet hours end).
     """
-    wanted = sorted({(m.subscriber_id, m.article_id) for m in matches})
-    if not wanted:
+    articles_of: dict[int, set[int]] = defaultdict(set)
+    for match in matches:
+        articles_of[match.distinct_id].add(match.article_id)
+    if not articles_of:
         return []
-    subscriber_ids = {subscriber_id for subscriber_id, _ in wanted}
-    subscribers = {
-        s.id: s
-        for s in session.scalars(
-            select(Subscriber)
-            .where(
-                Subscriber.id.in_(subscriber_ids),
-                Subscriber.status == SubscriberStatus.CONFIRMED,
-                Subscriber.frequency == Frequency.IMMEDIATE,
-                Subscriber.paused.is_(False),
-            )
-            .where(~select(Suppression.id).where(Suppression.email == Subscriber.email).exists())
+    due_ids: list[int] = []
+    after = 0
+    while True:
+        subscribers = _alert_readers(session, articles_of, now, after=after)
+        if not subscribers:
+            return due_ids
+        due_ids.extend(_plan_slice(session, subscribers, articles_of, settings, now))
+        if len(subscribers) < ALERT_PLAN_SLICE:
+            return due_ids
+        after = max(subscribers)
+
+
+def _alert_readers(
+    session: Session, articles_of: dict[int, set[int]], now: datetime, *, after: int
+) -> dict[int, Subscriber]:
+    """The next slice of immediate readers (ids above ``after``) following any of
+    the matched distinct interests."""
+    following = (
+        select(Interest.id)
+        .where(
+            Interest.subscriber_id == Subscriber.id,
+            Interest.distinct_id.in_(articles_of),
+            Interest.distinct_since <= now,
         )
-    }
-    if not subscribers:
-        return []
+        .exists()
+    )
+    readers = session.scalars(
+        select(Subscriber)
+        .where(
+            Subscriber.id > after,
+            Subscriber.status == SubscriberStatus.CONFIRMED,
+            Subscriber.frequency == Frequency.IMMEDIATE,
+            Subscriber.paused.is_(False),
+            following,
+        )
+        .where(~select(Suppression.id).where(Suppression.email == Subscriber.email).exists())
+        .order_by(Subscriber.id)
+        .limit(ALERT_PLAN_SLICE)
+    )
+    return {subscriber.id: subscriber for subscriber in readers}
+
+
+def _plan_slice(
+    session: Session,
+    subscribers: dict[int, Subscriber],
+    articles_of: dict[int, set[int]],
+    settings: Settings,
+    now: datetime,
+) -> list[int]:
+    """Promise the alerts of one slice of readers; returns the new ids due now."""
+    followed = session.execute(
+        select(Interest.subscriber_id, Interest.distinct_id).where(
+            Interest.subscriber_id.in_(subscribers),
+            Interest.distinct_id.in_(articles_of),
+            Interest.distinct_since <= now,
+        )
+    )
+    wanted = sorted(
+        {
+            (subscriber_id, article_id)
+            for subscriber_id, distinct_id in followed
+            for article_id in articles_of[distinct_id or 0]
+        }
+    )
     recent = session.execute(
         select(Delivery.subscriber_id, func.count(Delivery.id))
         .where(
@@ -78,9 +136,9 @@ def plan_alerts(
     sent_recently: Counter[int] = Counter({row[0]: row[1] for row in recent if row[0]})
     promises: list[Promise] = []
     for subscriber_id, article_id in wanted:
-        subscriber = subscribers.get(subscriber_id)
-        if subscriber is None or sent_recently[subscriber_id] >= settings.alert_max_per_hour:
-            continue  # not an alert reader, or throttled: the next digest carries it
+        subscriber = subscribers[subscriber_id]
+        if sent_recently[subscriber_id] >= settings.alert_max_per_hour:
+            continue  # throttled: the next digest carries it
         sent_recently[subscriber_id] += 1
         key = alert_key(subscriber_id, article_id)
         due = now
@@ -119,12 +177,9 @@ def compose_alerts(
         a.id: a for a in session.scalars(select(Article).where(Article.id.in_(article_ids)))
     }
     explanations: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
-    for subscriber_id, article_id, explanation in session.execute(
-        select(Match.subscriber_id, Match.article_id, Match.explanation).where(
-            Match.article_id.in_(article_ids), Match.subscriber_id.in_(subscriber_ids)
-        )
-    ):
-        explanations[(subscriber_id, article_id)].append(explanation)
+    reached = reached_matches(subscriber_ids, article_ids=article_ids).order_by(Interest.id)
+    for match in session.execute(reached):
+        explanations[(match.subscriber_id, match.article_id)].append(match.explanation)
     locales = reader_locales(session, subscriber_ids)
     versions = link_versions(session, subscriber_ids)
     entries = EntryCache(default_gazetteer())

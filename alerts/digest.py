@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Text, cast, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from alerts.compose import EntryCache
@@ -26,6 +26,7 @@ from alerts.delivery.ledger import Promise, digest_key, promise
 from alerts.delivery.queueing import message_id_for
 from alerts.i18n import ENGLISH_UTC, N_, ReaderLocale, format_day, translations
 from alerts.links import link_versions, subscriber_links
+from alerts.matching.service import reached_matches
 from alerts.models import (
     Article,
     Delivery,
@@ -184,23 +185,11 @@ def gather(session: Session, deliveries: Sequence[Delivery]) -> Gathered:
     earliest = min(since for since, _ in windows.values())
     latest = max(until for _, until in windows.values())
     matches = session.execute(
-        select(
-            Match.subscriber_id,
-            Match.article_id,
-            Match.interest_id,
-            Match.score,
-            # As text: readers share explanations, so each distinct one is decoded once.
-            cast(Match.explanation, Text).label("explanation"),
-            Match.matched_at,
-            Subscriber.language,
-            Subscriber.timezone,
-        )
-        .join(Subscriber, Subscriber.id == Match.subscriber_id)
-        .where(
-            Match.subscriber_id.in_(subscriber_ids),
-            Match.matched_at >= earliest,
-            Match.matched_at < latest,
-        )
+        # As text: readers share explanations, so each distinct one is decoded once.
+        reached_matches(subscriber_ids, since=earliest, until=latest, explanation_as_text=True)
+        .add_columns(Subscriber.language, Subscriber.timezone)
+        .join(Subscriber, Subscriber.id == Interest.subscriber_id)
+        .order_by(Match.id, Interest.id)
     ).all()
     alerted = set(
         session.execute(

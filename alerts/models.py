@@ -272,24 +272,75 @@ class Interest(Base):
     regions: Mapped[list[str]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+    # What the interest means, shared with every interest that means the same; set
+    # by the match worker when it files the interest (NULL until then, or when the
+    # distinct interest was pruned: the worker files it again).
+    distinct_id: Mapped[int | None] = mapped_column(
+        ForeignKey("distinct_interests.id", ondelete="SET NULL"), index=True
+    )
+    # The match run that linked it: older matches of that distinct interest were
+    # found before this reader followed it, and do not reach them.
+    distinct_since: Mapped[datetime | None]
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="interests")
 
 
+class DistinctInterest(Base):
+    """One meaning (normalised query and regions) that any number of interests share.
+
+    Matches are stored once per (article, distinct interest), so storage grows
+    with what readers follow, not with how many follow it.
+    """
+
+    __tablename__ = "distinct_interests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # alerts.matching.index.match_key: SHA-256 of the canonical query and regions.
+    match_key: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InterestLink(Base):
+    """One stretch of time an interest meant a distinct interest.
+
+    The open link (``until`` NULL) is the interest's current meaning, the one
+    ``Interest.distinct_id`` names. An edit closes it and opens another, so the
+    matches found under the old meaning stay the reader's, as they were when
+    matches were stored per reader; closed links go with the prune once the
+    matches they could reach are past their retention.
+    """
+
+    __tablename__ = "interest_links"
+    __table_args__ = (
+        # Reaching a reader's matches starts from their interests' links.
+        Index("ix_interest_links_interest_id", "interest_id", "since"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    interest_id: Mapped[int] = mapped_column(ForeignKey("interests.id", ondelete="CASCADE"))
+    distinct_id: Mapped[int] = mapped_column(
+        ForeignKey("distinct_interests.id", ondelete="CASCADE"), index=True
+    )
+    since: Mapped[datetime]
+    until: Mapped[datetime | None]
+
+
 class Match(Base):
-    """An article matched one interest; the digest reads these."""
+    """An article matched one distinct interest; readers reach it through their
+    interests (``alerts.matching.service.reached_matches``)."""
 
     __tablename__ = "matches"
     __table_args__ = (
-        UniqueConstraint("article_id", "interest_id"),
-        # Digest building reads one subscriber's matches since a time.
-        Index("ix_matches_subscriber_matched_at", "subscriber_id", "matched_at"),
+        UniqueConstraint("article_id", "distinct_id"),
+        # Digests read the matches of a reader's distinct interests in a window.
+        Index("ix_matches_distinct_matched_at", "distinct_id", "matched_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
-    interest_id: Mapped[int] = mapped_column(ForeignKey("interests.id", ondelete="CASCADE"))
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    distinct_id: Mapped[int] = mapped_column(
+        ForeignKey("distinct_interests.id", ondelete="CASCADE")
+    )
     score: Mapped[float] = mapped_column(default=0.0)
     explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)
     matched_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -13,6 +13,10 @@ What is never pruned, and why:
 - subscribers, interests, newsletters, users, suppressions: they are the state of
   the system, not its history; erasure removes a reader.
 
+Distinct interests nobody follows any more (their last interest was deleted or
+changed its meaning) go at every prune whatever the periods, their matches first
+in batches: nobody can reach those matches again (see ``reached_matches``).
+
 Digest windows live on the subscriber (``last_digest_at``), not in old ledger
 rows, and an article is matched once (its match ledger), so removing old
 deliveries and matches can never make a mail go out again.
@@ -35,6 +39,9 @@ from alerts.models import (
     Delivery,
     DeliveryKind,
     DeliveryState,
+    DistinctInterest,
+    Interest,
+    InterestLink,
     Match,
     RateEvent,
     WebhookDelivery,
@@ -55,6 +62,8 @@ class PruneReport:
 
     articles: int = 0
     matches: int = 0
+    distinct_interests: int = 0
+    interest_links: int = 0
     deliveries: int = 0
     webhook_deliveries: int = 0
     rate_events: int = 0
@@ -95,7 +104,7 @@ def _candidates(kind: str, before: datetime) -> Select[Any]:
         return select(Article.id).where(Article.ingested_at < before).order_by(Article.id)
     if kind == "matches":
         # matched_at has no index of its own; a match is as old as its article,
-        # and (article_id, interest_id) is indexed.
+        # and (article_id, distinct_id) is indexed.
         old_articles = select(Article.id).where(Article.ingested_at < before)
         return select(Match.id).where(Match.article_id.in_(old_articles)).order_by(Match.id)
     if kind == "deliveries":
@@ -118,6 +127,7 @@ def _candidates(kind: str, before: datetime) -> Select[Any]:
 _TABLES: dict[str, Any] = {
     "articles": Article,
     "matches": Match,
+    "distinct_interests": DistinctInterest,
     "deliveries": Delivery,
     "webhook_deliveries": WebhookDelivery,
     "rate_events": RateEvent,
@@ -134,15 +144,90 @@ PRUNE_ORDER = (
 )
 
 
+def _orphans() -> Select[Any]:
+    """Distinct interests no interest points at or was linked to, oldest first."""
+    followed = select(Interest.id).where(Interest.distinct_id == DistinctInterest.id).exists()
+    linked = select(InterestLink.id).where(InterestLink.distinct_id == DistinctInterest.id).exists()
+    return select(DistinctInterest.id).where(~followed, ~linked).order_by(DistinctInterest.id)
+
+
+def _closed_links(before: datetime) -> Select[Any]:
+    """Links an edit closed before ``before``: every match they reach is older
+    than that, so past the matches' retention nothing can reach through them."""
+    return (
+        select(InterestLink.id)
+        .where(InterestLink.until.is_not(None), InterestLink.until < before)
+        .order_by(InterestLink.id)
+    )
+
+
+def prune_orphans(
+    session: Session,
+    *,
+    batch: int,
+    dry_run: bool = False,
+    links_closed_before: datetime | None = None,
+) -> PruneReport:
+    """Delete up to ``batch`` links closed before ``links_closed_before`` (the
+    matches' cutoff; None keeps them), up to ``batch`` matches of unfollowed
+    distinct interests, and once they have none left, up to ``batch`` of the
+    distinct interests themselves.
+
+    On PostgreSQL orphans are locked with SKIP LOCKED: a match worker holds the
+    distinct interests it is linking or matching with FOR KEY SHARE
+    (``alerts.matching.service.distinct_ids``), so one coming back into use is
+    skipped, never deleted under it.
+    """
+    report = PruneReport()
+    if links_closed_before is not None:
+        closed = _closed_links(links_closed_before)
+        if dry_run:
+            report.interest_links = (
+                session.scalar(select(func.count()).select_from(closed.subquery())) or 0
+            )
+        else:
+            link_ids = list(session.scalars(closed.limit(batch)))
+            if link_ids:
+                session.execute(delete(InterestLink).where(InterestLink.id.in_(link_ids)))
+            report.interest_links = len(link_ids)
+    orphans = _orphans()
+    if dry_run:
+        report.distinct_interests = (
+            session.scalar(select(func.count()).select_from(orphans.subquery())) or 0
+        )
+        report.matches = (
+            session.scalar(select(func.count(Match.id)).where(Match.distinct_id.in_(orphans))) or 0
+        )
+        return report
+    locked = list(session.scalars(orphans.limit(batch).with_for_update(skip_locked=True)))
+    if not locked:
+        return report
+    match_ids = list(
+        session.scalars(
+            select(Match.id).where(Match.distinct_id.in_(locked)).order_by(Match.id).limit(batch)
+        )
+    )
+    if match_ids:
+        session.execute(delete(Match).where(Match.id.in_(match_ids)))
+        report.matches = len(match_ids)
+        return report
+    session.execute(delete(DistinctInterest).where(DistinctInterest.id.in_(locked)))
+    report.distinct_interests = len(locked)
+    return report
+
+
 def prune_batch(
     session: Session, settings: Settings, now: datetime, *, batch: int, dry_run: bool = False
 ) -> PruneReport:
-    """Delete up to ``batch`` rows of each kind past its period (count them in a dry run).
+    """Delete up to ``batch`` rows of each kind past its period (count them in a dry run),
+    and a batch of unfollowed distinct interests or their matches.
 
     In a dry run nothing is deleted and every row that would go is counted at once.
     """
-    report = PruneReport()
     moments = cutoffs(settings, now)
+    report = prune_orphans(
+        session, batch=batch, dry_run=dry_run, links_closed_before=moments.get("matches")
+    )
     report.cutoffs = {kind: moment.isoformat() for kind, moment in moments.items()}
     for kind in PRUNE_ORDER:
         if kind not in moments:
@@ -150,13 +235,13 @@ def prune_batch(
         candidates = _candidates(kind, moments[kind])
         if dry_run:
             count = session.scalar(select(func.count()).select_from(candidates.subquery()))
-            setattr(report, kind, count or 0)
+            setattr(report, kind, getattr(report, kind) + (count or 0))
             continue
         ids = list(session.scalars(candidates.limit(batch)))
         if ids:
             table = _TABLES[kind]
             session.execute(delete(table).where(table.id.in_(ids)))
-        setattr(report, kind, len(ids))
+        setattr(report, kind, getattr(report, kind) + len(ids))
     return report
 
 

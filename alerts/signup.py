@@ -39,7 +39,7 @@ from alerts.i18n import ENGLISH_UTC
 from alerts.i18n import LANGUAGES as LANGUAGE_NAMES
 from alerts.links import confirm_link, subscriber_links
 from alerts.matching import QueryError, UnknownRegionError, fold, tokenize
-from alerts.matching.service import PreviewHit, preview_interest
+from alerts.matching.service import PreviewHit, preview_interest, reached_matches
 from alerts.models import (
     Delivery,
     DeliveryKind,
@@ -552,8 +552,8 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     deliveries = session.scalars(
         select(Delivery).where(Delivery.subscriber_id == subscriber.id).order_by(Delivery.id)
     )
-    matches = session.scalars(
-        select(Match).where(Match.subscriber_id == subscriber.id).order_by(Match.id)
+    matches = session.execute(
+        reached_matches([subscriber.id]).order_by(Match.matched_at, Match.id, Interest.id)
     )
     return {
         "subscriber": {

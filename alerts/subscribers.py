@@ -42,12 +42,12 @@ from alerts.matching import (
     UnknownRegionError,
     prepare_interest,
 )
+from alerts.matching.service import reached_matches
 from alerts.models import (
     Delivery,
     DeliveryKind,
     Frequency,
     Interest,
-    Match,
     Subscriber,
     SubscriberStatus,
 )
@@ -311,8 +311,10 @@ def erase(
         "deliveries": session.scalar(
             select(func.count(Delivery.id)).where(Delivery.subscriber_id == subscriber_id)
         ),
+        # What the reader could see; the rows are shared, and go with the prune
+        # once nobody else follows the same interest.
         "matches": session.scalar(
-            select(func.count(Match.id)).where(Match.subscriber_id == subscriber_id)
+            select(func.count()).select_from(reached_matches([subscriber_id]).subquery())
         ),
     }
     audit.record(

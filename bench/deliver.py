@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=2_000, help="messages for the baseline")
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
     parser.add_argument("--concurrency", type=int, default=8, help="per worker process")
+    parser.add_argument("--redis", default=REDIS_BROKER, help="broker database (it is flushed)")
     args = parser.parse_args()
     if not Path(SMTP_SINK).exists():
         sys.exit(f"{SMTP_SINK} is missing: apt-get install postfix (smtp-sink is in it)")
@@ -77,7 +78,7 @@ def main() -> None:
     database_name = f"alerts_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database_name}"')
-    redis.Redis.from_url(REDIS_BROKER).flushdb()
+    redis.Redis.from_url(args.redis).flushdb()
     port = free_port()
     sink = subprocess.Popen(
         [SMTP_SINK, "-u", "nobody", f"127.0.0.1:{port}", "1024"],
@@ -88,7 +89,7 @@ def main() -> None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ALERTS_")},
         "ALERTS_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database_name}",
-        "ALERTS_BROKER_URL": REDIS_BROKER,
+        "ALERTS_BROKER_URL": args.redis,
         "ALERTS_SMTP_URL": f"smtp://127.0.0.1:{port}",
         "ALERTS_SECRET_KEY": "bench",
         "ALERTS_DATA_DIR": str(data_dir),
@@ -217,8 +218,11 @@ def run(
 
 
 def seed(database: object, count: int) -> list[str]:
+    from alerts.config import get_settings
     from alerts.db import Database, utcnow
+    from alerts.matching.service import IndexCache
     from alerts.models import Article, Frequency, Interest, Match, Subscriber, SubscriberStatus
+    from alerts.regions import default_gazetteer
 
     assert isinstance(database, Database)
     rng = random.Random(7)
@@ -279,17 +283,25 @@ def seed(database: object, count: int) -> list[str]:
                 for s, pick in zip(subscriber_ids, picks, strict=True)
             ],
         ).all()
+        # The match worker's own refresh points each interest at its distinct
+        # interest; a match is stored once per (article, distinct interest).
+        IndexCache(default_gazetteer(), get_settings()).refresh(session, since)
+        linked = select(Interest.id, Interest.distinct_id).where(Interest.id.in_(interest_ids))
+        distinct_of = dict(session.execute(linked).all())
+        matched = {
+            (article_ids[p], distinct_of[i], words[p])
+            for i, pick in zip(interest_ids, picks, strict=True)
+            for p in pick
+        }
         rows = [
             {
-                "article_id": article_ids[p],
-                "interest_id": i,
-                "subscriber_id": s,
+                "article_id": article_id,
+                "distinct_id": distinct_id,
                 "score": 3.0,
-                "explanation": {"terms": [{"term": words[p], "zones": ["title"]}], "regions": []},
+                "explanation": {"terms": [{"term": word, "zones": ["title"]}], "regions": []},
                 "matched_at": since + timedelta(hours=1),
             }
-            for s, i, pick in zip(subscriber_ids, interest_ids, picks, strict=True)
-            for p in pick
+            for article_id, distinct_id, word in sorted(matched)
         ]
         for start in range(0, len(rows), 10_000):
             session.execute(insert(Match), rows[start : start + 10_000])
@@ -331,6 +343,7 @@ def seed(database: object, count: int) -> list[str]:
 def baseline(database: object, emails: list[str], port: int) -> float:
     """The simplest sender, over the same data, for comparison."""
     from alerts.db import Database
+    from alerts.matching.service import reached_matches
     from alerts.models import Article, Match, Subscriber
 
     assert isinstance(database, Database)
@@ -339,11 +352,8 @@ def baseline(database: object, emails: list[str], port: int) -> float:
     with smtplib.SMTP("127.0.0.1", port) as smtp, database.session_scope() as session:
         for email in emails:
             subscriber_id = session.scalar(select(Subscriber.id).where(Subscriber.email == email))
-            articles = session.scalars(
-                select(Article)
-                .join(Match, Match.article_id == Article.id)
-                .where(Match.subscriber_id == subscriber_id)
-            ).all()
+            reached = reached_matches([subscriber_id]).with_only_columns(Match.article_id)
+            articles = session.scalars(select(Article).where(Article.id.in_(reached))).all()
             message = EmailMessage()
             message["From"] = "bench@bench.example.org"
             message["To"] = email

@@ -4,9 +4,10 @@
         [--matches-per-article 100] [--readers 1000] [--postgres URL]
 
 Ages data instead of waiting a year: each simulated day stores that day's
-articles, their matches, every reader's daily digest row and a few rate-limit
-events, all dated that day, then runs the daily prune exactly as the clock does
-(`alerts.retention.prune_all`, default retention settings, default batch size).
+articles, their matches (one per matched distinct interest), every reader's
+daily digest row and a few rate-limit events, all dated that day, then runs
+the daily prune exactly as the clock does (`alerts.retention.prune_all`,
+default retention settings, default batch size).
 The baseline is the same year with no pruning (what every install did before).
 Runs on the embedded default (SQLite in a scratch data dir) unless --postgres
 names a server database, in which case a scratch database is made and dropped.
@@ -56,8 +57,12 @@ def _configure(data_dir: Path, postgres: str | None, label: str) -> str | None:
 
 
 def _seed_readers(readers: int) -> tuple[list[int], list[int]]:
+    """Readers with one interest each; returns (reader ids, their distinct interest ids)."""
+    from alerts.config import get_settings
     from alerts.db import get_database
+    from alerts.matching.service import IndexCache
     from alerts.models import Interest, Subscriber, SubscriberStatus
+    from alerts.regions import default_gazetteer
 
     with get_database().session_scope() as session:
         people = [
@@ -69,10 +74,13 @@ def _seed_readers(readers: int) -> tuple[list[int], list[int]]:
         interests = [Interest(subscriber_id=p.id, query=f"word{p.id}") for p in people]
         session.add_all(interests)
         session.flush()
-        return [p.id for p in people], [i.id for i in interests]
+        # The match worker's refresh points each interest at its distinct interest.
+        IndexCache(default_gazetteer(), get_settings()).refresh(session, START)
+        session.expire_all()
+        return [p.id for p in people], [i.distinct_id or 0 for i in interests]
 
 
-def _one_day(day: int, args: argparse.Namespace, people: list[int], interests: list[int]) -> None:
+def _one_day(day: int, args: argparse.Namespace, people: list[int], distinct: list[int]) -> None:
     from sqlalchemy import insert
 
     from alerts.db import get_database
@@ -96,8 +104,7 @@ def _one_day(day: int, args: argparse.Namespace, people: list[int], interests: l
         rows = [
             {
                 "article_id": article_id,
-                "interest_id": interests[(article_id * 7 + k) % len(interests)],
-                "subscriber_id": people[(article_id * 7 + k) % len(people)],
+                "distinct_id": distinct[(article_id * 7 + k) % len(distinct)],
                 "score": 1.0,
                 "explanation": {"words": ["word"]},
                 "matched_at": moment,
@@ -145,11 +152,11 @@ def run_year(args: argparse.Namespace, data_dir: Path, prune: bool) -> dict[str,
     label = "pruned" if prune else "baseline"
     created = _configure(data_dir, args.postgres, label)
     try:
-        people, interests = _seed_readers(args.readers)
+        people, distinct = _seed_readers(args.readers)
         sizes: list[int] = []
         prune_seconds: list[float] = []
         for day in range(args.days):
-            _one_day(day, args, people, interests)
+            _one_day(day, args, people, distinct)
             if prune:
                 started = time.perf_counter()
                 prune_all(get_settings(), START + timedelta(days=day))

@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--article-every", type=float, default=3.0, help="seconds")
+    parser.add_argument("--redis", default=REDIS_BROKER, help="broker database (it is flushed)")
     parser.add_argument(
         "--corpus", type=Path, default=REPO.parent / "shared" / "data" / "articles" / "geovirus.xml"
     )
@@ -144,7 +145,7 @@ def main() -> None:
     # `timeout` and `kill` stop the run through the clean-up below, too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     with scratch_database("alerts_soak") as name:
-        redis.Redis.from_url(REDIS_BROKER).flushdb()
+        redis.Redis.from_url(args.redis).flushdb()
         data_dir = Path(f"/tmp/{name}")
         data_dir.mkdir()
         smtp_port, web_port = free_port(), free_port()
@@ -152,7 +153,7 @@ def main() -> None:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("ALERTS_", "PROMETHEUS"))},
             "ALERTS_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-            "ALERTS_BROKER_URL": REDIS_BROKER,
+            "ALERTS_BROKER_URL": args.redis,
             "ALERTS_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
             "ALERTS_SECRET_KEY": "soak-test-secret",
             "ALERTS_DATA_DIR": str(data_dir),

@@ -10,32 +10,38 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.delivery.ledger import Promise, alert_key, promise
 from alerts.delivery.queueing import message_id_for
+from alerts.matching import Interest as IndexedInterest
+from alerts.matching import prepare_interest
+from alerts.matching.index import match_key
 from alerts.models import (
     Article,
     AuditEntry,
     Delivery,
     DeliveryKind,
     DeliveryState,
+    DistinctInterest,
     Frequency,
     Interest,
+    InterestLink,
     Match,
     Role,
     Subscriber,
     SubscriberStatus,
     WebhookEndpoint,
 )
+from alerts.regions import default_gazetteer
 from alerts.subscribers import NewSubscriber, add_subscriber
 from alerts.users import create_user
 from alerts.web.app import create_app
@@ -43,6 +49,8 @@ from alerts.web.app import create_app
 PASSWORD = "correct horse battery"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 MATCH_INSERT_CHUNK = 10_000  # rows per INSERT: below every driver's parameter limit
+# Test interests reach their matches from long before any test's moment.
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 # --- single rows ----------------------------------------------------------------------
@@ -217,27 +225,68 @@ def insert_articles(
     )
 
 
+def distinct_of(session: Session, query: str | None, regions: Sequence[str] = ()) -> int:
+    """The distinct interest of (query, regions), created when new, under the key
+    the match worker files it by: a worker that refreshes its index later finds
+    the interests already pointing at the right one and leaves them be."""
+    prepared = prepare_interest(IndexedInterest("key", query, tuple(regions)), default_gazetteer())
+    key = match_key(prepared)
+    existing = session.scalar(select(DistinctInterest.id).where(DistinctInterest.match_key == key))
+    if existing is not None:
+        return existing
+    distinct = DistinctInterest(match_key=key)
+    session.add(distinct)
+    session.flush()
+    return distinct.id
+
+
+def link(session: Session, interest_ids: Sequence[int], distinct_id: int, since: datetime) -> None:
+    """Point interests at a distinct interest from ``since`` on, as the match
+    worker's refresh does: the interest's columns and its open link."""
+    for start in range(0, len(interest_ids), MATCH_INSERT_CHUNK):
+        chunk = interest_ids[start : start + MATCH_INSERT_CHUNK]
+        session.execute(
+            update(Interest)
+            .where(Interest.id.in_(chunk))
+            .values(
+                distinct_id=distinct_id,
+                distinct_since=since,
+                # not an edit: the match worker would file the interests again
+                updated_at=Interest.updated_at,
+            )
+        )
+        session.execute(
+            insert(InterestLink),
+            [{"interest_id": i, "distinct_id": distinct_id, "since": since} for i in chunk],
+        )
+
+
 def insert_matches(
     session: Session,
-    matched: Iterable[tuple[int, int, int]],
+    interest_ids: Sequence[int],
+    article_ids: Iterable[int],
     term: str,
     matched_at: datetime,
-) -> None:
-    """(subscriber id, interest id, article id) matches on ``term`` in the title."""
+) -> int:
+    """Every interest in ``interest_ids`` (whose query is ``term``) shares one
+    distinct interest, which matched each article on ``term`` in the title: one
+    stored row per article, reached by every reader. Returns its id."""
+    distinct_id = distinct_of(session, term)
+    link(session, interest_ids, distinct_id, LONG_AGO)
     explanation = {"terms": [{"term": term, "zones": ["title"]}], "regions": []}
     rows = [
         {
             "article_id": article_id,
-            "interest_id": interest_id,
-            "subscriber_id": subscriber_id,
+            "distinct_id": distinct_id,
             "score": 3.0,
             "explanation": explanation,
             "matched_at": matched_at,
         }
-        for subscriber_id, interest_id, article_id in matched
+        for article_id in article_ids
     ]
     for start in range(0, len(rows), MATCH_INSERT_CHUNK):
         session.execute(insert(Match), rows[start : start + MATCH_INSERT_CHUNK])
+    return distinct_id
 
 
 def readers_with_due_digests(
@@ -253,16 +302,7 @@ def readers_with_due_digests(
         interest_ids = insert_interests(session, subscriber_ids, ["flood"] * count, since)
         stories = [(f"Flood report {n}", f"Water rose in district {n}.") for n in range(articles)]
         article_ids = insert_articles(session, stories, f"{prefix}-flood", since)
-        insert_matches(
-            session,
-            (
-                (subscriber_id, interest_id, article_id)
-                for subscriber_id, interest_id in zip(subscriber_ids, interest_ids, strict=True)
-                for article_id in article_ids
-            ),
-            "flood",
-            since + timedelta(hours=1),
-        )
+        insert_matches(session, interest_ids, article_ids, "flood", since + timedelta(hours=1))
     return emails
 
 
@@ -306,3 +346,41 @@ def alert_burst(
             now,
         )
     return emails, sorted(ids)
+
+
+def stored_match(
+    session: Session,
+    interest_id: int,
+    article_id: int,
+    *,
+    matched_at: datetime,
+    score: float = 0.0,
+    explanation: dict[str, Any] | None = None,
+) -> Match:
+    """A match as the worker stores it: under the interest's distinct interest
+    (linked to it, reaching it since long ago, when it has none yet). An
+    (article, distinct interest) already stored is returned as it is."""
+    interest = session.get(Interest, interest_id)
+    assert interest is not None
+    if interest.distinct_id is None:
+        link(
+            session, [interest_id], distinct_of(session, interest.query, interest.regions), LONG_AGO
+        )
+        session.refresh(interest)
+    stored = session.scalar(
+        select(Match).where(
+            Match.article_id == article_id, Match.distinct_id == interest.distinct_id
+        )
+    )
+    if stored is not None:
+        return stored
+    match = Match(
+        article_id=article_id,
+        distinct_id=interest.distinct_id,
+        score=score,
+        explanation=explanation or {},
+        matched_at=matched_at,
+    )
+    session.add(match)
+    session.flush()
+    return match

@@ -23,6 +23,7 @@ Interests with the same normalised query and regions share one entry.
 from __future__ import annotations
 
 import gc
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -173,6 +174,15 @@ class Explanation:
 class Match:
     interest_id: str
     explanation: Explanation
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMatch:
+    """One distinct interest that matched, with the ids of every interest sharing it."""
+
+    match_key: str
+    explanation: Explanation
+    interest_ids: tuple[str, ...]
 
 
 # --- evaluation -----------------------------------------------------------
@@ -357,6 +367,25 @@ def _expand(compiled: Compiled) -> Node:
     return words[0] if len(words) == 1 else And(words)
 
 
+def _key_text(query: Compiled | None, region_ids: frozenset[str]) -> str:
+    """The normalised meaning of an interest as one string: canonical query, regions."""
+    text = "" if query is None else to_text(_expand(query))
+    return text + "\x1f" + ",".join(sorted(region_ids))
+
+
+def match_key(prepared: PreparedInterest) -> str:
+    """A stable name of what the index shares as one entry (SHA-256 of its meaning).
+
+    Stored matches are filed under it (``distinct_interests.match_key``), so it
+    must not change between releases for interests that mean the same.
+    """
+    return _entry_key(_compile(prepared.node), prepared.region_ids)
+
+
+def _entry_key(query: Compiled | None, region_ids: frozenset[str]) -> str:
+    return hashlib.sha256(_key_text(query, region_ids).encode()).hexdigest()
+
+
 def _dedup_key(query: Compiled | None, region_ids: frozenset[str]) -> object:
     """Equal for interests that mean the same. A plain-word query without
     regions is its own key (the words tuple is shared with the entry, so the
@@ -388,6 +417,9 @@ class _Entry:
 
     def id_list(self) -> list[str]:
         return [self.ids] if isinstance(self.ids, str) else list(self.ids)
+
+    def match_key(self) -> str:
+        return _entry_key(self.query, self.region_ids)
 
     def prepared(self) -> PreparedInterest:
         return PreparedInterest(
@@ -578,6 +610,24 @@ class InterestIndex:
                 else:
                     out.extend(ids)
         out.sort()
+        return out
+
+    def key_of(self, interest_id: str) -> str:
+        """The match key of the entry ``interest_id`` is filed under."""
+        return self._by_id[interest_id].match_key()
+
+    def match_entries(self, doc: Document) -> list[EntryMatch]:
+        """Matching distinct interests, each explained once, sorted by key."""
+        out = [
+            EntryMatch(
+                entry.match_key(),
+                explain(entry.prepared(), doc, self.gazetteer),
+                tuple(entry.id_list()),
+            )
+            for entry in self.candidates(doc)
+            if entry.matches(doc)
+        ]
+        out.sort(key=lambda m: m.match_key)
         return out
 
     def match(self, doc: Document) -> list[Match]:

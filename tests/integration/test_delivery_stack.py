@@ -47,6 +47,7 @@ from alerts.models import (
 )
 from alerts.newsletters import create_newsletter, progress, send_now, start_due_issues
 from tests.conftest import REPO_ROOT, wait_until
+from tests.factories import distinct_of, link
 from tests.integration.smtp_server import SmtpTestServer
 from workers.celery_app import create_app
 from workers.dispatch import sender_for
@@ -206,6 +207,8 @@ def seed_due_digests(database: Database, count: int) -> list[str]:
                 for email in emails
             ],
         ).all()
+        # Every reader follows the same words: one distinct interest they all share.
+        shared_id = distinct_of(session, "flood")
         interest_ids = session.scalars(
             insert(Interest).returning(Interest.id, sort_by_parameter_order=True),
             [
@@ -219,6 +222,7 @@ def seed_due_digests(database: Database, count: int) -> list[str]:
                 for s in subscriber_ids
             ],
         ).all()
+        link(session, interest_ids, shared_id, since)
         article_ids = session.scalars(
             insert(Article).returning(Article.id, sort_by_parameter_order=True),
             [
@@ -243,13 +247,11 @@ def seed_due_digests(database: Database, count: int) -> list[str]:
             [
                 {
                     "article_id": a,
-                    "interest_id": i,
-                    "subscriber_id": s,
+                    "distinct_id": shared_id,
                     "score": 3.0,
                     "explanation": explanation,
                     "matched_at": since + timedelta(hours=1),
                 }
-                for s, i in zip(subscriber_ids, interest_ids, strict=True)
                 for a in article_ids
             ],
         )

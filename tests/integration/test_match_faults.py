@@ -25,13 +25,13 @@ from alerts import jobs
 from alerts.cli import main as alerts_main
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
+from alerts.matching.service import reached_matches
 from alerts.models import (
     Article,
     Delivery,
     DeliveryKind,
     DeliveryState,
     LeaderLease,
-    Match,
     MatchState,
 )
 from alerts.subscribers import NewSubscriber, add_subscriber
@@ -127,7 +127,8 @@ class FaultStack:
                 )
             }
             states = set(session.scalars(select(Article.match_state)))
-            matches = session.scalar(select(func.count(Match.id)))
+            # Stored once per distinct interest; each reader reaches the article.
+            matches = session.scalar(select(func.count()).select_from(reached_matches().subquery()))
         received = [
             (message_from_bytes(data)["Message-ID"], recipients)
             for _, recipients, data in self.smtp.messages

@@ -22,8 +22,8 @@ from alerts.cli import main
 from alerts.config import get_settings
 from alerts.db import Database, _alembic_config, make_engine, utcnow
 from alerts.ingest.service import sweep_unmatched
-from alerts.matching.service import IndexCache, match_articles
-from alerts.models import Article, Match, MatchState
+from alerts.matching.service import IndexCache, match_articles, reached_matches
+from alerts.models import Article, MatchState
 from alerts.regions import default_gazetteer
 from alerts.subscribers import NewSubscriber, add_subscriber
 from alerts.tick import run_tick
@@ -62,7 +62,7 @@ def states(database: Database) -> dict[int, MatchState]:
 
 def matched(database: Database) -> list[tuple[int, int]]:
     with database.session_scope() as session:
-        rows = session.execute(select(Match.article_id, Match.interest_id))
+        rows = session.execute(reached_matches())
         return sorted((row.article_id, row.interest_id) for row in rows)
 
 

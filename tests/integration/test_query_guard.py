@@ -22,7 +22,7 @@ from alerts.cli import main
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.matching.query import DEFAULT_MAX_DEPTH
-from alerts.matching.service import IndexCache, match_articles
+from alerts.matching.service import IndexCache, match_articles, reached_matches
 from alerts.metrics import INTERESTS_SKIPPED, PREVIEW_ARTICLES
 from alerts.models import Article, Interest, Match, RateEvent, Role, Subscriber
 from alerts.regions import default_gazetteer
@@ -200,7 +200,9 @@ def test_matching_skips_and_records_a_broken_stored_interest(
         database.session_scope() as session,
     ):
         new = match_articles(session, [article_id], cache, now)
-    assert sorted(m.subscriber_id for m in new) == ids[:2]
+        reached = session.execute(reached_matches(article_ids=[m.article_id for m in new]))
+        readers_reached = sorted(row.subscriber_id for row in reached)
+    assert readers_reached == ids[:2]
     assert set(cache.broken) == {ids[2], ids[3]}  # interest ids equal reader ids here
     assert REFUSAL in cache.broken[ids[2]]
     assert INTERESTS_SKIPPED._value.get() == 2

@@ -21,8 +21,10 @@ from alerts.models import (
     Delivery,
     DeliveryKind,
     DeliveryState,
+    DistinctInterest,
     Frequency,
     Interest,
+    InterestLink,
     Match,
     Newsletter,
     RateEvent,
@@ -32,6 +34,7 @@ from alerts.models import (
     WebhookEndpoint,
 )
 from alerts.retention import prune_all, storage_sizes
+from tests.factories import stored_match
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=400)
@@ -87,14 +90,36 @@ def _seed(session: Session) -> Subscriber:
     session.flush()
     for moment in (OLD, OLD, RECENT):
         article = _article(session, moment)
-        session.add(
-            Match(
-                article_id=article.id,
-                interest_id=interest.id,
-                subscriber_id=reader.id,
-                matched_at=moment,
-            )
-        )
+        stored_match(session, interest.id, article.id, matched_at=moment)
+    # An interest nobody follows any more: its distinct interest and match go.
+    gone = Interest(subscriber_id=reader.id, query="abandoned")
+    session.add(gone)
+    session.flush()
+    stored_match(session, gone.id, _article(session, RECENT).id, matched_at=RECENT)
+    session.delete(gone)
+    # An interest edited twice: the link it had until long ago goes, and then its
+    # distinct interest; the one closed recently still reaches recent matches.
+    edited = Interest(subscriber_id=reader.id, query="edited")
+    session.add(edited)
+    old_meaning, recent_meaning = (
+        DistinctInterest(match_key="a" * 64),
+        DistinctInterest(match_key="b" * 64),
+    )
+    session.add_all([old_meaning, recent_meaning])
+    session.flush()
+    session.add_all(
+        [
+            InterestLink(
+                interest_id=edited.id,
+                distinct_id=old_meaning.id,
+                since=OLD - timedelta(days=1),
+                until=OLD,
+            ),
+            InterestLink(
+                interest_id=edited.id, distinct_id=recent_meaning.id, since=OLD, until=RECENT
+            ),
+        ]
+    )
     for state in (DeliveryState.SENT, DeliveryState.BOUNCED, DeliveryState.SKIPPED):
         _delivery(session, reader, DeliveryKind.DIGEST, state, OLD)
     _delivery(session, reader, DeliveryKind.ALERT, DeliveryState.QUEUED, OLD)  # still promised
@@ -150,12 +175,14 @@ def test_a_dry_run_counts_what_would_go_and_deletes_nothing(seeded: Database) ->
     report = prune_all(get_settings(), NOW, dry_run=True)
     assert report.as_dict() | {"cutoffs": None} == {
         "articles": 2,
-        "matches": 2,
+        "matches": 3,
+        "distinct_interests": 1,
+        "interest_links": 1,
         "deliveries": 3,
         "webhook_deliveries": 1,
         "rate_events": 3,
         "audit_entries": 0,
-        "total": 11,
+        "total": 14,
         "cutoffs": None,
     }
     with seeded.session_scope() as session:
@@ -164,11 +191,12 @@ def test_a_dry_run_counts_what_would_go_and_deletes_nothing(seeded: Database) ->
 
 def test_pruning_removes_settled_history_in_batches_and_keeps_the_rest(seeded: Database) -> None:
     report = prune_all(get_settings(), NOW)
-    assert (report.articles, report.matches, report.deliveries) == (2, 2, 3)
+    assert (report.articles, report.matches, report.deliveries) == (2, 3, 3)
+    assert (report.interest_links, report.distinct_interests) == (1, 2)
     assert (report.webhook_deliveries, report.rate_events, report.audit_entries) == (1, 3, 0)
     with seeded.session_scope() as session:
         assert _counts(session) == {
-            "articles": 1,
+            "articles": 2,
             "matches": 1,
             "deliveries": 3,  # the open promise, the recent alert, the newsletter result
             "webhook_deliveries": 1,
@@ -227,4 +255,4 @@ def test_the_cli_prints_counts_as_json(
         if seeded.url.startswith("postgresql"):  # its row counts are the planner's estimates
             session.execute(text("ANALYZE articles"))
         sizes = {row["kind"]: row["rows"] for row in storage_sizes(session)}
-    assert sizes["articles"] == 3
+    assert sizes["articles"] == 4

@@ -36,7 +36,6 @@ from alerts.models import (
     DeliveryKind,
     DeliveryState,
     Interest,
-    Match,
     RateEvent,
     Subscriber,
     SubscriberStatus,
@@ -50,6 +49,7 @@ from alerts.signup import (
 from alerts.tokens import reader_subject, sign_token
 from alerts.web.app import create_app
 from tests.conftest import RecordedJobs
+from tests.factories import stored_match
 from tests.integration.smtp_server import SmtpTestServer
 
 SCRIPT = "<script>alert(1)</script>"
@@ -579,15 +579,13 @@ def test_export_holds_settings_interests_deliveries_and_matches(site: Site) -> N
         article = Article(title="Vote", body="b", fingerprint="fp", title_key="tk")
         session.add(article)
         session.flush()
-        session.add(
-            Match(
-                article_id=article.id,
-                interest_id=interest.id,
-                subscriber_id=reader,
-                score=2.0,
-                explanation={"terms": []},
-                matched_at=utcnow(),
-            )
+        stored_match(
+            session,
+            interest.id,
+            article.id,
+            score=2.0,
+            explanation={"terms": []},
+            matched_at=utcnow(),
         )
 
     response = site.client.get(f"{preferences_path(reader)}/export")
