@@ -198,17 +198,11 @@ class EntryCache:
                 language=language,
                 timezone=timezone,
             )
-            # The renderer's fragment cache outlives the batch: its key is the
-            # content, which includes the language and zone the entry is written for.
-            content = json.dumps(
-                [
-                    article.id,
-                    sorted(json.dumps(e, sort_keys=True) for e in explanations),
-                    list(also_reported_by),
-                    language,
-                    timezone,
-                ]
-            )
+            # The process's renderer keeps fragments across batches (and across
+            # databases, in tests): the key is all the entry shows, so an article
+            # whose title or time changed, or another article under the same id,
+            # is rendered anew.
+            content = json.dumps(cached, sort_keys=True, default=str)
             cached["key"] = hashlib.sha1(content.encode(), usedforsecurity=False).hexdigest()
             self._entries[batch_key] = cached
         return cached

@@ -16,6 +16,7 @@ from datetime import timedelta
 from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy.orm import Session
 
 from alerts.bounce_mailbox import Mailbox, MailboxError, poll
 from alerts.bounces import take_in
@@ -26,7 +27,8 @@ from alerts.leader import release, try_lead
 from alerts.logs import configure_logging
 from alerts.metrics import LEADER, keep_in_files
 from alerts.retention import prune_all
-from alerts.tick import run_tick
+from alerts.tick import TickReport, run_tick
+from alerts.transactions import run_in_transaction
 from workers.dispatch import send_job
 
 log = logging.getLogger("alerts.clock")
@@ -44,15 +46,20 @@ def holder_name() -> str:
 def tick(holder: str) -> bool:
     """One round of scheduling; True when this clock led it."""
     settings = get_settings()
-    with get_database().session_scope() as session:
+
+    def lead_and_plan(session: Session) -> TickReport | None:
         now = utcnow()
         leads = try_lead(
             session, LEASE_NAME, holder, now, timedelta(seconds=settings.leader_lock_ttl_seconds)
         )
         LEADER.set(1 if leads else 0)
-        if not leads:
-            return False
-        report = run_tick(session, settings, now)
+        return run_tick(session, settings, now) if leads else None
+
+    # A tick that lost a race with a worker (a deadlock, a serialization
+    # failure) is run again at once rather than waiting for the next one.
+    report = run_in_transaction(get_database(), lead_and_plan)
+    if report is None:
+        return False
     if report.sources or report.digests or report.recovered or report.rematched:
         log.info(
             "queued %d source polls, %d digests, %d recovered deliveries, "

@@ -415,10 +415,21 @@ def sweep(
 
 
 def touch(session: Session, delivery_ids: Sequence[int], now: datetime) -> None:
-    """Mark rows as just queued, so the sweeper leaves them alone for a while."""
+    """Mark rows as just queued, so the sweeper leaves them alone for a while.
+
+    Rows a worker is claiming at this moment are skipped, not waited for
+    (``SKIP LOCKED`` on PostgreSQL): thousands of rows locked in scan order
+    against a worker's claim in its own order was a deadlock, and a row being
+    claimed needs no touch.
+    """
     if delivery_ids:
+        free = (
+            select(Delivery.id)
+            .where(Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.QUEUED)
+            .with_for_update(skip_locked=True)
+        )
         session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(delivery_ids), Delivery.state == DeliveryState.QUEUED)
+            .where(Delivery.id.in_(free.scalar_subquery()), Delivery.state == DeliveryState.QUEUED)
             .values(updated_at=now)
         )
