@@ -248,6 +248,20 @@ def confirm_enrolment(
     return codes
 
 
+def replace_recovery_codes(
+    session: Session, user: User, password: str, settings: Settings, now: datetime
+) -> list[str]:
+    """Ten new recovery codes for the user (the old ones stop working), with the
+    password as proof. Audited as ``user.2fa_recovery_codes``."""
+    if not users.verify_password(user, password):
+        raise TwoFactorError("The password is not right.")
+    if not enrolled(user):
+        raise TwoFactorError("Two-factor sign-in is not on.")
+    codes = _new_recovery_codes(session, user, settings, now)
+    audit.record(session, user, "user.2fa_recovery_codes", "user", user.id, now=now)
+    return codes
+
+
 def recovery_codes_left(session: Session, user: User) -> int:
     return int(
         session.scalar(

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from alerts import admin, audit, bounces, two_factor, users, webhooks
@@ -204,6 +205,8 @@ def _enrol_page(
     context = {
         "user": user if action == ENROL_PATH else None,
         "enrolment": enrolment,
+        # segno's own markup: the URI is only in the path data, the title is ours.
+        "qr_code": Markup(enrolment.qr_svg()),  # noqa: S704 - generated here, no input as markup
         "action": action,
         "next": _safe_next(next),
         "required": two_factor.required_for(user, get_settings()),
@@ -223,11 +226,10 @@ def _confirm(
 
 
 def _recovery_codes_page(
-    request: Request, user: User | None, codes: list[str], next: str
+    request: Request, user: User | None, codes: list[str], next: str, *, replaced: bool = False
 ) -> HTMLResponse:
-    return render(
-        request, "recovery_codes.html", {"user": user, "codes": codes, "next": _safe_next(next)}
-    )
+    context = {"user": user, "codes": codes, "next": _safe_next(next), "replaced": replaced}
+    return render(request, "recovery_codes.html", context)
 
 
 @router.get(f"{LOGIN_ENROL_PATH.removeprefix('/admin')}", response_class=HTMLResponse)
@@ -821,3 +823,17 @@ def disable_two_factor(
     except two_factor.TwoFactorError as error:
         return _account_page(request, session, user, str(error), 422)
     return see_other("/admin/account?notice=2fa_off")
+
+
+@router.post(f"{ENROL_PATH.removeprefix('/admin')}/recovery-codes", response_class=HTMLResponse)
+def new_recovery_codes(
+    request: Request,
+    session: SessionDep,
+    user: StaffDep,
+    password: Annotated[str, Form()] = "",
+) -> Any:
+    try:
+        codes = two_factor.replace_recovery_codes(session, user, password, get_settings(), utcnow())
+    except two_factor.TwoFactorError as error:
+        return _account_page(request, session, user, str(error), 422)
+    return _recovery_codes_page(request, user, codes, "/admin/account", replaced=True)

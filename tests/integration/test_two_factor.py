@@ -141,7 +141,11 @@ def test_enrolment_needs_a_right_code_and_keeps_one_secret_until_then(
         user = session.scalars(select(User).where(User.email == ADMIN)).one()
         first = two_factor.begin_enrolment(session, user, settings)
         assert first.uri.startswith("otpauth://totp/")
-        assert "<svg" in first.qr_svg()
+        svg = first.qr_svg()
+        assert svg.startswith("<svg")
+        # Nothing for the browser to fetch: no href, no embedded image.
+        assert "href" not in svg
+        assert "<image" not in svg
         # A reload shows the same secret: what was scanned keeps working.
         assert two_factor.begin_enrolment(session, user, settings).secret == first.secret
         wrong = wrong_code(first.secret, T0)
@@ -410,3 +414,28 @@ def test_cli_reset_for_a_locked_out_admin(
     assert main(["users", "reset-2fa", "nobody@example.org"]) == 2
     assert "no user nobody@example.org" in capsys.readouterr().err
     assert [a for a, _, _ in audit_actions(database)].count("user.2fa_reset") == 1
+
+
+def test_new_recovery_codes_replace_the_old_ones(database: Database) -> None:
+    add_user(database, ADMIN, Role.ADMIN)
+    secret, old_codes = enrol(database, ADMIN, utcnow())
+    browser = TestClient(create_app())
+    log_in(browser, ADMIN)
+    later = (datetime.now(UTC) + STEP).timestamp()
+    post_form(browser, "/admin/login/code", "/admin/login/code", code=pyotp.TOTP(secret).at(later))
+    path = "/admin/account/2fa/recovery-codes"
+    wrong = post_form(browser, path, "/admin/account", password="not my password")
+    assert wrong.status_code == 422
+    page = post_form(browser, path, "/admin/account", password=PASSWORD)
+    assert "New recovery codes" in page.text
+    new_codes = RECOVERY_CODE.findall(page.text)
+    assert len(new_codes) == two_factor.RECOVERY_CODE_COUNT
+    assert set(new_codes).isdisjoint(old_codes)
+    now = utcnow()
+    assert refused(database, ADMIN, old_codes[0], now) == two_factor.WRONG_CODE
+    assert verify(database, ADMIN, new_codes[0], now) == "recovery"
+    assert [a for a, _, _ in audit_actions(database)] == [
+        "user.2fa_enrol",
+        "user.2fa_recovery_codes",
+        "user.2fa_recovery",
+    ]
