@@ -5,12 +5,13 @@ console over HTTP (two steps, enrolment, ALERTS_REQUIRE_2FA) and the CLI."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from alerts import two_factor
 from alerts.cli import main
@@ -20,6 +21,7 @@ from alerts.models import AuditEntry, RecoveryCode, Role, User, WebSession
 from alerts.users import LOGIN_FREE_FAILURES, LOGIN_WINDOW
 from alerts.web.app import create_app
 from alerts.web.security import PENDING_COOKIE, SESSION_COOKIE
+from tests.conftest import wait_until
 from tests.factories import (
     PASSWORD,
     add_user,
@@ -439,3 +441,38 @@ def test_new_recovery_codes_replace_the_old_ones(database: Database) -> None:
         "user.2fa_recovery_codes",
         "user.2fa_recovery",
     ]
+
+
+def test_one_code_in_two_racing_requests_wins_once(postgres_database: Database) -> None:
+    """Two sign-ins with one code at the same moment: the conditional UPDATE makes
+    the second wait for the first and then see the step taken."""
+    database = postgres_database
+    add_user(database, ADMIN, Role.ADMIN)
+    secret, _ = enrol(database, ADMIN)
+    later = T0 + STEP
+    code = code_at(secret, later)
+    outcome: dict[str, str] = {}
+
+    def second_request() -> None:
+        try:
+            outcome["second"] = verify(database, ADMIN, code, later, "10.0.0.2")
+        except two_factor.TwoFactorError as error:
+            outcome["second"] = str(error)
+
+    def someone_waits_for_a_lock() -> bool:
+        with database.engine.connect() as connection:
+            waiting = connection.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            )
+        return bool(waiting)
+
+    with database.session_scope() as session:
+        user = session.scalars(select(User).where(User.email == ADMIN)).one()
+        outcome["first"] = two_factor.verify_sign_in(
+            session, user, code, get_settings(), "10.0.0.1", later
+        )
+        racer = threading.Thread(target=second_request)
+        racer.start()
+        wait_until(someone_waits_for_a_lock, 30, "the second sign-in to wait for the first")
+    racer.join(timeout=30)
+    assert outcome == {"first": "totp", "second": two_factor.REPLAYED_CODE}
