@@ -476,3 +476,21 @@ def test_one_code_in_two_racing_requests_wins_once(postgres_database: Database) 
         wait_until(someone_waits_for_a_lock, 30, "the second sign-in to wait for the first")
     racer.join(timeout=30)
     assert outcome == {"first": "totp", "second": two_factor.REPLAYED_CODE}
+
+
+def test_the_code_form_answers_429_when_throttled(database: Database) -> None:
+    add_user(database, ADMIN, Role.ADMIN)
+    secret, _ = enrol(database, ADMIN, utcnow())
+    browser = TestClient(create_app())
+    log_in(browser, ADMIN)
+    for _ in range(LOGIN_FREE_FAILURES):
+        guess = wrong_code(secret, datetime.now(UTC))
+        response = post_form(browser, "/admin/login/code", "/admin/login/code", code=guess)
+        assert response.status_code == 401
+    later = (datetime.now(UTC) + STEP).timestamp()
+    held = post_form(
+        browser, "/admin/login/code", "/admin/login/code", code=pyotp.TOTP(secret).at(later)
+    )
+    assert held.status_code == 429
+    assert two_factor.TOO_MANY_CODES in held.text
+    assert SESSION_COOKIE not in held.cookies
