@@ -14,6 +14,7 @@ import secrets
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -288,6 +289,12 @@ class Settings(BaseSettings):
     )
     session_max_age_hours: int = Field(
         default=12, description="A staff sign-in ends this many hours after it started."
+    )
+    require_2fa: Literal["off", "admins", "staff"] = Field(
+        default="off",
+        description="Who must sign in with a TOTP code: 'off' (whoever enrolled), 'admins', "
+        "or 'staff' (admins and editors). One who must and has not enrolled is sent to "
+        "enrolment right after the password and can do nothing else.",
     )
     preference_link_valid_days: int = Field(
         default=180,

@@ -441,6 +441,24 @@ class User(Base):
     # Sessions issued before this moment are dead.
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Two-factor sign-in (alerts.two_factor): the TOTP secret, encrypted with a key
+    # derived from ALERTS_SECRET_KEY; set but unconfirmed while enrolment is open.
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(String(300))
+    totp_confirmed_at: Mapped[datetime | None]
+    # The last time step whose code was accepted: that code and older ones are refused.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RecoveryCode(Base):
+    """A single-use way past the TOTP step; only a keyed hash of the code is kept."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None]
 
 
 class WebSession(Base):

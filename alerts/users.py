@@ -225,7 +225,7 @@ def _client_key(client: str) -> str:
     return f"{LOGIN_EVENT_PREFIX}:client:{_digest(client)}"
 
 
-def _failures(session: Session, key: str, now: datetime) -> tuple[int, datetime | None]:
+def recent_failures(session: Session, key: str, now: datetime) -> tuple[int, datetime | None]:
     """How many failures under ``key`` inside the window, and when the last was."""
     count, last = session.execute(
         select(func.count(RateEvent.id), func.max(RateEvent.at)).where(
@@ -246,10 +246,10 @@ def login_backoff(failures: int) -> timedelta:
 def login_throttled(session: Session, email: str, client: str, now: datetime) -> bool:
     """Whether this client must wait before trying this account again, or has
     failed too often across accounts. Another client is never affected."""
-    failures, last = _failures(session, _pair_key(email, client), now)
+    failures, last = recent_failures(session, _pair_key(email, client), now)
     if last is not None and now < last + login_backoff(failures):
         return True
-    client_failures, _ = _failures(session, _client_key(client), now)
+    client_failures, _ = recent_failures(session, _client_key(client), now)
     return client_failures >= LOGIN_FAILURES_PER_CLIENT
 
 

@@ -10,6 +10,7 @@ import getpass
 import json
 import sys
 
+from alerts import two_factor
 from alerts.cli import CLI_ACTOR, EXIT_DECLINED, confirmed
 from alerts.db import get_database, utcnow
 from alerts.models import Role
@@ -65,6 +66,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     remove.add_argument("--yes", action="store_true", help="do not ask; remove at once")
     remove.set_defaults(handler=run_remove)
 
+    reset = actions.add_parser(
+        "reset-2fa",
+        help="remove a user's two-factor sign-in (lost phone and recovery codes)",
+        description="Removes the TOTP secret and the recovery codes and ends the user's "
+        "sessions; they sign in with the password alone, or enrol again at once if "
+        "ALERTS_REQUIRE_2FA covers them. Audited as user.2fa_reset.",
+    )
+    reset.add_argument("email", help="whose two-factor sign-in to remove")
+    reset.set_defaults(handler=run_reset_2fa)
+
 
 def _password(args: argparse.Namespace) -> tuple[str, bool]:
     """The password and whether it was generated (and so must be shown)."""
@@ -102,6 +113,7 @@ def run_list(args: argparse.Namespace) -> int:
                 "email": user.email,
                 "role": user.role.value,
                 "active": user.active,
+                "two_factor": two_factor.enrolled(user),
                 "created_at": user.created_at.isoformat(),
             }
             for user in list_users(session)
@@ -150,4 +162,22 @@ def run_remove(args: argparse.Namespace) -> int:
         print(f"alerts users remove: {error}", file=sys.stderr)
         return EXIT_REFUSED
     print(f"user {user_id}: removed")
+    return 0
+
+
+def run_reset_2fa(args: argparse.Namespace) -> int:
+    try:
+        with get_database().session_scope() as session:
+            user = find_user(session, args.email)
+            if user is None:
+                raise UserError(f"no user {args.email}")
+            done = two_factor.reset(session, CLI_ACTOR, user, utcnow())
+            address = user.email
+    except UserError as error:
+        print(f"alerts users reset-2fa: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    if done:
+        print(f"{address}: two-factor sign-in removed and every session ended")
+    else:
+        print(f"{address}: had no two-factor sign-in; nothing changed")
     return 0

@@ -9,12 +9,14 @@ Each admin action writes an audit entry in the same transaction as the change.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from alerts import admin, audit, bounces, users, webhooks
+from alerts import admin, audit, bounces, two_factor, users, webhooks
 from alerts.config import get_settings
 from alerts.db import get_database, utcnow
 from alerts.models import ApiToken, Frequency, Role, Subscriber, SubscriberStatus, Suppression, User
@@ -27,17 +29,28 @@ from alerts.subscribers import (
 from alerts.web.console import (
     ADMIN_PATH,
     EDITOR_PATH,
+    ENROL_PATH,
     LOGIN_PATH,
     AdminDep,
+    EnrollingDep,
     StaffDep,
     csrf_on_posts,
     see_other,
 )
 from alerts.web.dependencies import SessionDep
-from alerts.web.security import client_address, end_session, start_session
+from alerts.web.security import (
+    client_address,
+    end_pending_sign_in,
+    end_session,
+    pending_sign_in_user,
+    start_pending_sign_in,
+    start_session,
+)
 from alerts.web.templating import templates
 
 HOME_PATH = ADMIN_PATH
+CODE_PATH = "/admin/login/code"
+LOGIN_ENROL_PATH = "/admin/login/enrol"
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 WRONG_LOGIN = "That e-mail address and password do not match an account."
 TOO_MANY_LOGINS = "Too many failed sign-ins. Wait a few minutes and try again."
@@ -55,6 +68,9 @@ NOTICES = {
     "activated": "User reactivated.",
     "password": "Password changed. Other sessions have been signed out.",
     "revoked": "Token revoked.",
+    "2fa_off": "Two-factor sign-in is off. Your authenticator app's entry no longer works.",
+    "recovery": "You signed in with a recovery code; each works once. See below how many are left.",
+    "expired": "The sign-in took too long. Give your password again.",
 }
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(csrf_on_posts)], include_in_schema=False)
@@ -106,16 +122,148 @@ def login(
         users.record_login_failure(session, email, client, now)
         return render(request, "login.html", {**context, "error": WRONG_LOGIN}, 401)
     users.clear_login_failures(session, email, client)
-    response = see_other(_safe_next(next))
+    settings = get_settings()
+    target = _safe_next(next)
+    if two_factor.enrolled(user) or two_factor.must_enrol(user, settings):
+        # No session yet: the browser may only give the code (or enrol) next.
+        step = CODE_PATH if two_factor.enrolled(user) else LOGIN_ENROL_PATH
+        response = see_other(f"{step}?next={quote(target)}")
+        start_pending_sign_in(request, response, user, now)
+        return response
+    response = see_other(target)
     # A new session row, cookie and CSRF cookie: tokens of the page before are dead.
     start_session(request, response, session, user, now)
     return response
+
+
+def _pending_user(request: Request, session: Session) -> User:
+    """Who gave their password on this browser a few minutes ago; else back to the start."""
+    user = pending_sign_in_user(request, session, utcnow())
+    if user is None:
+        raise HTTPException(
+            status_code=303,
+            detail="Sign in first.",
+            headers={"Location": f"{LOGIN_PATH}?notice=expired"},
+        )
+    return user
+
+
+def _finish_sign_in(request: Request, response: Response, session: Session, user: User) -> Response:
+    end_pending_sign_in(response)
+    start_session(request, response, session, user, utcnow())
+    return response
+
+
+def _code_page(
+    request: Request, next: str, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    return render(
+        request, "login_code.html", {"next": _safe_next(next), "error": error}, status_code
+    )
+
+
+@router.get(f"{CODE_PATH.removeprefix('/admin')}", response_class=HTMLResponse)
+def code_page(request: Request, session: SessionDep, next: str = HOME_PATH) -> Any:
+    user = _pending_user(request, session)
+    if not two_factor.enrolled(user):
+        return see_other(f"{LOGIN_ENROL_PATH}?next={quote(_safe_next(next))}")
+    return _code_page(request, next)
+
+
+@router.post(f"{CODE_PATH.removeprefix('/admin')}", response_class=HTMLResponse)
+def submit_code(
+    request: Request,
+    session: SessionDep,
+    code: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = HOME_PATH,
+) -> Any:
+    user = _pending_user(request, session)
+    try:
+        kind = two_factor.verify_sign_in(
+            session, user, code, get_settings(), client_address(request), utcnow()
+        )
+    except two_factor.TooManyCodesError as error:
+        return _code_page(request, next, str(error), 429)
+    except two_factor.CodeRefusedError as error:
+        return _code_page(request, next, str(error), 401)
+    except two_factor.TwoFactorError as error:
+        return _code_page(request, next, str(error), 409)
+    target = "/admin/account?notice=recovery" if kind == "recovery" else _safe_next(next)
+    return _finish_sign_in(request, see_other(target), session, user)
+
+
+def _enrol_page(
+    request: Request,
+    session: Session,
+    user: User,
+    action: str,
+    next: str,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    enrolment = two_factor.begin_enrolment(session, user, get_settings())
+    context = {
+        "user": user if action == ENROL_PATH else None,
+        "enrolment": enrolment,
+        # segno's own markup: the URI is only in the path data, the title is ours.
+        "qr_code": Markup(enrolment.qr_svg()),  # noqa: S704 - generated here, no input as markup
+        "action": action,
+        "next": _safe_next(next),
+        "required": two_factor.required_for(user, get_settings()),
+        "error": error,
+    }
+    return render(request, "two_factor_enrol.html", context, status_code)
+
+
+def _confirm(
+    request: Request, session: Session, user: User, code: str, action: str, next: str
+) -> list[str] | HTMLResponse:
+    """The recovery codes, or the enrolment page again with the reason."""
+    try:
+        return two_factor.confirm_enrolment(session, user, user, code, get_settings(), utcnow())
+    except two_factor.TwoFactorError as error:
+        return _enrol_page(request, session, user, action, next, str(error), 422)
+
+
+def _recovery_codes_page(
+    request: Request, user: User | None, codes: list[str], next: str, *, replaced: bool = False
+) -> HTMLResponse:
+    context = {"user": user, "codes": codes, "next": _safe_next(next), "replaced": replaced}
+    return render(request, "recovery_codes.html", context)
+
+
+@router.get(f"{LOGIN_ENROL_PATH.removeprefix('/admin')}", response_class=HTMLResponse)
+def login_enrol_page(request: Request, session: SessionDep, next: str = HOME_PATH) -> Any:
+    user = _pending_user(request, session)
+    if two_factor.enrolled(user):
+        return see_other(f"{CODE_PATH}?next={quote(_safe_next(next))}")
+    return _enrol_page(request, session, user, LOGIN_ENROL_PATH, next)
+
+
+@router.post(f"{LOGIN_ENROL_PATH.removeprefix('/admin')}", response_class=HTMLResponse)
+def login_enrol(
+    request: Request,
+    session: SessionDep,
+    code: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = HOME_PATH,
+) -> Any:
+    user = _pending_user(request, session)
+    if two_factor.enrolled(user):
+        return see_other(f"{CODE_PATH}?next={quote(_safe_next(next))}")
+    codes = _confirm(request, session, user, code, LOGIN_ENROL_PATH, next)
+    if isinstance(codes, HTMLResponse):
+        return codes
+    # Password and code given: this is where the session begins. The page has no
+    # form (its CSRF tokens would belong to the state before the new session).
+    response = _recovery_codes_page(request, None, codes, next)
+    return _finish_sign_in(request, response, session, user)
 
 
 @router.post("/logout")
 def logout(request: Request, session: SessionDep) -> Any:
     response = see_other(LOGIN_PATH)
     end_session(request, response, session, utcnow())
+    end_pending_sign_in(response)
     return response
 
 
@@ -570,6 +718,9 @@ def _account_page(
             "tokens": users.tokens_of(session, user),
             "error": error,
             "min_password": users.MIN_PASSWORD_LENGTH,
+            "two_factor_on": two_factor.enrolled(user),
+            "two_factor_required": two_factor.required_for(user, get_settings()),
+            "recovery_codes_left": two_factor.recovery_codes_left(session, user),
         },
         status_code,
     )
@@ -636,3 +787,53 @@ def revoke_token(request: Request, session: SessionDep, user: StaffDep, token_id
         raise HTTPException(status_code=404, detail="No such token.")
     users.revoke_api_token(session, user, token, utcnow())
     return see_other("/admin/account?notice=revoked")
+
+
+# --- own two-factor sign-in ------------------------------------------------------------
+
+
+@router.get(ENROL_PATH.removeprefix("/admin"), response_class=HTMLResponse)
+def enrol_page(request: Request, session: SessionDep, user: EnrollingDep) -> Any:
+    if two_factor.enrolled(user):
+        return see_other("/admin/account")
+    return _enrol_page(request, session, user, ENROL_PATH, "/admin/account")
+
+
+@router.post(ENROL_PATH.removeprefix("/admin"), response_class=HTMLResponse)
+def enrol(
+    request: Request, session: SessionDep, user: EnrollingDep, code: Annotated[str, Form()] = ""
+) -> Any:
+    if two_factor.enrolled(user):
+        return see_other("/admin/account")
+    codes = _confirm(request, session, user, code, ENROL_PATH, "/admin/account")
+    if isinstance(codes, HTMLResponse):
+        return codes
+    return _recovery_codes_page(request, user, codes, "/admin/account")
+
+
+@router.post(f"{ENROL_PATH.removeprefix('/admin')}/disable", response_class=HTMLResponse)
+def disable_two_factor(
+    request: Request,
+    session: SessionDep,
+    user: StaffDep,
+    password: Annotated[str, Form()] = "",
+) -> Any:
+    try:
+        two_factor.disable(session, user, password, utcnow())
+    except two_factor.TwoFactorError as error:
+        return _account_page(request, session, user, str(error), 422)
+    return see_other("/admin/account?notice=2fa_off")
+
+
+@router.post(f"{ENROL_PATH.removeprefix('/admin')}/recovery-codes", response_class=HTMLResponse)
+def new_recovery_codes(
+    request: Request,
+    session: SessionDep,
+    user: StaffDep,
+    password: Annotated[str, Form()] = "",
+) -> Any:
+    try:
+        codes = two_factor.replace_recovery_codes(session, user, password, get_settings(), utcnow())
+    except two_factor.TwoFactorError as error:
+        return _account_page(request, session, user, str(error), 422)
+    return _recovery_codes_page(request, user, codes, "/admin/account", replaced=True)

@@ -15,11 +15,14 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
+from alerts import two_factor
+from alerts.config import get_settings
 from alerts.models import Role, User
 from alerts.web.dependencies import SessionDep
 from alerts.web.security import require_csrf, session_user
 
 LOGIN_PATH = "/admin/login"
+ENROL_PATH = "/admin/account/2fa"
 ADMIN_PATH = "/admin"
 EDITOR_PATH = "/editor"
 EDITOR_ROLES = frozenset({Role.EDITOR, Role.ADMIN})
@@ -49,6 +52,17 @@ class LoginRequired(HTTPException):
         )
 
 
+class EnrolmentRequired(HTTPException):
+    """ALERTS_REQUIRE_2FA covers this user and they have not enrolled: nothing else first."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            status_code=303,
+            detail="Set up two-factor sign-in first.",
+            headers={"Location": ENROL_PATH},
+        )
+
+
 class AdminOnly(HTTPException):
     def __init__(self) -> None:
         super().__init__(status_code=403, detail="This page is for admins only.")
@@ -59,10 +73,20 @@ class EditorsOnly(HTTPException):
         super().__init__(status_code=403, detail="This page is for editors.")
 
 
-def signed_in(request: Request, session: Session) -> User:
+def signed_in_enrolling(request: Request, session: Session) -> User:
+    """The signed-in user, even one who still has to set up two-factor sign-in."""
     user = session_user(request, session)
     if user is None:
         raise LoginRequired(request)
+    return user
+
+
+def signed_in(request: Request, session: Session) -> User:
+    """The signed-in user; one who must enrol first is sent to enrolment (a session
+    begun before ALERTS_REQUIRE_2FA was set, or after turning two-factor off)."""
+    user = signed_in_enrolling(request, session)
+    if two_factor.must_enrol(user, get_settings()):
+        raise EnrolmentRequired
     return user
 
 
@@ -84,6 +108,10 @@ def _staff(request: Request, session: SessionDep) -> User:
     return signed_in(request, session)
 
 
+def _enrolling(request: Request, session: SessionDep) -> User:
+    return signed_in_enrolling(request, session)
+
+
 def _admin(request: Request, session: SessionDep) -> User:
     return admin_user(request, session)
 
@@ -93,6 +121,8 @@ def _editor(request: Request, session: SessionDep) -> User:
 
 
 StaffDep = Annotated[User, Depends(_staff)]
+# Only for the pages of two-factor enrolment itself.
+EnrollingDep = Annotated[User, Depends(_enrolling)]
 AdminDep = Annotated[User, Depends(_admin)]
 EditorDep = Annotated[User, Depends(_editor)]
 

@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from fastapi import HTTPException, Request, Response
@@ -42,6 +42,9 @@ from alerts.models import User
 CSRF_COOKIE = "alerts_csrf"
 CSRF_FIELD = "csrf_token"
 SESSION_COOKIE = "alerts_session"
+# Between the password and the TOTP code (or enrolment): who passed the first step.
+PENDING_COOKIE = "alerts_2fa_pending"
+PENDING_SIGN_IN = timedelta(minutes=10)
 SESSION_SECRET_BYTES = 32
 CSRF_VALUE_BYTES = 32
 # Probes (Docker, Kubernetes) call these with whatever Host they like; they
@@ -265,3 +268,49 @@ def session_user(request: Request, session: Session) -> User | None:
     if not cookie:
         return None
     return users.web_session_user(session, cookie, utcnow())
+
+
+# --- the step between password and code -------------------------------------------------
+
+
+def _pending_mac(user: User, issued: int) -> str:
+    # The password's change time is part of it: a new password voids a half sign-in.
+    return _mac("2fa-pending", f"{user.id}|{issued}|{user.password_changed_at.isoformat()}")
+
+
+def start_pending_sign_in(request: Request, response: Response, user: User, now: datetime) -> None:
+    """Remember, for a few minutes, that this browser gave ``user``'s password.
+
+    No session exists yet: the cookie lets the browser reach only the code (or
+    enrolment) step, and the session is made when that step succeeds.
+    """
+    issued = int(now.timestamp())
+    response.set_cookie(
+        PENDING_COOKIE,
+        f"{user.id}.{issued}.{_pending_mac(user, issued)}",
+        httponly=True,
+        samesite="lax",
+        max_age=int(PENDING_SIGN_IN.total_seconds()),
+        secure=secure_cookies(request),
+    )
+
+
+def pending_sign_in_user(request: Request, session: Session, now: datetime) -> User | None:
+    """The active user whose password this browser gave in the last few minutes, else None."""
+    cookie = request.cookies.get(PENDING_COOKIE, "")
+    parts = cookie.split(".") if len(cookie) <= 200 else []
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    user = session.get(User, int(parts[0]))
+    issued = int(parts[1])
+    if user is None or not user.active:
+        return None
+    if not hmac.compare_digest(parts[2], _pending_mac(user, issued)):
+        return None
+    if not 0 <= now.timestamp() - issued <= PENDING_SIGN_IN.total_seconds():
+        return None
+    return user
+
+
+def end_pending_sign_in(response: Response) -> None:
+    response.delete_cookie(PENDING_COOKIE)
