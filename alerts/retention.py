@@ -85,8 +85,15 @@ class PruneReport:
         return {**counts, "total": self.total, "cutoffs": self.cutoffs}
 
 
+# Kinds with no setting of their own, shown (on the dashboard) with the one that
+# bounds them: a distinct interest is pruned once nobody follows it and its
+# matches are gone.
+_KEPT_LIKE = {"distinct_interests": "matches"}
+
+
 def retention_days(settings: Settings, kind: str) -> int:
     """Days rows of ``kind`` are kept; 0 is forever."""
+    kind = _KEPT_LIKE.get(kind, kind)
     days: int = getattr(settings, f"retain_{kind.removesuffix('_entries')}_days")
     return days
 
