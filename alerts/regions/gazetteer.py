@@ -24,7 +24,7 @@ import gc
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -67,6 +67,10 @@ PERSON_CHECK_POPULATION = 1_000_000
 #: title-case headline: capitals say nothing there, so smaller places need support.
 TITLE_CASE_SHARE = 0.6
 #: Abbreviations that are everyday words and never qualify a place ("IN", "OR").
+#: The AP forms that are words too ("Pa.", "Md.", "Mass.", "Wash.", "Ill.",
+#: "Miss.", "Ore.", "Ind.", "Del.", "Mo.") are not here: a qualifier is only
+#: read capitalised, right after another place and outside the title, where
+#: "Lebanon, Pa." is the state and "Pa" the word is not seen.
 AMBIGUOUS_QUALIFIERS = frozenset(
     {
         "in",
@@ -77,17 +81,10 @@ AMBIGUOUS_QUALIFIERS = frozenset(
         "de",
         "la",
         "ma",
-        "pa",
         "co",
         "id",
         "al",
         "oh",
-        "mo",
-        "ill",
-        "miss",
-        "mass",
-        "wash",
-        "ore",
         "cal",
         "man",
         "on",
@@ -103,12 +100,9 @@ AMBIGUOUS_QUALIFIERS = frozenset(
         "ut",
         "nt",
         "ar",
-        "ind",
-        "del",
         "sc",
         "ri",
         "mt",
-        "md",
         "ks",
     }
 )
@@ -314,6 +308,9 @@ class _Context:
     divisions: dict[str, str] = field(default_factory=dict)  # state/province -> a place in it
     countries: dict[str, list[str]] = field(default_factory=dict)  # country -> places in it
     neighbours: dict[str, str] = field(default_factory=dict)  # bordering country -> a place
+    #: the context of the first pass (unambiguous names only), which small
+    #: towns are judged by in the second
+    first: _Context | None = None
 
 
 #: The word sequences ending just before a name and starting just after it.
@@ -615,7 +612,7 @@ class Gazetteer:
             for ancestor in self.ancestors(other):
                 context.inside.setdefault(ancestor, other)
             division = self.division(other)
-            if division:
+            if division and division != other:  # the state itself is a container
                 context.divisions.setdefault(division, other)
             for country in self.countries(other):
                 context.countries.setdefault(country, []).append(other)
@@ -630,6 +627,7 @@ class Gazetteer:
         context: _Context,
         near_words: _Surroundings,
         neighbours: Sequence[str],
+        listed: Sequence[str] = (),
     ) -> tuple[float, str, bool]:
         """Score one reading: (score, the evidence that counted, locally supported)."""
         region = self.regions[candidate]
@@ -650,7 +648,7 @@ class Gazetteer:
             other = next(
                 (
                     n
-                    for n in neighbours
+                    for n in listed
                     if n != candidate
                     and self.regions[n].kind == region.kind
                     and self.regions[n].parents == region.parents
@@ -658,8 +656,11 @@ class Gazetteer:
                 None,
             )
             if other is not None:
+                # the neighbour's reading is the one taken (or its only one),
+                # so a town listed beside it is supported: "Edmonton, north London"
                 score += LIST_BONUS
                 evidence.append(f"listed with {self.regions[other].name}")
+                supported = True
         cue = next((c for c in region.cues if c in before), None)
         if cue is None and region.kind == "region":
             cue = next((c for c in DIVISION_CUES_BEFORE if c in before), None)
@@ -693,7 +694,7 @@ class Gazetteer:
             supported = supported or any(self.regions[c].kind == "region" for c in containers)
             near.append(containers[0])
         same_division = context.divisions.get(division) if division else None
-        if same_division is not None and same_division != candidate and not containers:
+        if same_division is not None and same_division != candidate:
             score += SAME_DIVISION_BONUS
             supported = True
             near.append(same_division)
@@ -771,31 +772,81 @@ class Gazetteer:
             and len(tokens) > 2
             and sum(1 for t in tokens if t[1]) > TITLE_CASE_SHARE * len(tokens)
         }
-        # context: names with one strong reading (ambiguous ones vote after scoring)
-        context = self._context(
-            {
-                readings[0].region_id
-                for _, _, hits in raw
-                for _, _, readings in hits
-                if len(readings) == 1 and not readings[0].weak and not readings[0].qualifier
-            }
-        )
+        # context: names with one strong reading; the readings ambiguous names
+        # took then join it for a second pass ("Atlanta" names the state
+        # that a later "Georgia" is in)
+        strong = {
+            readings[0].region_id
+            for _, _, hits in raw
+            for _, _, readings in hits
+            if len(readings) == 1 and not readings[0].weak and not readings[0].qualifier
+        }
+        first = self._context(strong)
+        taken: dict[tuple[int, int], str] = {}
+        mentions = self._mentions(raw, lambda _: first, title_case, taken)
+        by_text: dict[str, set[str]] = {}
+        for mention in mentions:
+            if mention.region_id not in strong:
+                by_text.setdefault(mention.text, set()).add(mention.region_id)
+        if by_text:
+            # a name is never its own context: "Washington" read as the capital
+            # must not make the state more likely through the same country.
+            # Small towns still need support from the first pass: a reading
+            # chosen for another ambiguous name weighs between readings that
+            # can stand alone, it does not raise a town from nothing.
+            contexts: dict[str, _Context] = {}
+
+            def context_for(text: str) -> _Context:
+                found = contexts.get(text)
+                if found is None:
+                    others = {r for t, ids in by_text.items() if t != text for r in ids}
+                    found = first
+                    if others:
+                        found = self._context(strong | others)
+                        found.first = first
+                    contexts[text] = found
+                return found
+
+            mentions = self._mentions(raw, context_for, title_case, taken)
+        return RegionAssignment(self._apply_rule(mentions), mentions)
+
+    def _mentions(
+        self,
+        raw: Sequence[tuple[str, list[Token], list[_Hit]]],
+        context_for: Callable[[str], _Context],
+        title_case: set[str],
+        taken: dict[tuple[int, int], str],
+    ) -> list[Mention]:
+        """Choose a reading for every name found, zone by zone. ``taken`` holds
+        the first pass's readings by (zone, start), the second reads them."""
+        first_pass = not taken
         mentions: list[Mention] = []
-        for zone, tokens, hits in raw:
-            # names a person's surname cannot be: places that stand on their own
+        for number, (zone, tokens, hits) in enumerate(raw):
+            # names a person's surname cannot be: places that stand on their
+            # own, and abbreviations read after a place ("Athens, Ga.")
             starts = {
                 start
                 for start, _, readings in hits
-                if any(not r.weak and not r.qualifier for r in readings)
+                if any(r.qualifier or not r.weak for r in readings)
             }
             previous: tuple[int, list[str]] = (-1, [])
             for index, (start, end, readings) in enumerate(hits):
-                adjacent = list(previous[1]) if previous[0] == start else []
-                if index + 1 < len(hits) and hits[index + 1][0] == end:
+                # adjacent: every reading of the names beside it, for
+                # containment ("Paris, Texas"); listed: only the readings
+                # taken or the only one, so that "London, Paris" do not
+                # choose London and Paris, Ontario for each other
+                adjacent = list(previous[1]) if _next_to(tokens, previous[0], start) else []
+                listed = list(adjacent) if len(adjacent) == 1 else []
+                if index + 1 < len(hits) and _next_to(tokens, end, hits[index + 1][0]):
+                    following = [r.region_id for r in hits[index + 1][2] if not r.qualifier]
                     adjacent += [r.region_id for r in hits[index + 1][2]]
+                    earlier = taken.get((number, hits[index + 1][0]))
+                    if len(following) == 1 or earlier is not None:
+                        listed += [earlier] if earlier is not None else following
+                text = " ".join(t[0] for t in tokens[start:end])
                 chosen = self._choose(
                     readings,
-                    context,
+                    context_for(text),
                     tokens,
                     start,
                     end,
@@ -803,14 +854,16 @@ class Gazetteer:
                     zone,
                     starts,
                     zone in title_case,
+                    listed,
                 )
                 if chosen is not None:
-                    text = " ".join(t[0] for t in tokens[start:end])
                     mentions.append(Mention(chosen[0], zone, text, start, chosen[1]))
+                    if first_pass:
+                        taken[(number, start)] = chosen[0]
                     previous = (end, [chosen[0]])
                 else:
                     previous = (end, [r.region_id for r in readings])
-        return RegionAssignment(self._apply_rule(mentions), mentions)
+        return mentions
 
     def _choose(
         self,
@@ -823,6 +876,7 @@ class Gazetteer:
         zone: str,
         hit_starts: set[int],
         title_case: bool = False,
+        listed: Sequence[str] = (),
     ) -> tuple[str, str] | None:
         """The reading a name takes here and why, or ``None`` when it is no place."""
         if all(r.qualifier for r in readings):
@@ -854,14 +908,15 @@ class Gazetteer:
         )
         for reading in readings:
             weak = reading.weak or (title_case and self._small_town(reading.region_id))
+            judged_by = (context.first or context) if weak else context
             if (
                 weak
                 and not adjacent
-                and not self._may_be_supported(reading.region_id, context, near_words)
+                and not self._may_be_supported(reading.region_id, judged_by, near_words)
             ):
                 continue  # the common case for a small town: nothing beside it
             score, evidence, supported = self._score(
-                reading.region_id, context, near_words, adjacent
+                reading.region_id, judged_by, near_words, adjacent, listed
             )
             if weak and not supported:
                 continue
@@ -1075,6 +1130,42 @@ _SENTENCE_WORDS = frozenset(
         "и",
     }
 )
+
+
+#: Words that may stand between two places that qualify each other: a
+#: district "in Edmonton, north London", a town "in Kenora, northwestern
+#: Ontario". ("of" is not one: "the U.S. of Brazil's cases" is a list.)
+COMPASS_WORDS = frozenset(
+    {
+        "north",
+        "south",
+        "east",
+        "west",
+        "northern",
+        "southern",
+        "eastern",
+        "western",
+        "northeast",
+        "northwest",
+        "northeastern",
+        "northwestern",
+        "southeastern",
+        "southwestern",
+        "southeast",
+        "southwest",
+        "central",
+    }
+)
+#: At most this many such words between them ("Edmonton, north-east London").
+MAX_COMPASS_WORDS = 2
+
+
+def _next_to(tokens: Sequence[Token], end: int, start: int) -> bool:
+    """The name ending at ``end`` and the one starting at ``start`` stand side
+    by side, or with only compass words between them ("Edmonton, north London")."""
+    if end < 0 or start < end or start - end > MAX_COMPASS_WORDS:
+        return False
+    return all(tokens[i][0] in COMPASS_WORDS for i in range(end, start))
 
 
 def _add_reading(
