@@ -385,6 +385,8 @@ def _apply_curated_names(regions: dict[str, dict[str, Any]], curated: dict[str, 
     for region_id, abbreviations in curated["abbreviations"].items():
         regions[region_id].setdefault("qualifiers", [])
         _add(regions[region_id], "qualifiers", abbreviations)
+    for region_id in curated.get("common_words", []):
+        regions[region_id]["common"] = True
 
 
 def build() -> dict[str, Any]:

@@ -501,7 +501,16 @@ class Gazetteer:
 
     def _resolve_qualified(self, text: str) -> Region | None:
         """ "Georgia (U.S. state)", "Georgia, USA", "London Ontario": a name and
-        a place that contains the reading meant."""
+        a place that contains the reading meant; "State of Georgia", "US-Bundesstaat
+        Georgia": a division cue before the name selects its sub-national reading."""
+        words = tokenize(text)
+        while words and words[0] in ("the", "us", "u", "s", "american"):
+            words = words[1:]
+        cue = next((c for c in DIVISION_CUES_BEFORE if tuple(words[: len(c)]) == c), None)
+        if cue is not None and len(words) > len(cue):
+            for candidate in self.candidates(" ".join(words[len(cue) :])):
+                if self.regions[candidate].kind == "region":
+                    return self.regions[candidate]
         words = tokenize(text)
         for split in range(len(words) - 1, 0, -1):
             inner = self.candidates(" ".join(words[:split]))
@@ -959,8 +968,12 @@ class Gazetteer:
     ) -> bool:
         """A smaller town's one-word name beside a capitalised word that is no
         place is part of a person's or a firm's name ("Nigel Lawson", "Queen
-        Elizabeth", "Weston Presidio"); capitals in a headline say nothing."""
-        if title_case or not self._small_town(reading.region_id):
+        Elizabeth", "Weston Presidio"), and so is a name that is an everyday
+        word ("Butterball Turkey", "Turkey Point"); capitals in a headline
+        say nothing."""
+        if title_case or not (
+            self._small_town(reading.region_id) or self.regions[reading.region_id].common_word
+        ):
             return False
         end = start + 1
         if (

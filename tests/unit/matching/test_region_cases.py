@@ -230,6 +230,13 @@ CASES = [
         "Butterball Turkey recalled frozen products sold in several states.",
         unwanted={"tr"},
     ),
+    case(
+        "turkey-plant-name",
+        "Engineers shut a reactor at Turkey Point for repairs.",
+        unwanted={"tr"},
+    ),
+    case("turkey-country-kept", "Greece and Turkey resumed talks on Monday.", {"tr", "gr"}),
+    case("turkey-after-city", "A quake shook Izmir, Turkey, before dawn.", {"tr"}),
     # --- Georgia, the state and the country ------------------------------------
     case(
         "georgia-northeast",
@@ -376,6 +383,8 @@ TYPED = [
     ("State of Georgia", "us-ga", "Peach growers near Macon, Ga., lost their crop."),
     ("Georgia US", "us-ga", "Peach growers near Macon, Ga., lost their crop."),
     ("Georgia", "ge", "Tbilisi hosted the talks."),
+    ("the state of Washington", "us-wa", "Apple growers in Washington state expect a good year."),
+    ("US-Bundesstaat Georgia", "us-ga", "Peach growers near Macon, Ga., lost their crop."),
     ("Washington DC", "us-dc", "Museums in Washington, D.C., reopened."),
     ("Washington state", "us-wa", "Apple growers in Washington state expect a good year."),
 ]
