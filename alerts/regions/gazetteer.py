@@ -133,8 +133,14 @@ DIVISION_CUES_BEFORE: tuple[tuple[str, ...], ...] = (
     ("us", "bundesstaat"),
     ("bundesstaats",),
     ("provinz",),
+    # "Gwinnett County, Georgia", "Caddo Parish, Louisiana": what follows a
+    # county is its state
+    ("county",),
+    ("parish",),
 )
-DIVISION_CUES_AFTER: tuple[tuple[str, ...], ...] = (("state",),)
+#: Words after a name that say it is a state: "Washington state", "Georgia
+#: Gov. Brian Kemp" (a country has no governor; Washington, D.C. neither).
+DIVISION_CUES_AFTER: tuple[tuple[str, ...], ...] = (("state",), ("gov",), ("governor",))
 #: Organisation patterns: the name is part of an institution's name. They
 #: favour sub-national readings ("University of Georgia" is the state's).
 ORGANISATION_BEFORE: tuple[tuple[str, ...], ...] = (
@@ -152,10 +158,15 @@ ORGANISATION_AFTER: tuple[tuple[str, ...], ...] = (
     ("sheriff",),
     ("senate",),
     ("legislature",),
+    ("general", "assembly"),
+    ("house", "of"),
     ("attorney", "general"),
-    ("governor",),
     ("tech",),
     ("bulldogs",),
+    ("power",),
+    ("southern",),
+    ("republicans",),
+    ("democrats",),
 )
 #: Words after a name that make it another thing of that name ("Lebanon
 #: County", "Georgia Avenue"): the mention is dropped.
@@ -195,6 +206,50 @@ PERSON_TITLES = frozenset(
         "господин",
         "frau",
         "herr",
+    }
+)
+#: Capitalised words after a place name that say what the place has or is
+#: ("Georgia Senate"; "Jordan's King Abdullah" once the possessive is gone),
+#: never a surname: the place is not read as a person or firm before them.
+#: Not "Secretary" ("Perm Secretary" is a permanent secretary), nor "Northern",
+#: "Southern", "General", which follow names in firms' names ("Burlington
+#: Northern", "GAO").
+INSTITUTION_WORDS = frozenset(
+    {
+        "king",
+        "queen",
+        "prince",
+        "princess",
+        "emir",
+        "sultan",
+        "president",
+        "premier",
+        "prime",
+        "foreign",
+        "defence",
+        "defense",
+        "interior",
+        "finance",
+        "central",
+        "supreme",
+        "house",
+        "senate",
+        "assembly",
+        "parliament",
+        "legislature",
+        "ministry",
+        "army",
+        "navy",
+        "court",
+        "gov",
+        "governor",
+        "attorney",
+        "republicans",
+        "democrats",
+        "bulldogs",
+        "college",
+        "embassy",
+        "opposition",
     }
 )
 #: Words that may follow a given-name place without making it a person.
@@ -749,6 +804,10 @@ class Gazetteer:
             and tokens[start][0] in _GIVEN_NAMES
             and tokens[end][1]
             and after not in PLACE_FOLLOWERS
+            and after not in INSTITUTION_WORDS
+            and not any(
+                tuple(w for w, _ in tokens[end : end + len(o)]) == o for o in ORGANISATION_AFTER
+            )
             and end not in hit_starts
             and tokens[end][0].isalpha()
         ):
@@ -982,6 +1041,7 @@ class Gazetteer:
             and end not in hit_starts
             and tokens[end][0].isalpha()
             and tokens[end][0] not in PLACE_FOLLOWERS
+            and tokens[end][0] not in INSTITUTION_WORDS
         ):
             return True
         if start and tokens[start - 1][1] and (start - 1) not in hit_starts:

@@ -205,6 +205,18 @@ CASES = [
         {"us-wa", "us"},
         {"us-dc"},
     ),
+    case(
+        "washington-gov",
+        "Washington Gov. Tom Reyes declared an emergency.",
+        {"us-wa"},
+        {"us-dc"},
+    ),
+    case(
+        "washington-eastern",
+        "Eastern Washington wheat farmers faced a drought.",
+        {"us-wa"},
+        {"us-dc"},
+    ),
     # --- people and common words read as places ------------------------------
     case(
         "person-georgia-stevens",
@@ -212,6 +224,7 @@ CASES = [
         unwanted={"ge", "us-ga"},
     ),
     case("person-jordan", "Jordan Pierce signed a two-year contract.", unwanted={"jo"}),
+    case("jordan-king-possessive", "Jordan's King Abdullah met the envoys.", {"jo"}),
     case("person-chad", "Chad Wilkins painted the mural downtown.", unwanted={"td"}),
     case("person-lori", "Lori Bennett chairs the parents' committee.", unwanted={"am"}),
     case(
@@ -261,6 +274,28 @@ CASES = [
         "Athens, Ga., police are looking for a stolen truck.",
         {"us-ga"},
         {"ge"},
+    ),
+    case("georgia-power", "Georgia Power raised its rates for homeowners.", {"us-ga"}, {"ge"}),
+    case(
+        "georgia-general-assembly",
+        "The Georgia General Assembly passed the budget.",
+        {"us-ga"},
+        {"ge"},
+    ),
+    case("georgia-senate", "The Georgia Senate approved the measure.", {"us-ga"}, {"ge"}),
+    case("georgia-gov", "Georgia Gov. Ellen Hart signed the bill.", {"us-ga"}, {"ge"}),
+    case("georgia-republicans", "Georgia Republicans chose a new chairman.", {"us-ga"}, {"ge"}),
+    case(
+        "georgia-after-county",
+        "Deputies in Gwinnett County, Georgia, arrested a man.",
+        {"us-ga"},
+        {"ge"},
+    ),
+    case(
+        "georgia-country-president",
+        "Georgia's President spoke to the parliament in Tbilisi.",
+        {"ge"},
+        {"us-ga"},
     ),
     case(
         "georgia-war-us-russia",
