@@ -850,13 +850,20 @@ class Gazetteer:
             if len(readings) == 1 and not readings[0].weak and not readings[0].qualifier
         }
         first = self._context(strong)
-        taken: dict[tuple[int, int], str] = {}
+        taken: dict[tuple[int, int], Mention] = {}
         mentions = self._mentions(raw, lambda _: first, title_case, taken)
         by_text: dict[str, set[str]] = {}
         for mention in mentions:
             if mention.region_id not in strong:
                 by_text.setdefault(mention.text, set()).add(mention.region_id)
-        if by_text:
+        # only names with several readings can change their mind
+        ambiguous = {
+            " ".join(t[0] for t in tokens[start:end])
+            for _, tokens, hits in raw
+            for start, end, readings in hits
+            if sum(1 for r in readings if not r.qualifier) > 1
+        }
+        if by_text and ambiguous:
             # a name is never its own context: "Washington" read as the capital
             # must not make the state more likely through the same country.
             # Small towns still need support from the first pass: a reading
@@ -865,6 +872,8 @@ class Gazetteer:
             contexts: dict[str, _Context] = {}
 
             def context_for(text: str) -> _Context:
+                if text not in by_text:
+                    text = ""  # names that chose nothing new share one context
                 found = contexts.get(text)
                 if found is None:
                     others = {r for t, ids in by_text.items() if t != text for r in ids}
@@ -875,7 +884,7 @@ class Gazetteer:
                     contexts[text] = found
                 return found
 
-            mentions = self._mentions(raw, context_for, title_case, taken)
+            mentions = self._mentions(raw, context_for, title_case, taken, ambiguous)
         return RegionAssignment(self._apply_rule(mentions), mentions)
 
     def _mentions(
@@ -883,11 +892,13 @@ class Gazetteer:
         raw: Sequence[tuple[str, list[Token], list[_Hit]]],
         context_for: Callable[[str], _Context],
         title_case: set[str],
-        taken: dict[tuple[int, int], str],
+        taken: dict[tuple[int, int], Mention],
+        ambiguous: set[str] | None = None,
     ) -> list[Mention]:
         """Choose a reading for every name found, zone by zone. ``taken`` holds
-        the first pass's readings by (zone, start), the second reads them."""
-        first_pass = not taken
+        the first pass's mentions by (zone, start); the second pass reads them
+        and decides again only the ``ambiguous`` names."""
+        first_pass = ambiguous is None
         mentions: list[Mention] = []
         for number, (zone, tokens, hits) in enumerate(raw):
             # names a person's surname cannot be: places that stand on their
@@ -910,8 +921,16 @@ class Gazetteer:
                     adjacent += [r.region_id for r in hits[index + 1][2]]
                     earlier = taken.get((number, hits[index + 1][0]))
                     if len(following) == 1 or earlier is not None:
-                        listed += [earlier] if earlier is not None else following
+                        listed += [earlier.region_id] if earlier is not None else following
                 text = " ".join(t[0] for t in tokens[start:end])
+                if ambiguous is not None and text not in ambiguous:
+                    kept = taken.get((number, start))
+                    if kept is not None:
+                        mentions.append(kept)
+                        previous = (end, [kept.region_id])
+                    else:
+                        previous = (end, [r.region_id for r in readings])
+                    continue
                 chosen = self._choose(
                     readings,
                     context_for(text),
@@ -925,9 +944,10 @@ class Gazetteer:
                     listed,
                 )
                 if chosen is not None:
-                    mentions.append(Mention(chosen[0], zone, text, start, chosen[1]))
+                    mention = Mention(chosen[0], zone, text, start, chosen[1])
+                    mentions.append(mention)
                     if first_pass:
-                        taken[(number, start)] = chosen[0]
+                        taken[(number, start)] = mention
                     previous = (end, [chosen[0]])
                 else:
                     previous = (end, [r.region_id for r in readings])
