@@ -101,6 +101,10 @@ def russian_noun_forms(name: str) -> list[str]:
     if name.endswith("ея"):
         stem = name[:-2]
         return [name, stem + "еи", stem + "ею", stem + "еей"]
+    if name.endswith("ня"):  # soft first declension: Чечня -> Чечни, Чечне, Чечню
+        # (only -ня: the table's other names in -я are genitives, "Севастополя")
+        stem = name[:-1]
+        return [name, stem + "и", stem + "е", stem + "ю", stem + "ей"]
     if name.endswith("а"):
         stem = name[:-1]
         soft = stem[-1] in "гкхжшщч"
@@ -186,6 +190,9 @@ def _expand_forms(regions: dict[str, dict[str, Any]]) -> None:
                 forms = (
                     russian_noun_forms(alias) if " " not in alias else russian_phrase_forms(alias)
                 )
+            elif alias.endswith("ien") and " " not in alias:
+                # German names in -ien take a genitive -s ("Großbritanniens")
+                forms = german_name_forms(alias)
             for form in forms:
                 aliases.extend(umlaut_spellings(form))
         entry["aliases"] = list(dict.fromkeys(aliases))

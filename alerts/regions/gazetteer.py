@@ -148,6 +148,9 @@ ORGANISATION_BEFORE: tuple[tuple[str, ...], ...] = (
     ("bureau", "of"),
     ("college", "of"),
     ("governor", "of"),
+    ("gouverneur", "von"),
+    ("губернатор",),
+    ("губернатора",),
 )
 ORGANISATION_AFTER: tuple[tuple[str, ...], ...] = (
     ("bureau",),
