@@ -170,6 +170,11 @@ ORGANISATION_AFTER: tuple[tuple[str, ...], ...] = (
     ("southern",),
     ("republicans",),
     ("democrats",),
+    ("secretary", "of"),
+    ("public", "service"),
+    ("public", "health"),
+    ("highway", "patrol"),
+    ("state", "patrol"),
 )
 #: Words after a name that make it another thing of that name ("Lebanon
 #: County", "Georgia Avenue"): the mention is dropped.

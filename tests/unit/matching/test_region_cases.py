@@ -293,6 +293,18 @@ CASES = [
     case("georgia-gov", "Georgia Gov. Ellen Hart signed the bill.", {"us-ga"}, {"ge"}),
     case("georgia-republicans", "Georgia Republicans chose a new chairman.", {"us-ga"}, {"ge"}),
     case(
+        "georgia-secretary-of-state",
+        "Georgia Secretary of State Dana Ortiz certified the count.",
+        {"us-ga"},
+        {"ge"},
+    ),
+    case(
+        "georgia-country-foreign-minister",
+        "Georgia's Foreign Minister met his Turkish counterpart.",
+        {"ge"},
+        {"us-ga"},
+    ),
+    case(
         "georgia-after-county",
         "Deputies in Gwinnett County, Georgia, arrested a man.",
         {"us-ga"},
