@@ -864,12 +864,17 @@ class Gazetteer:
         for mention in mentions:
             if mention.region_id not in strong:
                 by_text.setdefault(mention.text, set()).add(mention.region_id)
-        # only names with several readings can change their mind
-        ambiguous = {
+        # only names with several readings can change their mind, and not
+        # those a qualifier or a cue beside them decided (+10 each), nor those
+        # the first pass dropped (for reasons that do not depend on context)
+        several = {
             " ".join(t[0] for t in tokens[start:end])
             for _, tokens, hits in raw
             for start, end, readings in hits
             if sum(1 for r in readings if not r.qualifier) > 1
+        }
+        ambiguous = {
+            m.text for m in mentions if m.text in several and not m.evidence.startswith(_DECIDED)
         }
         if by_text and ambiguous:
             # a name is never its own context: "Washington" read as the capital
@@ -1232,6 +1237,9 @@ _SENTENCE_WORDS = frozenset(
     }
 )
 
+
+#: Evidence that decides a reading whatever else the article names.
+_DECIDED = ("next to ", "after '", "before 'state'")
 
 #: Words that may stand between two places that qualify each other: a
 #: district "in Edmonton, north London", a town "in Kenora, northwestern
