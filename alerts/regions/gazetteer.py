@@ -176,6 +176,12 @@ ORGANISATION_AFTER: tuple[tuple[str, ...], ...] = (
     ("highway", "patrol"),
     ("state", "patrol"),
 )
+# the cue tables as sets: the words around a name are sets of tuples too, so
+# each test is one intersection
+_DIVISION_BEFORE = frozenset(DIVISION_CUES_BEFORE)
+_DIVISION_AFTER = frozenset(DIVISION_CUES_AFTER)
+_ORGANISATION_BEFORE = frozenset(ORGANISATION_BEFORE)
+_ORGANISATION_AFTER = frozenset(ORGANISATION_AFTER)
 #: Words after a name that make it another thing of that name ("Lebanon
 #: County", "Georgia Avenue"): the mention is dropped.
 NOT_PLACE_AFTER = frozenset(
@@ -735,18 +741,18 @@ class Gazetteer:
                 supported = True
         cue = next((c for c in region.cues if c in before), None)
         if cue is None and region.kind == "region":
-            cue = next((c for c in DIVISION_CUES_BEFORE if c in before), None)
+            cue = max(before & _DIVISION_BEFORE, key=len, default=None)
         if cue is not None:
             score += CUE_BONUS
             evidence.append(f"after '{' '.join(cue)}'")
             supported = True
-        if region.kind == "region" and any(c in after for c in DIVISION_CUES_AFTER):
+        cue_after = min(after & _DIVISION_AFTER, key=len, default=None)
+        if region.kind == "region" and cue_after is not None:
             score += CUE_BONUS
-            evidence.append("before 'state'")
+            evidence.append(f"before '{' '.join(cue_after)}'")
             supported = True
-        if sub_national and (
-            any(c in before for c in ORGANISATION_BEFORE)
-            or any(c in after for c in ORGANISATION_AFTER)
+        if sub_national and not (
+            before.isdisjoint(_ORGANISATION_BEFORE) and after.isdisjoint(_ORGANISATION_AFTER)
         ):
             score += ORGANISATION_BONUS
             evidence.append("organisation name")
@@ -1239,7 +1245,7 @@ _SENTENCE_WORDS = frozenset(
 
 
 #: Evidence that decides a reading whatever else the article names.
-_DECIDED = ("next to ", "after '", "before 'state'")
+_DECIDED = ("next to ", "after '", "before '")
 
 #: Words that may stand between two places that qualify each other: a
 #: district "in Edmonton, north London", a town "in Kenora, northwestern
