@@ -44,7 +44,6 @@ from alerts.models import (
     Delivery,
     DeliveryKind,
     DeliveryState,
-    Frequency,
     Interest,
     Newsletter,
     NewsletterStatus,
@@ -54,7 +53,7 @@ from alerts.models import (
 )
 from alerts.regions import default_gazetteer
 from alerts.schedule import UnknownTimezoneError, zone
-from alerts.subscribers import validated_interest
+from alerts.subscribers import parse_frequency, parse_language, validated_interest
 from alerts.webhooks import emit
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -170,13 +169,15 @@ def validate_audience(audience: dict[str, Any], settings: Settings) -> dict[str,
         cleaned["words"] = sorted(
             {str(w).strip().lower() for w in audience["words"] if str(w).strip()}
         )
-    if audience.get("languages"):
-        cleaned["languages"] = sorted({str(lang).strip().lower() for lang in audience["languages"]})
-    if audience.get("frequencies"):
-        try:
-            cleaned["frequencies"] = sorted({Frequency(f).value for f in audience["frequencies"]})
-        except ValueError as error:
-            raise NewsletterError(f"audience: {error}") from error
+    try:
+        # The readers' own rules: a segment of "fr" readers would never match anyone.
+        if audience.get("languages"):
+            cleaned["languages"] = sorted({parse_language(str(v)) for v in audience["languages"]})
+        if audience.get("frequencies"):
+            frequencies = {parse_frequency(str(v)).value for v in audience["frequencies"]}
+            cleaned["frequencies"] = sorted(frequencies)
+    except ValueError as error:
+        raise NewsletterError(f"audience: {error}") from error
     return cleaned
 
 

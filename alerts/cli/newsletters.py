@@ -30,7 +30,7 @@ from alerts.newsletters import (
     send_now,
     send_test,
 )
-from alerts.subscribers import SubscriberError, parse_frequency, parse_language
+from alerts.subscribers import SubscriberError
 
 EXIT_REFUSED = 2
 ISSUE_ID_HELP = "the issue's id (see `newsletters list`)"
@@ -165,9 +165,8 @@ def run_create(args: argparse.Namespace) -> int:
         audience = {
             "regions": args.region,
             "words": args.word,
-            # The readers' own rules for a language and a frequency.
-            "languages": [parse_language(language) for language in args.language],
-            "frequencies": [parse_frequency(f).value for f in args.frequency],
+            "languages": args.language,
+            "frequencies": args.frequency,
         }
         with get_database(settings).session_scope() as session:
             newsletter = create_newsletter(

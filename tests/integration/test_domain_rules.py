@@ -10,7 +10,7 @@ from alerts.cli import CLI_ACTOR, main
 from alerts.config import get_settings
 from alerts.db import Database, utcnow
 from alerts.models import AuditEntry, Newsletter, NewsletterStatus, Source, Subscriber
-from alerts.newsletters import create_newsletter
+from alerts.newsletters import NewsletterError, create_newsletter
 from tests.factories import SETUP_ACTOR
 from tests.integration.test_api import admin_auth, client, editor_auth  # noqa: F401
 
@@ -124,3 +124,28 @@ def test_language_xx_is_refused_at_every_edge(
     assert patched.status_code == 422
     with database.session_scope() as session:
         assert session.scalars(select(Subscriber.language)).all() == ["de"]
+
+
+@pytest.mark.parametrize(
+    ("audience", "refusal"),
+    [
+        ({"languages": ["fr"]}, "language 'fr' is not one of"),
+        ({"frequencies": ["hourly"]}, "frequency 'hourly' is not one of"),
+    ],
+)
+def test_a_segment_takes_only_what_readers_can_have(
+    database: Database, audience: dict[str, list[str]], refusal: str
+) -> None:
+    # The one rule for editors' forms, the API and the CLI alike.
+    with database.session_scope() as session, pytest.raises(NewsletterError, match=refusal):
+        create_newsletter(
+            session,
+            SETUP_ACTOR,
+            subject="Weekly",
+            audience=audience,
+            settings=get_settings(),
+            now=utcnow(),
+        )
+    assert main(["newsletters", "create", "--subject", "Weekly", "--language", "fr"]) == 2
+    with database.session_scope() as session:
+        assert session.scalars(select(Newsletter)).all() == []
