@@ -5,24 +5,19 @@ reaches exactly the matches they had; downgrading fans them out again."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import Engine, select
 
 from alerts.config import get_settings
-from alerts.db import Database, _alembic_config, make_engine
+from alerts.db import Database, _alembic_config
 from alerts.matching.service import IndexCache, reached_matches
 from alerts.models import Interest
 from alerts.regions import default_gazetteer
-from tests.conftest import POSTGRES_ADMIN_URL, service_missing
 
 pytestmark = pytest.mark.integration
 
@@ -55,29 +50,6 @@ OLD_MATCHES = [
     (3, 6, {"terms": [], "regions": [{"region_id": "ge-so", "zones": ["tag"]}]}),
     (1, 7, {"terms": [{"term": "storm", "zones": ["title"]}], "regions": []}),
 ]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An engine on a database with no schema at all."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        yield engine
-        engine.dispose()
-        return
-    name = f"alerts_migrate_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        service_missing(f"PostgreSQL at {POSTGRES_ADMIN_URL}: {error}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    engine = make_engine(f"{base}/{name}")
-    yield engine
-    engine.dispose()
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _table(name: str, *columns: str, **typed: Any) -> sa.TableClause:

@@ -5,12 +5,9 @@ again whatever stays pending, so a lost or refused match task loses nothing."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -20,14 +17,14 @@ from sqlalchemy import Engine, func, select
 from alerts import jobs
 from alerts.cli import main
 from alerts.config import get_settings
-from alerts.db import Database, _alembic_config, make_engine, utcnow
+from alerts.db import Database, _alembic_config, utcnow
 from alerts.ingest.service import sweep_unmatched
 from alerts.matching.service import IndexCache, match_articles, reached_matches
 from alerts.models import Article, MatchState
 from alerts.regions import default_gazetteer
 from alerts.subscribers import NewSubscriber, add_subscriber
 from alerts.tick import run_tick
-from tests.conftest import POSTGRES_ADMIN_URL, RecordedJobs, free_port, service_missing
+from tests.conftest import RecordedJobs, free_port
 from workers.celery_app import create_app
 from workers.dispatch import sender_for
 
@@ -188,29 +185,6 @@ def test_the_sweeper_leaves_fresh_and_matched_articles_alone(
 
 # The migration: existing articles with a match, or older than an hour, are
 # done; recent ones without any match are pending, for the sweeper to match.
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An engine on a database with no schema at all."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        yield engine
-        engine.dispose()
-        return
-    name = f"alerts_migrate_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        service_missing(f"PostgreSQL at {POSTGRES_ADMIN_URL}: {error}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    engine = make_engine(f"{base}/{name}")
-    yield engine
-    engine.dispose()
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _old_rows(connection: sa.Connection, now: datetime) -> dict[str, int]:
