@@ -1,17 +1,22 @@
 """Soak test: the production stack of this machine under a steady newsroom load.
 
-PostgreSQL, Redis, a logging SMTP server on loopback, a web process, one
-worker process per queue (ingest, match, send, alerts, webhooks) and the
-clock, all started by this script as separate processes. It seeds 100,000
-subscribers (5% immediate alerts, the rest daily digests whose local send
-times fall due throughout the run, across several time zones), then stores a
-new article every few seconds (real Wikinews text from ../shared/data/articles)
+PostgreSQL, Redis, a logging SMTP server on loopback, a web process, the
+workers and the clock, all started by this script as separate processes. By
+default the workers are two `alerts worker` processes on the settings a user
+gets (`--workers per-queue` starts one tuned worker per queue instead). It
+copies in the subscribers (100,000 by default; COPY, so a million take about a
+minute): 5% immediate alerts, the rest daily digests in several time zones,
+of which `--digests-due` fall due during the run and the rest later that day;
+`--popular-share` of them follow one popular country. Then it stores a new
+article every few seconds (real Wikinews text from ../shared/data/articles)
 for 30 minutes. At the end it reports throughput, p95 alert latency, the
-memory of every process (launched, warm, end), and checks the ledger
-against the SMTP server's log: every `sent` row accepted exactly once,
-nothing accepted that the ledger does not know.
+memory of every process (launched, warm, end), database growth and matches
+per article, and checks the ledger against the SMTP server's log: every
+`sent` row accepted exactly once, nothing accepted that the ledger does not
+know.
 
 Usage: .venv/bin/python bench/soak.py [--minutes 30] [--subscribers 100000]
+       [--digests-due 100000] [--popular-share 0.2] [--workers default|per-queue]
        [--article-every 3] [--corpus ../shared/data/articles/geovirus.xml]
 Needs PostgreSQL and Redis on 127.0.0.1. Loopback only; stops by itself.
 """
@@ -40,7 +45,7 @@ from urllib.parse import unquote
 import httpx
 import psycopg
 import redis
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -68,6 +73,8 @@ WORKERS = {
     "alerts": ["--queues", "alerts", "--pool", "threads", "--concurrency", "4"],
     "webhooks": ["--queues", "webhooks", "--pool", "threads", "--concurrency", "2"],
 }
+# The countries most stories in the corpus are about: the interests many readers share.
+POPULAR_REGIONS = ("us", "cn", "gb", "in", "fr", "de", "it", "jp", "br", "ru")
 
 
 def free_port() -> int:
@@ -136,6 +143,25 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--article-every", type=float, default=3.0, help="seconds")
+    parser.add_argument(
+        "--digests-due",
+        type=int,
+        default=100_000,
+        help="readers whose daily digest falls due during the run (the rest later that day)",
+    )
+    parser.add_argument(
+        "--popular-share",
+        type=float,
+        default=0.2,
+        help="share of readers following one popular country instead of two keywords",
+    )
+    parser.add_argument(
+        "--workers",
+        choices=("default", "per-queue"),
+        default="default",
+        help="default: two `alerts worker` processes on their own defaults, as the README "
+        "starts them; per-queue: one tuned worker per queue",
+    )
     parser.add_argument("--redis", default=REDIS_BROKER, help="broker database (it is flushed)")
     parser.add_argument(
         "--corpus", type=Path, default=REPO.parent / "shared" / "data" / "articles" / "geovirus.xml"
@@ -229,7 +255,7 @@ def run(
     words = common_words(corpus)
 
     started = time.perf_counter()
-    seed(database, args.subscribers, words, args.minutes)
+    seed(database, args.subscribers, words, args.minutes, args.digests_due, args.popular_share)
     with database.engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     print(
@@ -247,16 +273,18 @@ def run(
     processes["web"] = start(
         "web", [python, "-m", "alerts", "web", "--port", str(web_port)], env, data_dir
     )
-    for queue, options in WORKERS.items():
-        nice = ["nice", "-n", str(BULK_NICENESS)] if queue == "send" else []
-        processes[f"worker-{queue}"] = start(
-            f"worker-{queue}", [*nice, python, "-m", "alerts", "worker", *options], env, data_dir
+    workers = WORKERS if args.workers == "per-queue" else {"1": [], "2": []}
+    for name, options in workers.items():
+        nice = ["nice", "-n", str(BULK_NICENESS)] if name == "send" else []
+        processes[f"worker-{name}"] = start(
+            f"worker-{name}", [*nice, python, "-m", "alerts", "worker", *options], env, data_dir
         )
     time.sleep(8)
     processes["clock"] = start("clock", [python, "-m", "alerts", "clock"], env, data_dir)
     time.sleep(2)
     memory_launch = memory(processes)
     memory_start: dict[str, float] = {}
+    size_start = database_size(database)
 
     print(f"running {args.minutes:g} min: an article every {args.article_every:g} s", flush=True)
     rng = random.Random(11)
@@ -280,6 +308,7 @@ def run(
             )
         time.sleep(args.article_every)
     memory_end = memory(processes)
+    size_end = database_size(database)
 
     drain_deadline = time.monotonic() + DRAIN_SECONDS
     while time.monotonic() < drain_deadline and pending(database):
@@ -299,58 +328,123 @@ def run(
     report(
         database, smtp_log, articles, elapsed, (memory_launch, memory_start, memory_end), metrics
     )
+    report_storage(database, articles, size_start, size_end, args.minutes)
 
 
-def seed(database: object, count: int, words: list[str], minutes: float) -> None:
-    """Subscribers whose digests fall due during the run, in several time zones."""
+def seed(
+    database: object,
+    count: int,
+    words: list[str],
+    minutes: float,
+    digests_due: int,
+    popular_share: float,
+) -> None:
+    """Readers in several time zones, copied in with COPY (a million in about a minute).
+
+    ``digests_due`` readers get a send time inside the run; the others' fall
+    in the rest of the day, as a real list's do. ``popular_share`` of them
+    follow one popular country (what most readers of a newsroom do) instead of
+    a pair of keywords, so storage per article shows what sharing saves.
+    """
     from alerts.db import Database, utcnow
-    from alerts.models import Frequency, Interest, Subscriber, SubscriberStatus
+    from alerts.models import Frequency, SubscriberStatus
     from alerts.schedule import zone
 
     assert isinstance(database, Database)
     rng = random.Random(5)
     now = utcnow()
     since = now - timedelta(days=1)
-    rows = []
+    due_share = min(1.0, digests_due / max(count, 1))
+    subscribers = []
+    interests = []
     for n in range(count):
         timezone = ZONES[n % len(ZONES)]
         immediate = rng.random() < IMMEDIATE_SHARE
-        # A send time a few minutes into the run, in the reader's own zone.
-        due = now + timedelta(minutes=rng.uniform(1, max(minutes - 1, 1)))
+        if rng.random() < due_share:
+            # A send time a few minutes into the run, in the reader's own zone.
+            due = now + timedelta(minutes=rng.uniform(1, max(minutes - 1, 1)))
+        else:
+            due = now + timedelta(minutes=rng.uniform(minutes + 5, 24 * 60 - 5))
         local = due.astimezone(zone(timezone))
-        rows.append(
-            {
-                "email": f"reader{n:06d}@soak.example.org",
-                "status": SubscriberStatus.CONFIRMED,
-                "frequency": Frequency.IMMEDIATE if immediate else Frequency.DAILY,
-                "timezone": timezone,
-                "send_at": clock_time(local.hour, local.minute),
-                "weekly_day": 0,
-                "language": "en",
-                "paused": False,
-                "created_at": since,
-                "confirmed_at": since,
+        subscribers.append(
+            (
+                f"reader{n:07d}@soak.example.org",
+                SubscriberStatus.CONFIRMED.value,
+                (Frequency.IMMEDIATE if immediate else Frequency.DAILY).value,
+                timezone,
+                clock_time(local.hour, local.minute),
+                0,
+                "en",
+                False,
+                since,
+                since,
                 # The window starts at the beginning of the run: digests carry its matches.
-                "last_digest_at": now,
-            }
+                now,
+                rng.randrange(1_000_000),
+            )
         )
-    with database.session_scope() as session:
-        ids = session.scalars(
-            insert(Subscriber).returning(Subscriber.id, sort_by_parameter_order=True), rows
-        ).all()
-        session.execute(
-            insert(Interest),
-            [
-                {
-                    "subscriber_id": subscriber_id,
-                    "query": f"{rng.choice(words)} OR {rng.choice(words)}",
-                    "regions": [],
-                    "created_at": since,
-                    "updated_at": since,
-                }
-                for subscriber_id in ids
-            ],
+        if rng.random() < popular_share:
+            interests.append((None, json.dumps([rng.choice(POPULAR_REGIONS)])))
+        else:
+            interests.append((f"{rng.choice(words)} OR {rng.choice(words)}", "[]"))
+    connection = database.engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        with cursor.copy(
+            "COPY subscribers (email, status, frequency, timezone, send_at, weekly_day,"
+            " language, paused, created_at, confirmed_at, last_digest_at, token_version)"
+            " FROM STDIN"
+        ) as copy:
+            for row in subscribers:
+                copy.write_row(row)
+        cursor.execute("SELECT id FROM subscribers ORDER BY id")
+        ids = [row[0] for row in cursor.fetchall()]
+        with cursor.copy(
+            "COPY interests (subscriber_id, query, regions, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for subscriber_id, (query, regions) in zip(ids, interests, strict=True):
+                copy.write_row((subscriber_id, query, regions, since, since))
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def database_size(database: object) -> int:
+    from alerts.db import Database
+
+    assert isinstance(database, Database)
+    with database.engine.connect() as connection:
+        return int(
+            connection.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one()
         )
+
+
+def report_storage(
+    database: object, articles: int, size_start: int, size_end: int, minutes: float
+) -> None:
+    """What the run wrote: the whole database's growth, and matches per article."""
+    from alerts.db import Database
+
+    assert isinstance(database, Database)
+    with database.engine.connect() as connection:
+        sizes = {
+            table: int(
+                connection.exec_driver_sql(f"SELECT pg_total_relation_size('{table}')").scalar_one()
+            )
+            for table in ("matches", "distinct_interests", "interest_links", "deliveries")
+        }
+    grown = size_end - size_start
+    print("  storage (PostgreSQL, tables with their indexes and TOAST):")
+    print(
+        f"    database grew {grown / 2**20:,.1f} MiB during the load "
+        f"({grown / 2**20 / (minutes / 60):,.1f} MiB an hour)"
+    )
+    print(
+        f"    matches {sizes['matches'] / 2**10:,.0f} KiB: "
+        f"{sizes['matches'] / max(articles, 1) / 2**10:,.1f} KiB per article"
+    )
+    for table in ("distinct_interests", "interest_links", "deliveries"):
+        print(f"    {table} {sizes[table] / 2**20:,.1f} MiB")
 
 
 def store_article(database: object, title: str, body: str, tags: list[str]) -> None:
